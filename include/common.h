@@ -1,0 +1,48 @@
+/* Shared basics: error codes, allocation that aborts on exhaustion, container_of. */
+#ifndef VR_COMMON_H
+#define VR_COMMON_H
+
+#include <stddef.h>
+
+#define VR_MUSTCHECK __attribute__((warn_unused_result))
+#define VR_PRINTF(f, a) __attribute__((format(printf, f, a)))
+
+/* Every fallible function returns 0 or one of these negative codes. */
+#define VR_ERRNO_MAP(XX)                                                                      \
+    XX(EINVAL, "invalid argument")                                                           \
+    XX(ENOMEM, "out of memory")                                                              \
+    XX(EIO, "input/output error")                                                            \
+    XX(ENOENT, "not found")                                                                  \
+    XX(ETOOBIG, "too large")                                                                 \
+    XX(ETIMEDOUT, "timed out")                                                               \
+    XX(EPARSE, "malformed input")                                                            \
+    XX(EDB, "database error")                                                                \
+    XX(EUNAVAIL, "database unavailable")                                                     \
+    XX(EBEHIND, "database schema is behind: run voidrecon migrate")                          \
+    XX(ECLOSED, "connection closed")                                                         \
+    XX(ESTATE, "operation not valid in the current state")
+
+enum vr_errno {
+    VR_OK = 0,
+#define XX(name, s) VR_##name,
+    VR_ERRNO_FIRST_ = -1000,
+    VR_ERRNO_MAP(XX)
+#undef XX
+};
+
+/* A static, human-readable description of code (never NULL). */
+const char *vr_strerror(int code);
+
+/* Allocators that abort the process when memory is exhausted. */
+void *xmalloc(size_t n);
+void *xcalloc(size_t count, size_t n);
+void *xrealloc(void *p, size_t n);
+/* Caller frees with free(). */
+char *xstrdup(const char *s);
+char *xstrndup(const char *s, size_t n);
+
+#define container_of(ptr, type, member) ((type *)((char *)(ptr)-offsetof(type, member)))
+
+#define ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
+
+#endif

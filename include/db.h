@@ -1,0 +1,76 @@
+/* Asynchronous PostgreSQL connection pool on a libuv loop: sessions, queries, reconnects. */
+#ifndef VR_DB_H
+#define VR_DB_H
+
+#include <stdint.h>
+
+#include <libpq-fe.h>
+#include <uv.h>
+
+#include "common.h"
+
+struct db;
+/* Exclusive use of one pooled connection (e.g. for a transaction) between acquire and release. */
+struct db_session;
+
+/* Zero in any field selects its default. */
+struct db_config {
+    const char *conninfo;        /* libpq conninfo string or URI; copied, never logged */
+    unsigned pool_size;          /* connections kept open; default 4 */
+    uint64_t connect_timeout_ms; /* connect + session setup; default 5000 */
+    uint64_t reconnect_min_ms;   /* reconnect backoff starts here; default 250 */
+    uint64_t reconnect_max_ms;   /* and doubles up to here, with jitter; default 5000 */
+    uint64_t query_timeout_ms;   /* server statement_timeout set on connect; default 10000 */
+    unsigned max_waiters;        /* bound on queued db_acquire calls; default 1024 */
+    uint64_t acquire_timeout_ms; /* how long a queued db_acquire waits; default 5000 */
+};
+
+/* Status 0 with s != NULL, or s == NULL and VR_EUNAVAIL (every connection is down, or the wait
+ * queue is full: fails at once, never queues), VR_ETIMEDOUT (waited acquire_timeout_ms) or
+ * VR_ECLOSED (db_close was called). Always called from the loop, never from db_acquire itself. */
+typedef void (*db_acquire_cb)(struct db_session *s, int status, void *arg);
+
+/* Status 0: res is the statement's result (PGRES_COMMAND_OK or PGRES_TUPLES_OK).
+ * VR_EDB: the server reported an error; res is that error result (PQresultErrorField works).
+ * VR_EUNAVAIL: the connection was lost (or the client-side watchdog fired); res is NULL.
+ * VR_ECLOSED: the query was issued after db_close; VR_EINVAL: bad arguments; res is NULL.
+ * res is borrowed: the pool PQclear()s it when the callback returns. */
+typedef void (*db_result_cb)(struct db_session *s, PGresult *res, int status, void *arg);
+
+/* Creates a pool on loop and starts connecting every connection in the background; returns at
+ * once with 0, or VR_EINVAL when conninfo is missing or unparsable. cfg and its strings are
+ * copied. Caller ends it with db_close, then db_free after done_cb. Host names in conninfo are
+ * resolved by libpq synchronously: use IP addresses (hostaddr) or sockets to never block. */
+int db_new(struct db **out, uv_loop_t *loop, const struct db_config *cfg) VR_MUSTCHECK;
+
+/* Fails queued and future acquires with VR_ECLOSED, lets queries in flight finish (their
+ * callbacks run), closes each connection once its session is released (queries on a held
+ * session now fail with VR_ECLOSED), and calls done_cb(arg) once every handle is closed. */
+void db_close(struct db *db, void (*done_cb)(void *arg), void *arg);
+
+/* Frees a pool whose db_close has completed. Accepts NULL. */
+void db_free(struct db *db);
+
+/* 1 when at least one connection is established, else 0. */
+int db_up(const struct db *db);
+
+/* Borrows an idle connection, queueing FIFO for up to acquire_timeout_ms when all are busy. */
+void db_acquire(struct db *db, db_acquire_cb cb, void *arg);
+
+/* Sends one statement with text parameters (NULL entries are SQL NULL) and text results; cb
+ * runs once. sql and params are borrowed for the duration of the call only. One query at a time
+ * per session: issue the next from the callback. */
+void db_session_query(struct db_session *s, const char *sql, int nparams,
+                      const char *const *params, db_result_cb cb, void *arg);
+
+/* Returns the session's connection to the pool. A connection left inside a transaction is
+ * rolled back by the pool first; a broken one reconnects in the background. Releasing with a
+ * query in flight cancels its callback (it will not run). s is invalid afterwards. */
+void db_release(struct db_session *s);
+
+/* Acquire + one query + release. sql and params are copied. cb gets s == NULL; acquire
+ * failures arrive as its status with res == NULL. */
+void db_query(struct db *db, const char *sql, int nparams, const char *const *params,
+              db_result_cb cb, void *arg);
+
+#endif

@@ -1,0 +1,79 @@
+/* HTTP/1.1 server on libuv: listener, keep-alive connections, timeouts, ordered responses. */
+#ifndef VR_HTTPD_H
+#define VR_HTTPD_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <uv.h>
+
+#include "common.h"
+
+/* Zero fields take the defaults in parentheses. */
+struct httpd_config {
+    const char *host;           /* numeric IPv4/IPv6 address to bind ("127.0.0.1"); borrowed */
+    int port;                   /* 0: an ephemeral port, see httpd_port() */
+    size_t max_header_bytes;    /* request line + headers (16 KiB); over it: 431 */
+    size_t max_body_bytes;      /* request body (1 MiB); over it: 413 */
+    uint64_t header_timeout_ms; /* for a request head to arrive, counted from the connection's
+                                   start or the first byte of a later request (10 s); 408 */
+    uint64_t idle_timeout_ms;   /* keep-alive connection waiting for its next request (60 s) */
+    unsigned max_connections;   /* open connections; more get 503 with Retry-After (1024) */
+    uint64_t body_timeout_ms;   /* for the body once the head is in (header_timeout_ms); 408 */
+};
+
+struct httpd;
+struct httpd_request; /* one request handed to the handler; opaque, see the accessors */
+
+/* Called once per request, in order per connection. The handler must eventually call
+ * httpd_respond or httpd_respond_error exactly once for req, now or later from the loop. */
+typedef void (*httpd_handler_cb)(struct httpd_request *req, void *arg);
+
+/* Called by httpd_stop once every handle is closed. */
+typedef void (*httpd_done_cb)(void *arg);
+
+/* Binds, listens and starts accepting on loop. cfg is copied (host too); arg is borrowed and
+ * passed to handler. On success *out is set; the caller stops it with httpd_stop and then
+ * frees it with httpd_free. Returns VR_EINVAL for a host that is not a numeric address or a
+ * port out of range, VR_EIO when binding or listening fails (the caller logs); on failure the
+ * half-made server closes its handle itself the next time the loop runs. */
+int httpd_start(struct httpd **out, uv_loop_t *loop, const struct httpd_config *cfg,
+                httpd_handler_cb handler, void *arg) VR_MUSTCHECK;
+
+/* The port actually bound (useful with port 0). */
+int httpd_port(const struct httpd *h);
+
+/* Request accessors. Strings are borrowed from req and valid until it is responded to. */
+const char *httpd_request_method(const struct httpd_request *req); /* "GET", "POST", ... */
+const char *httpd_request_path(const struct httpd_request *req);   /* target without query */
+const char *httpd_request_query(const struct httpd_request *req);  /* after '?', or "" */
+/* Case-insensitive; the first value, or NULL when absent. */
+const char *httpd_request_header(const struct httpd_request *req, const char *name);
+/* The decoded body, NUL-terminated ("" when none); *len gets its length if len is not NULL. */
+const char *httpd_request_body(const struct httpd_request *req, size_t *len);
+/* Textual peer address: "127.0.0.1", "::1". */
+const char *httpd_request_remote_addr(const struct httpd_request *req);
+const struct sockaddr *httpd_request_peer(const struct httpd_request *req);
+
+/* Sends the response and frees req (which must not be used afterwards). content_type may be
+ * NULL (no Content-Type header); extra_headers is NULL or "Name: value\r\n" lines; body (len
+ * bytes) is copied. Content-Length and Connection are always written (no body and no
+ * Content-Length for 1xx/204/304; no body for HEAD). A malformed status or header text is
+ * logged and replaced by a 500. If the client has gone, the response is dropped. */
+void httpd_respond(struct httpd_request *req, int status, const char *content_type,
+                   const char *extra_headers, const char *body, size_t len);
+
+/* httpd_respond with the JSON body {"error":{"code":code,"message":message}}; strings are
+ * borrowed and JSON-escaped. */
+void httpd_respond_error(struct httpd_request *req, int status, const char *code,
+                         const char *message, const char *extra_headers);
+
+/* Stops accepting at once. Idle and half-received connections are closed; requests in flight
+ * get their response written, then their connection is closed. done_cb(arg) runs once every
+ * handle is closed (from the loop, never from inside httpd_stop); then the caller may call
+ * httpd_free. Call it at most once. */
+void httpd_stop(struct httpd *h, httpd_done_cb done_cb, void *arg);
+
+/* Frees a stopped server (after done_cb); accepts NULL. */
+void httpd_free(struct httpd *h);
+
+#endif

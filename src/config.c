@@ -1,0 +1,290 @@
+/* One table declares every setting: its variable, type, default, bounds and meaning. */
+#include "config.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "acl.h"
+
+#define PREFIX "VOIDRECON_"
+
+enum config_type { CT_STRING, CT_SECRET, CT_UINT };
+
+struct config_entry {
+    const char *name; /* without PREFIX */
+    enum config_type type;
+    size_t offset;
+    const char *def;
+    uint64_t min, max; /* CT_UINT */
+    const char *help;
+};
+
+#define S(name, field, def, help) {name, CT_STRING, offsetof(struct config, field), def, 0, 0, help}
+#define K(name, field, help)      {name, CT_SECRET, offsetof(struct config, field), "", 0, 0, help}
+#define U(name, field, def, lo, hi, help)                                                     \
+    {name, CT_UINT, offsetof(struct config, field), def, lo, hi, help}
+#define DAY_MS 86400000ull
+
+static const struct config_entry entries[] = {
+    K("DATABASE_URL", database_url, "libpq connection string or URI (empty: PG* variables)"),
+    S("LISTEN", listen, "127.0.0.1:8080", "host:port of the HTTP listener"),
+    S("LOG_LEVEL", log_level_name, "info", "debug, info, warn or error"),
+    U("MAX_BODY_BYTES", max_body_bytes, "1048576", 1, 64ull << 20, "largest request body"),
+    U("MAX_HEADER_BYTES", max_header_bytes, "16384", 1024, 1 << 20,
+      "largest request line plus headers"),
+    U("HEADER_TIMEOUT_MS", header_timeout_ms, "10000", 10, DAY_MS,
+      "time a client has to send a whole request"),
+    U("IDLE_TIMEOUT_MS", idle_timeout_ms, "60000", 10, DAY_MS,
+      "idle keep-alive connections are closed after this"),
+    U("MAX_CONNECTIONS", max_connections, "1024", 1, 100000, "open client connections"),
+    U("DB_POOL_SIZE", db_pool_size, "4", 1, 256, "PostgreSQL connections kept open"),
+    U("DB_TIMEOUT_MS", db_timeout_ms, "10000", 100, DAY_MS,
+      "longest database statement, and longest wait for a free connection"),
+    U("SHUTDOWN_TIMEOUT_MS", shutdown_timeout_ms, "10000", 0, DAY_MS,
+      "on SIGINT/SIGTERM, how long requests in flight may take to finish"),
+    K("ADMIN_TOKEN", admin_token, "bearer token of /v1 (unset: /v1 disabled)"),
+    S("ATLAS_BASE_URL", atlas_base_url, "", "Atlas API base URL for polling (unset: poller off)"),
+    K("ATLAS_CLIENT_ID", atlas_client_id, "x-atlas-client-id"),
+    K("ATLAS_CLIENT_SECRET", atlas_client_secret, "x-atlas-client-secret"),
+    U("ATLAS_TIMEOUT_MS", atlas_timeout_ms, "10000", 10, DAY_MS, "one Atlas request"),
+    K("ATLAS_WEBHOOK_TOKEN", atlas_webhook_token,
+      "required path token: /webhooks/atlas/<token> (unset: none)"),
+    S("ATLAS_ALLOWED_CIDRS", atlas_allowed_cidrs, "",
+      "source addresses allowed to post Atlas webhooks, CIDRs separated by commas (unset: all)"),
+    U("POLL_TICK_MS", poll_tick_ms, "1000", 1, DAY_MS, "how often the poller looks for due cases"),
+    U("POLL_FIRST_MS", poll_first_ms, "300000", 0, 30 * DAY_MS, "first poll after a case appears"),
+    U("POLL_MAX_INTERVAL_MS", poll_max_interval_ms, "3600000", 1, 30 * DAY_MS,
+      "cap of the growing interval between polls"),
+    U("POLL_CONFIRM_MS", poll_confirm_ms, "5000", 0, 30 * DAY_MS,
+      "delay of the poll that confirms a webhook-reported closing"),
+    U("POLL_CONCURRENCY", poll_concurrency, "8", 1, 1024, "Atlas requests in flight"),
+    U("POLL_MAX_RPS", poll_max_rps, "10", 1, 100000, "Atlas requests per second"),
+    U("POLL_FAILURES_ALERT", poll_failures_alert, "10", 1, 1000000,
+      "failed polls in a row that flag poll_failing"),
+    U("STUCK_AFTER_MS", stuck_after_ms, "86400000", 1, 365 * DAY_MS,
+      "age at which a still-open case is flagged stuck"),
+    S("ALERT_URL", alert_url, "", "alert receiver (unset: outbox and NOTIFY only)"),
+    K("ALERT_SECRET", alert_secret, "alert signing key"),
+    K("XSOLLA_SECRET", xsolla_secret, "Xsolla project secret key (unset: endpoint answers 503)"),
+};
+
+static int set_value(struct config *cfg, const struct config_entry *e, const char *value,
+                     char *err, size_t errlen)
+{
+    char *field = (char *)cfg + e->offset;
+
+    if (e->type == CT_UINT) {
+        char *end;
+        errno = 0;
+        unsigned long long v = strtoull(value, &end, 10);
+        if (errno != 0 || end == value || *end != '\0' || !isdigit((unsigned char)value[0]) ||
+            v < e->min || v > e->max) {
+            snprintf(err, errlen, PREFIX "%s: \"%s\" is not a whole number from %llu to %llu",
+                     e->name, value, (unsigned long long)e->min, (unsigned long long)e->max);
+            return VR_EINVAL;
+        }
+        *(uint64_t *)(void *)field = v;
+        return 0;
+    }
+    free(*(char **)(void *)field);
+    *(char **)(void *)field = xstrdup(value);
+    return 0;
+}
+
+void config_init(struct config *cfg)
+{
+    char err[256];
+
+    memset(cfg, 0, sizeof(*cfg));
+    for (size_t i = 0; i < ARRAY_SIZE(entries); i++) {
+        if (set_value(cfg, &entries[i], entries[i].def, err, sizeof(err)) != 0)
+            abort(); /* a default outside its own bounds is a programming error */
+    }
+}
+
+int config_load_env(struct config *cfg, char *err, size_t errlen)
+{
+    char name[128];
+    int r;
+
+    for (size_t i = 0; i < ARRAY_SIZE(entries); i++) {
+        snprintf(name, sizeof(name), PREFIX "%s", entries[i].name);
+        const char *v = getenv(name);
+        if (v != NULL && (r = set_value(cfg, &entries[i], v, err, errlen)) != 0)
+            return r;
+    }
+    return 0;
+}
+
+int config_set_flag(struct config *cfg, const char *flag, const char *value, char *err,
+                    size_t errlen)
+{
+    char want[128];
+    size_t n = 0;
+
+    for (const char *p = flag; *p && n + 1 < sizeof(want); p++)
+        want[n++] = *p == '-' ? '_' : (char)toupper((unsigned char)*p);
+    want[n] = '\0';
+    for (size_t i = 0; i < ARRAY_SIZE(entries); i++) {
+        if (strcmp(entries[i].name, want) == 0)
+            return set_value(cfg, &entries[i], value, err, errlen);
+    }
+    return VR_ENOENT;
+}
+
+static int parse_listen(struct config *cfg, char *err, size_t errlen)
+{
+    const char *colon = strrchr(cfg->listen, ':');
+    const char *host = cfg->listen;
+    size_t hostlen;
+    char *end;
+    long port;
+
+    if (colon == NULL)
+        goto bad;
+    hostlen = (size_t)(colon - host);
+    if (hostlen >= 2 && host[0] == '[' && host[hostlen - 1] == ']') {
+        host++;
+        hostlen -= 2;
+    }
+    errno = 0;
+    port = strtol(colon + 1, &end, 10);
+    if (hostlen == 0 || errno != 0 || end == colon + 1 || *end != '\0' || port < 0 ||
+        port > 65535)
+        goto bad;
+    free(cfg->listen_host);
+    cfg->listen_host = xstrndup(host, hostlen);
+    cfg->listen_port = (int)port;
+    return 0;
+bad:
+    snprintf(err, errlen, PREFIX "LISTEN: \"%s\" is not host:port (e.g. 127.0.0.1:8080)",
+             cfg->listen);
+    return VR_EINVAL;
+}
+
+int config_validate(struct config *cfg, char *err, size_t errlen)
+{
+    struct acl *acl = NULL;
+    char acl_err[200];
+    int r;
+
+    if ((r = parse_listen(cfg, err, errlen)) != 0)
+        return r;
+    if (log_level_parse(cfg->log_level_name, &cfg->log_level) != 0) {
+        snprintf(err, errlen, PREFIX "LOG_LEVEL: \"%s\" is not debug, info, warn or error",
+                 cfg->log_level_name);
+        return VR_EINVAL;
+    }
+    if (acl_parse(cfg->atlas_allowed_cidrs, &acl, acl_err, sizeof(acl_err)) != 0) {
+        snprintf(err, errlen, PREFIX "ATLAS_ALLOWED_CIDRS: %s", acl_err);
+        return VR_EINVAL;
+    }
+    acl_free(acl);
+    for (const char *p = cfg->atlas_webhook_token; *p; p++) {
+        if (!isalnum((unsigned char)*p) && *p != '-' && *p != '_' && *p != '.' && *p != '~') {
+            snprintf(err, errlen,
+                     PREFIX "ATLAS_WEBHOOK_TOKEN: only letters, digits and -_.~ may appear in "
+                            "a path token");
+            return VR_EINVAL;
+        }
+    }
+    if (cfg->atlas_base_url[0] != '\0' &&
+        strncmp(cfg->atlas_base_url, "http://", 7) != 0 &&
+        strncmp(cfg->atlas_base_url, "https://", 8) != 0) {
+        snprintf(err, errlen, PREFIX "ATLAS_BASE_URL: \"%s\" is not an http(s) URL",
+                 cfg->atlas_base_url);
+        return VR_EINVAL;
+    }
+    return 0;
+}
+
+void config_mask_url(const char *url, char *out, size_t outlen)
+{
+    const char *scheme = strstr(url, "://");
+    const char *pw;
+
+    snprintf(out, outlen, "%s", url);
+    if (scheme != NULL) {
+        const char *at = strchr(scheme + 3, '@');
+        const char *colon = strchr(scheme + 3, ':');
+        if (at != NULL && colon != NULL && colon < at)
+            snprintf(out, outlen, "%.*s:***%s", (int)(colon - url), url, at);
+        return;
+    }
+    /* key=value form: hide the value of password=..., quoted or not. */
+    if ((pw = strstr(url, "password")) != NULL) {
+        const char *v = pw + 8;
+        while (*v == ' ')
+            v++;
+        if (*v != '=')
+            return;
+        v++;
+        while (*v == ' ')
+            v++;
+        const char *e = v;
+        if (*e == '\'') {
+            for (e++; *e && *e != '\''; e++)
+                if (*e == '\\' && e[1])
+                    e++;
+            if (*e)
+                e++;
+        } else {
+            while (*e && *e != ' ')
+                e++;
+        }
+        snprintf(out, outlen, "%.*s***%s", (int)(v - url), url, e);
+    }
+}
+
+void config_log(const struct config *cfg)
+{
+    char line[4096], masked[1024];
+    size_t n = 0;
+
+    for (size_t i = 0; i < ARRAY_SIZE(entries) && n < sizeof(line); i++) {
+        const struct config_entry *e = &entries[i];
+        const char *field = (const char *)cfg + e->offset;
+        if (e->type == CT_UINT) {
+            n += (size_t)snprintf(line + n, sizeof(line) - n, "%s%s=%llu", n ? " " : "", e->name,
+                                  (unsigned long long)*(const uint64_t *)(const void *)field);
+            continue;
+        }
+        const char *v = *(char *const *)(const void *)field;
+        if (e->type == CT_SECRET && v[0] != '\0') {
+            if (e->offset == offsetof(struct config, database_url)) {
+                config_mask_url(v, masked, sizeof(masked));
+                v = masked;
+            } else {
+                v = "***";
+            }
+        }
+        n += (size_t)snprintf(line + n, sizeof(line) - n, "%s%s=%s", n ? " " : "", e->name,
+                              v[0] ? v : "(unset)");
+    }
+    log_info("config", "%s", line);
+}
+
+void config_print_help(FILE *f)
+{
+    fprintf(f, "Environment (flags --name-in-lower-case=VALUE override them):\n");
+    for (size_t i = 0; i < ARRAY_SIZE(entries); i++) {
+        const struct config_entry *e = &entries[i];
+        fprintf(f, "  " PREFIX "%-22s %s", e->name, e->help);
+        if (e->def[0] != '\0' && e->type != CT_SECRET)
+            fprintf(f, " [%s]", e->def);
+        fputc('\n', f);
+    }
+}
+
+void config_cleanup(struct config *cfg)
+{
+    for (size_t i = 0; i < ARRAY_SIZE(entries); i++) {
+        if (entries[i].type != CT_UINT)
+            free(*(char **)(void *)((char *)cfg + entries[i].offset));
+    }
+    free(cfg->listen_host);
+    memset(cfg, 0, sizeof(*cfg));
+}

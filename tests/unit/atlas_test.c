@@ -1,0 +1,171 @@
+/* Atlas webhook parsing: the documents' samples and broken variants. */
+#include "atlas.h"
+#include "check.h"
+
+static char *slurp(const char *name, size_t *len)
+{
+    char path[512];
+    FILE *f;
+    char *buf;
+    long n;
+
+    snprintf(path, sizeof(path), "%s/atlas/%s", VR_TEST_DATA_DIR, name);
+    f = fopen(path, "rb");
+    if (f == NULL) {
+        perror(path);
+        exit(2);
+    }
+    fseek(f, 0, SEEK_END);
+    n = ftell(f);
+    fseek(f, 0, SEEK_SET);
+    buf = malloc((size_t)n + 1);
+    if (buf == NULL || fread(buf, 1, (size_t)n, f) != (size_t)n)
+        exit(2);
+    buf[n] = '\0';
+    fclose(f);
+    *len = (size_t)n;
+    return buf;
+}
+
+static int parse_file(const char *name, struct atlas_event *ev, char *err, size_t errlen)
+{
+    size_t len;
+    char *body = slurp(name, &len);
+    int r = atlas_event_parse(body, len, ev, err, errlen);
+    free(body);
+    return r;
+}
+
+static void atlas_parses_void_success_sample(void)
+{
+    struct atlas_event ev;
+    char err[256] = "";
+
+    ASSERT_EQ(parse_file("void_success.json", &ev, err, sizeof(err)), 0);
+    ASSERT_EQ(ev.kind, ATLAS_EVENT_VOID);
+    ASSERT_STR_EQ(ev.type, "order.void");
+    ASSERT_STR_EQ(ev.order_no, "TESTA20250512100600259");
+    ASSERT_STR_EQ(ev.void_code, "202505-0012");
+    ASSERT_EQ(ev.void_status, 2);
+    ASSERT_STR_EQ(ev.message, "Void successful and confirmed by the airline.");
+    atlas_event_cleanup(&ev);
+}
+
+static void atlas_parses_void_rejection_and_chinese_samples(void)
+{
+    struct atlas_event ev;
+    char err[256] = "";
+
+    ASSERT_EQ(parse_file("void_retry_failure.json", &ev, err, sizeof(err)), 0);
+    ASSERT_EQ(ev.void_status, 4);
+    ASSERT_CONTAINS(ev.message, "after 10 retries");
+    atlas_event_cleanup(&ev);
+    ASSERT_EQ(parse_file("void_zh.json", &ev, err, sizeof(err)), 0);
+    ASSERT_STR_EQ(ev.message, "废票成功，航司已确认");
+    atlas_event_cleanup(&ev);
+}
+
+static void atlas_void_message_is_optional(void)
+{
+    static const char body[] =
+        "{\"type\":\"order.void\",\"data\":{\"orderNo\":\"A\",\"voidCode\":\"V\",\"voidStatus\":0,"
+        "\"message\":null}}";
+    struct atlas_event ev;
+    char err[256] = "";
+
+    ASSERT_EQ(atlas_event_parse(body, sizeof(body) - 1, &ev, err, sizeof(err)), 0);
+    ASSERT_TRUE(ev.message == NULL);
+    ASSERT_EQ(ev.void_status, 0);
+    atlas_event_cleanup(&ev);
+}
+
+static void atlas_parses_both_cancelled_spellings(void)
+{
+    static const char schema_body[] =
+        "{\"type\":\"order.cancelled\",\"data\":{\"orderNo\":\"B1\",\"orderStatus\":-3,"
+        "\"ticketErrorCode\":\"633\",\"ticketErrorMessage\":\"Payment declined by airline.\"}}";
+    struct atlas_event ev;
+    char err[256] = "";
+
+    ASSERT_EQ(parse_file("cancelled_notification.json", &ev, err, sizeof(err)), 0);
+    ASSERT_EQ(ev.kind, ATLAS_EVENT_CANCELLED);
+    ASSERT_STR_EQ(ev.order_no, "BCNQL20201031184148568");
+    ASSERT_STR_EQ(ev.error_code, "604");
+    ASSERT_STR_EQ(ev.error_message, "Payment declined by airline");
+    ASSERT_TRUE(ev.has_order_status);
+    ASSERT_EQ(ev.order_status, -3);
+    atlas_event_cleanup(&ev);
+
+    ASSERT_EQ(parse_file("cancelled_hybrid_guide.json", &ev, err, sizeof(err)), 0);
+    ASSERT_STR_EQ(ev.order_no, "{canceled order no}");
+    ASSERT_TRUE(!ev.has_order_status);
+    atlas_event_cleanup(&ev);
+
+    ASSERT_EQ(atlas_event_parse(schema_body, sizeof(schema_body) - 1, &ev, err, sizeof(err)), 0);
+    ASSERT_STR_EQ(ev.error_code, "633");
+    ASSERT_STR_EQ(ev.error_message, "Payment declined by airline.");
+    atlas_event_cleanup(&ev);
+}
+
+static void atlas_keeps_other_types_as_other(void)
+{
+    struct atlas_event ev;
+    char err[256] = "";
+
+    ASSERT_EQ(parse_file("ticketed.json", &ev, err, sizeof(err)), 0);
+    ASSERT_EQ(ev.kind, ATLAS_EVENT_OTHER);
+    ASSERT_STR_EQ(ev.type, "order.ticketed");
+    atlas_event_cleanup(&ev);
+    ASSERT_EQ(parse_file("airline_status.json", &ev, err, sizeof(err)), 0);
+    ASSERT_STR_EQ(ev.type, "airline.status");
+    atlas_event_cleanup(&ev);
+}
+
+static void atlas_rejects_broken_bodies_naming_the_field(void)
+{
+    char path[512], line[1024], err[256];
+    FILE *f;
+    int checked = 0;
+
+    snprintf(path, sizeof(path), "%s/atlas/broken.tsv", VR_TEST_DATA_DIR);
+    f = fopen(path, "r");
+    ASSERT_TRUE(f != NULL);
+    while (fgets(line, sizeof(line), f) != NULL) {
+        struct atlas_event ev;
+        char *tab = strchr(line, '\t'), *nl;
+        if (line[0] == '#' || tab == NULL)
+            continue;
+        *tab = '\0';
+        if ((nl = strchr(tab + 1, '\n')) != NULL)
+            *nl = '\0';
+        err[0] = '\0';
+        int r = atlas_event_parse(line, strlen(line), &ev, err, sizeof(err));
+        if (r != VR_EPARSE || strstr(err, tab + 1) == NULL) {
+            fprintf(stderr, "body %s: got %d \"%s\", want \"%s\"\n", line, r, err, tab + 1);
+            fclose(f);
+            ASSERT_TRUE(0);
+        }
+        checked++;
+    }
+    fclose(f);
+    printf("     %d broken bodies rejected\n", checked);
+    ASSERT_TRUE(checked >= 20);
+}
+
+static void atlas_keeps_type_of_a_rejected_body(void)
+{
+    static const char body[] = "{\"type\":\"order.void\",\"data\":{\"orderNo\":\"A\"}}";
+    struct atlas_event ev;
+    char err[256];
+
+    ASSERT_EQ(atlas_event_parse(body, sizeof(body) - 1, &ev, err, sizeof(err)), VR_EPARSE);
+    ASSERT_STR_EQ(ev.type, "order.void");
+    ASSERT_TRUE(ev.order_no == NULL);
+}
+
+CHECK_MAIN(CASE(atlas_parses_void_success_sample),
+           CASE(atlas_parses_void_rejection_and_chinese_samples),
+           CASE(atlas_void_message_is_optional), CASE(atlas_parses_both_cancelled_spellings),
+           CASE(atlas_keeps_other_types_as_other),
+           CASE(atlas_rejects_broken_bodies_naming_the_field),
+           CASE(atlas_keeps_type_of_a_rejected_body))
