@@ -57,20 +57,23 @@ int db_up(const struct db *db);
 /* Borrows an idle connection, queueing FIFO for up to acquire_timeout_ms when all are busy. */
 void db_acquire(struct db *db, db_acquire_cb cb, void *arg);
 
-/* Sends one statement with text parameters (NULL entries are SQL NULL) and text results; cb
- * runs once. sql and params are borrowed for the duration of the call only. One query at a time
- * per session: issue the next from the callback. */
+/* Sends one statement with parameters (NULL entries are SQL NULL) and text results; cb runs
+ * once. lengths NULL: every parameter is text; otherwise lengths[i] >= 0 sends params[i] as
+ * binary (for bytea) of that many bytes and lengths[i] < 0 as text. sql, params and lengths are
+ * borrowed for the duration of the call only. One query at a time per session: issue the next
+ * from the callback. */
 void db_session_query(struct db_session *s, const char *sql, int nparams,
-                      const char *const *params, db_result_cb cb, void *arg);
+                      const char *const *params, const int *lengths, db_result_cb cb,
+                      void *arg);
 
 /* Returns the session's connection to the pool. A connection left inside a transaction is
  * rolled back by the pool first; a broken one reconnects in the background. Releasing with a
  * query in flight cancels its callback (it will not run). s is invalid afterwards. */
 void db_release(struct db_session *s);
 
-/* Acquire + one query + release. sql and params are copied. cb gets s == NULL; acquire
- * failures arrive as its status with res == NULL. */
+/* Acquire + one query + release. sql, params and lengths (as for db_session_query) are
+ * copied. cb gets s == NULL; acquire failures arrive as its status with res == NULL. */
 void db_query(struct db *db, const char *sql, int nparams, const char *const *params,
-              db_result_cb cb, void *arg);
+              const int *lengths, db_result_cb cb, void *arg);
 
 #endif

@@ -34,10 +34,10 @@ typedef void (*httpd_done_cb)(void *arg);
 /* Binds, listens and starts accepting on loop. cfg is copied (host too); arg is borrowed and
  * passed to handler. On success *out is set; the caller stops it with httpd_stop and then
  * frees it with httpd_free. Returns VR_EINVAL for a host that is not a numeric address or a
- * port out of range, VR_EIO when binding or listening fails (the caller logs); on failure the
- * half-made server closes its handle itself the next time the loop runs. */
+ * port out of range, VR_EIO when binding or listening fails, with a message in err (the caller
+ * logs); on failure the half-made server closes its handle itself the next time the loop runs. */
 int httpd_start(struct httpd **out, uv_loop_t *loop, const struct httpd_config *cfg,
-                httpd_handler_cb handler, void *arg) VR_MUSTCHECK;
+                httpd_handler_cb handler, void *arg, char *err, size_t errlen) VR_MUSTCHECK;
 
 /* The port actually bound (useful with port 0). */
 int httpd_port(const struct httpd *h);

@@ -40,6 +40,7 @@ CREATE TABLE voidrecon.void_cases (
     updated_at        timestamptz NOT NULL DEFAULT now(),
     last_seen_at      timestamptz NOT NULL DEFAULT now(),
     next_poll_at      timestamptz,
+    version           bigint NOT NULL DEFAULT 1,
     PRIMARY KEY (order_no, void_code)
 );
 CREATE INDEX void_cases_next_poll_at_idx ON voidrecon.void_cases (next_poll_at) WHERE next_poll_at IS NOT NULL;
@@ -59,6 +60,7 @@ COMMENT ON COLUMN voidrecon.void_cases.created_at IS 'When voidrecon first heard
 COMMENT ON COLUMN voidrecon.void_cases.updated_at IS 'When the status, confirmation or follow-up last changed.';
 COMMENT ON COLUMN voidrecon.void_cases.last_seen_at IS 'When the last report about the case arrived, whatever its outcome.';
 COMMENT ON COLUMN voidrecon.void_cases.next_poll_at IS 'When the poller will next ask Atlas about the case; NULL when it never will (reconciled).';
+COMMENT ON COLUMN voidrecon.void_cases.version IS 'Increases by one whenever status, confirmation or follow-up change; writers compare it to detect a concurrent change.';
 
 CREATE TABLE voidrecon.void_case_events (
     id              bigserial PRIMARY KEY,
@@ -94,6 +96,7 @@ CREATE TABLE voidrecon.order_cancellations (
     order_ref         text NOT NULL,
     error_code        text,
     error_message     text,
+    order_status      text,
     received_at       timestamptz NOT NULL DEFAULT now(),
     delivery_id       bigint REFERENCES voidrecon.deliveries (id),
     needs_followup    boolean NOT NULL DEFAULT true,
@@ -106,6 +109,7 @@ COMMENT ON COLUMN voidrecon.order_cancellations.provider IS 'Provider that cance
 COMMENT ON COLUMN voidrecon.order_cancellations.order_ref IS 'The provider''s order reference (Atlas orderNo).';
 COMMENT ON COLUMN voidrecon.order_cancellations.error_code IS 'The provider''s reason code (Atlas ticket error code such as 604), when given.';
 COMMENT ON COLUMN voidrecon.order_cancellations.error_message IS 'The provider''s reason text, when given.';
+COMMENT ON COLUMN voidrecon.order_cancellations.order_status IS 'The provider''s order status as given (Atlas orderStatus, -3 meaning cancelled), when given.';
 COMMENT ON COLUMN voidrecon.order_cancellations.received_at IS 'When the cancellation was first received.';
 COMMENT ON COLUMN voidrecon.order_cancellations.delivery_id IS 'The delivery that first reported the cancellation.';
 COMMENT ON COLUMN voidrecon.order_cancellations.needs_followup IS 'True while a person should look at the cancellation; cleared by an acknowledgement.';

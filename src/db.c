@@ -2,6 +2,7 @@
 #include "db.h"
 
 #include <assert.h>
+#include <stdbool.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -235,12 +236,16 @@ static void db_wait_timer_update(struct db *db)
 static void db_fail_waiters(struct db *db, int status)
 {
     struct db_waiter *w;
+    bool moved = false;
 
     while ((w = wq_pop(&db->waiting)) != NULL) {
         w->status = status;
         wq_push(&db->done, w);
+        moved = true;
     }
-    db_kick(db);
+    /* Only when there is something to deliver: db_dispatch calls this on every turn. */
+    if (moved)
+        db_kick(db);
 }
 
 static void db_on_wait_timer(uv_timer_t *t)
@@ -402,10 +407,22 @@ static int conn_flush_arm(struct db_conn *c, int check_socket)
     return conn_poll_arm(c, UV_READABLE | (c->flushing ? UV_WRITABLE : 0), check_socket);
 }
 
+/* lengths NULL: every parameter is text; otherwise lengths[i] >= 0 sends params[i] as binary
+ * of that length (bytea) and lengths[i] < 0 as text. */
 static int conn_send(struct db_conn *c, const char *sql, int nparams, const char *const *params,
-                     int check_socket)
+                     const int *lengths, int check_socket)
 {
-    if (!PQsendQueryParams(c->pg, sql, nparams, NULL, params, NULL, NULL, 0))
+    int *formats = NULL;
+    int ok;
+
+    if (lengths != NULL) {
+        formats = xcalloc((size_t)nparams, sizeof(*formats));
+        for (int i = 0; i < nparams; i++)
+            formats[i] = lengths[i] >= 0;
+    }
+    ok = PQsendQueryParams(c->pg, sql, nparams, NULL, params, lengths, formats, 0);
+    free(formats);
+    if (!ok)
         return VR_EIO;
     return conn_flush_arm(c, check_socket);
 }
@@ -615,7 +632,7 @@ static void conn_connect_step(struct db_conn *c)
     c->state = CONN_SETUP;
     conn_query_begin(c, QUERY_SETUP, NULL, NULL);
     sp[0] = c->db->timeout_param;
-    if (conn_send(c, SQL_SETUP, 1, sp, 1) != 0)
+    if (conn_send(c, SQL_SETUP, 1, sp, NULL, 1) != 0)
         conn_break(c, PQerrorMessage(c->pg));
 }
 
@@ -714,8 +731,12 @@ static void on_poll(uv_poll_t *h, int status, int events)
     if (c->poll != p)
         return;
     if (status < 0) {
-        /* libuv has already stopped the handle; waiting would hang forever. */
-        conn_break(c, uv_strerror(status));
+        /* libuv has already stopped the handle; waiting would hang forever. A refused connect
+         * shows up here too: libpq has the better reason. */
+        if (c->state == CONN_CONNECTING && PQconnectPoll(c->pg) == PGRES_POLLING_FAILED)
+            conn_break(c, PQerrorMessage(c->pg));
+        else
+            conn_break(c, uv_strerror(status));
         return;
     }
     switch (c->state) {
@@ -778,7 +799,7 @@ static void conn_release_now(struct db_conn *c)
     case PQTRANS_INERROR:
         c->state = CONN_ROLLBACK;
         conn_query_begin(c, QUERY_ROLLBACK, NULL, NULL);
-        if (conn_send(c, SQL_ROLLBACK, 0, NULL, 0) != 0) {
+        if (conn_send(c, SQL_ROLLBACK, 0, NULL, NULL, 0) != 0) {
             conn_break(c, PQerrorMessage(c->pg));
             return;
         }
@@ -948,7 +969,7 @@ void db_acquire(struct db *db, db_acquire_cb cb, void *arg)
 }
 
 void db_session_query(struct db_session *s, const char *sql, int nparams,
-                      const char *const *params, db_result_cb cb, void *arg)
+                      const char *const *params, const int *lengths, db_result_cb cb, void *arg)
 {
     struct db_conn *c = s->conn;
     int status = 0;
@@ -962,7 +983,7 @@ void db_session_query(struct db_session *s, const char *sql, int nparams,
         status = VR_EINVAL;
     } else if (c->pg == NULL) {
         status = VR_EUNAVAIL;
-    } else if (conn_send(c, sql, nparams, params, 0) != 0) {
+    } else if (conn_send(c, sql, nparams, params, lengths, 0) != 0) {
         char reason[DB_REASON_BYTES];
 
         reason_copy(reason, sizeof(reason), PQerrorMessage(c->pg));
@@ -1002,6 +1023,7 @@ struct db_oneshot {
     char *sql;
     int nparams;
     char **params;
+    int *lengths; /* NULL: all text */
 };
 
 static void oneshot_free(struct db_oneshot *o)
@@ -1009,6 +1031,7 @@ static void oneshot_free(struct db_oneshot *o)
     for (int i = 0; i < o->nparams; i++)
         free(o->params[i]);
     free(o->params);
+    free(o->lengths);
     free(o->sql);
     free(o);
 }
@@ -1031,11 +1054,12 @@ static void oneshot_acquired(struct db_session *s, int status, void *arg)
         oneshot_free(o);
         return;
     }
-    db_session_query(s, o->sql, o->nparams, (const char *const *)o->params, oneshot_done, o);
+    db_session_query(s, o->sql, o->nparams, (const char *const *)o->params, o->lengths,
+                     oneshot_done, o);
 }
 
 void db_query(struct db *db, const char *sql, int nparams, const char *const *params,
-              db_result_cb cb, void *arg)
+              const int *lengths, db_result_cb cb, void *arg)
 {
     struct db_oneshot *o = xcalloc(1, sizeof(*o));
 
@@ -1047,8 +1071,18 @@ void db_query(struct db *db, const char *sql, int nparams, const char *const *pa
     if (nparams > 0 && nparams <= DB_MAX_PARAMS && params != NULL) {
         o->nparams = nparams;
         o->params = xcalloc((size_t)nparams, sizeof(*o->params));
-        for (int i = 0; i < nparams; i++)
-            o->params[i] = params[i] != NULL ? xstrdup(params[i]) : NULL;
+        if (lengths != NULL)
+            o->lengths = xcalloc((size_t)nparams, sizeof(*o->lengths));
+        for (int i = 0; i < nparams; i++) {
+            if (params[i] == NULL)
+                o->params[i] = NULL;
+            else if (lengths != NULL && lengths[i] >= 0)
+                o->params[i] = xstrndup(params[i], (size_t)lengths[i]);
+            else
+                o->params[i] = xstrdup(params[i]);
+            if (lengths != NULL)
+                o->lengths[i] = lengths[i];
+        }
     } else if (nparams != 0) {
         o->nparams = 0;
         free(o->sql);

@@ -1,0 +1,40 @@
+/* The HTTP endpoints: webhooks in, health and readiness out. Routes a request, checks who sent
+ * it, parses the body and answers only after the store has committed its effects. */
+#ifndef VR_INTAKE_H
+#define VR_INTAKE_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include <uv.h>
+
+#include "acl.h"
+#include "common.h"
+#include "db.h"
+#include "httpd.h"
+#include "store.h"
+
+struct intake_config {
+    const char *atlas_webhook_token; /* "" or NULL: no path token; copied */
+    const struct acl *atlas_acl;     /* NULL or empty: any source; borrowed */
+    bool schema_current;             /* start-up found the schema current */
+    uint64_t schema_recheck_ms;      /* while not known current, how often to look (5000) */
+};
+
+struct intake;
+
+/* Creates the endpoints over db and st (borrowed; they must outlive the intake). Caller stops
+ * it with intake_close, which closes its timer; free with intake_free after the loop ran. */
+struct intake *intake_new(uv_loop_t *loop, struct db *db, struct store *st,
+                          const struct intake_config *cfg);
+
+/* The httpd handler; arg is the struct intake. */
+void intake_handle(struct httpd_request *req, void *arg);
+
+/* Stops the schema re-check timer (its handle closes on the next loop turn). */
+void intake_close(struct intake *in);
+
+/* Frees an intake after intake_close and a loop turn; accepts NULL. */
+void intake_free(struct intake *in);
+
+#endif

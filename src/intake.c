@@ -1,0 +1,392 @@
+/* HTTP routing and the Atlas webhook endpoint. Every answer to a webhook comes after the store
+ * has committed (or failed), so a 2xx always means the effects are durable. */
+#include "intake.h"
+
+#include <ctype.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include <openssl/crypto.h>
+
+#include "atlas.h"
+#include "log.h"
+#include "migrate.h"
+
+#define ATLAS_PREFIX        "/webhooks/atlas"
+#define RETRY_AFTER_HEADER  "Retry-After: 5\r\n"
+#define DEFAULT_RECHECK_MS  5000
+#define JSON                "application/json"
+
+enum schema_state { SCHEMA_UNKNOWN, SCHEMA_CURRENT, SCHEMA_BEHIND };
+
+struct intake {
+    uv_loop_t *loop;
+    struct db *db;
+    struct store *st;
+    char *atlas_token;
+    const struct acl *atlas_acl;
+    uint64_t recheck_ms;
+    enum schema_state schema;
+    bool checking;
+    bool closing;
+    uv_timer_t recheck;
+};
+
+/* One webhook on its way to the database. */
+struct webhook {
+    struct intake *in;
+    struct httpd_request *req;
+    struct store_delivery d;
+    struct atlas_event ev;
+    struct store_void_report rep;
+    struct store_cancellation canc;
+    char order_status[16];
+    int reject_status;
+    const char *reject_code;
+    char error[256];
+};
+
+/* ---- small helpers ------------------------------------------------------------------------ */
+
+static void respond_json(struct httpd_request *req, int status, const char *body)
+{
+    httpd_respond(req, status, JSON, NULL, body, strlen(body));
+}
+
+static void respond_unavailable(struct httpd_request *req, const char *message)
+{
+    httpd_respond_error(req, 503, "unavailable", message, RETRY_AFTER_HEADER);
+}
+
+/* "application/json", any case, optionally followed by parameters such as charset. */
+static bool is_json_media_type(const char *ct)
+{
+    static const char want[] = "application/json";
+    size_t n = sizeof(want) - 1;
+
+    if (ct == NULL)
+        return false;
+    while (*ct == ' ' || *ct == '\t')
+        ct++;
+    if (strncasecmp(ct, want, n) != 0)
+        return false;
+    ct += n;
+    while (*ct == ' ' || *ct == '\t')
+        ct++;
+    return *ct == '\0' || *ct == ';';
+}
+
+/* Compares in time that depends only on the lengths, so a token cannot be guessed byte by
+ * byte from response times. */
+static bool token_equal(const char *given, size_t given_len, const char *want)
+{
+    size_t want_len = strlen(want);
+
+    if (given_len != want_len)
+        return false;
+    return CRYPTO_memcmp(given, want, want_len) == 0;
+}
+
+/* ---- schema readiness --------------------------------------------------------------------- */
+
+static void schema_recheck_start(struct intake *in);
+
+static void schema_checked(struct db_session *s, PGresult *res, int status, void *arg)
+{
+    struct intake *in = arg;
+    int version;
+
+    (void)s;
+    in->checking = false;
+    if (in->closing)
+        return;
+    if (status != 0 || PQntuples(res) != 1) {
+        schema_recheck_start(in);
+        return;
+    }
+    version = (int)strtol(PQgetvalue(res, 0, 0), NULL, 10);
+    if (version >= migrate_latest_version()) {
+        if (in->schema != SCHEMA_CURRENT)
+            log_info("schema_current", "database schema is at version %d", version);
+        in->schema = SCHEMA_CURRENT;
+        return;
+    }
+    if (in->schema != SCHEMA_BEHIND)
+        log_error("schema_behind",
+                  "database schema is at version %d, this voidrecon needs %d: run voidrecon "
+                  "migrate",
+                  version, migrate_latest_version());
+    in->schema = SCHEMA_BEHIND;
+    schema_recheck_start(in);
+}
+
+static void on_recheck(uv_timer_t *t)
+{
+    struct intake *in = t->data;
+
+    if (in->checking || in->closing)
+        return;
+    in->checking = true;
+    db_query(in->db, migrate_sql_version, 0, NULL, NULL, schema_checked, in);
+}
+
+static void schema_recheck_start(struct intake *in)
+{
+    if (!in->closing)
+        uv_timer_start(&in->recheck, on_recheck, in->recheck_ms, 0);
+}
+
+/* ---- health and readiness ----------------------------------------------------------------- */
+
+static void ready_checked(struct db_session *s, PGresult *res, int status, void *arg)
+{
+    struct httpd_request *req = arg;
+    char body[160];
+    int version;
+
+    (void)s;
+    if (status != 0 || PQntuples(res) != 1) {
+        respond_unavailable(req, "database unreachable");
+        return;
+    }
+    version = (int)strtol(PQgetvalue(res, 0, 0), NULL, 10);
+    if (version < migrate_latest_version()) {
+        snprintf(body, sizeof(body),
+                 "database schema is at version %d, this voidrecon needs %d: run voidrecon "
+                 "migrate",
+                 version, migrate_latest_version());
+        respond_unavailable(req, body);
+        return;
+    }
+    snprintf(body, sizeof(body), "{\"status\":\"ready\",\"schema_version\":%d}", version);
+    respond_json(req, 200, body);
+}
+
+/* ---- Atlas webhooks ----------------------------------------------------------------------- */
+
+static void webhook_free(struct webhook *w)
+{
+    atlas_event_cleanup(&w->ev);
+    free(w);
+}
+
+static void webhook_stored(int status, const struct store_result *res, void *arg)
+{
+    struct webhook *w = arg;
+    struct httpd_request *req = w->req;
+    char body[160];
+
+    if (status != 0) {
+        log_warn("webhook_not_stored", "provider=%s type=%s peer=%s: %s", w->d.provider,
+                 w->d.event_type ? w->d.event_type : "-", w->d.remote_addr, vr_strerror(status));
+        if (status == VR_EUNAVAIL)
+            respond_unavailable(req, "database unavailable; retry later");
+        else
+            httpd_respond_error(req, 500, "internal", "the delivery could not be stored", NULL);
+        webhook_free(w);
+        return;
+    }
+    log_info("webhook",
+             "provider=%s type=%s outcome=%s delivery=%" PRId64 " order=%s void=%s status=%d "
+             "alert=%" PRId64 " peer=%s",
+             w->d.provider, w->d.event_type ? w->d.event_type : "-", res->outcome,
+             res->delivery_id, w->ev.order_no ? w->ev.order_no : "-",
+             w->ev.void_code ? w->ev.void_code : "-",
+             w->ev.kind == ATLAS_EVENT_VOID ? w->ev.void_status : -1, res->alert_id,
+             w->d.remote_addr);
+    snprintf(body, sizeof(body), "{\"outcome\":\"%s\",\"delivery_id\":%" PRId64 "}",
+             res->outcome, res->delivery_id);
+    respond_json(req, 200, body);
+    webhook_free(w);
+}
+
+/* A bad request is answered 4xx whether or not its audit row could be written: the sender
+ * must fix it, retrying would not help. */
+static void rejected_stored(int status, const struct store_result *res, void *arg)
+{
+    struct webhook *w = arg;
+
+    log_info("webhook_rejected", "provider=%s peer=%s status=%d delivery=%" PRId64 ": %s",
+             w->d.provider, w->d.remote_addr, w->reject_status, status == 0 ? res->delivery_id : 0,
+             w->error);
+    if (status != 0)
+        log_warn("webhook_rejected_not_stored", "provider=%s peer=%s: %s", w->d.provider,
+                 w->d.remote_addr, vr_strerror(status));
+    httpd_respond_error(w->req, w->reject_status, w->reject_code, w->error, NULL);
+    webhook_free(w);
+}
+
+/* Keeps the delivery as rejected with w->error as its reason, then answers. */
+static void webhook_reject(struct webhook *w, int http_status, const char *code)
+{
+    w->reject_status = http_status;
+    w->reject_code = code;
+    w->d.event_type = w->ev.type[0] ? w->ev.type : NULL;
+    store_record_delivery(w->in->st, &w->d, "rejected", w->error, rejected_stored, w);
+}
+
+static void atlas_webhook(struct intake *in, struct httpd_request *req)
+{
+    struct webhook *w = xcalloc(1, sizeof(*w));
+    size_t len;
+    const char *body = httpd_request_body(req, &len);
+
+    w->in = in;
+    w->req = req;
+    w->d.provider = "atlas";
+    w->d.remote_addr = httpd_request_remote_addr(req);
+    w->d.body = body;
+    w->d.body_len = len;
+
+    if (!is_json_media_type(httpd_request_header(req, "Content-Type"))) {
+        const char *ct = httpd_request_header(req, "Content-Type");
+
+        if (ct == NULL)
+            snprintf(w->error, sizeof(w->error), "Content-Type: missing, expected application/json");
+        else
+            snprintf(w->error, sizeof(w->error),
+                     "Content-Type: expected application/json, got \"%.64s\"", ct);
+        webhook_reject(w, 415, "unsupported_media_type");
+        return;
+    }
+    if (atlas_event_parse(body, len, &w->ev, w->error, sizeof(w->error)) != 0) {
+        webhook_reject(w, 400, "invalid_payload");
+        return;
+    }
+    w->d.event_type = w->ev.type;
+    switch (w->ev.kind) {
+    case ATLAS_EVENT_VOID:
+        w->rep.order_no = w->ev.order_no;
+        w->rep.void_code = w->ev.void_code;
+        w->rep.status = w->ev.void_status;
+        w->rep.message = w->ev.message;
+        w->rep.source = VOIDCASE_SOURCE_WEBHOOK;
+        store_apply_void(in->st, &w->d, &w->rep, webhook_stored, w);
+        return;
+    case ATLAS_EVENT_CANCELLED:
+        w->canc.order_ref = w->ev.order_no;
+        w->canc.error_code = w->ev.error_code;
+        w->canc.error_message = w->ev.error_message;
+        w->canc.alert = true;
+        if (w->ev.has_order_status) {
+            snprintf(w->order_status, sizeof(w->order_status), "%d", w->ev.order_status);
+            w->canc.order_status = w->order_status;
+        }
+        store_record_cancellation(in->st, &w->d, &w->canc, webhook_stored, w);
+        return;
+    case ATLAS_EVENT_OTHER:
+        store_record_delivery(in->st, &w->d, "ignored", NULL, webhook_stored, w);
+        return;
+    }
+}
+
+/* ---- routing ------------------------------------------------------------------------------ */
+
+static bool method_is(struct httpd_request *req, const char *m)
+{
+    return strcmp(httpd_request_method(req), m) == 0;
+}
+
+static void not_found(struct httpd_request *req)
+{
+    httpd_respond_error(req, 404, "not_found", "no such endpoint", NULL);
+}
+
+static void route_atlas(struct intake *in, struct httpd_request *req, const char *rest)
+{
+    char msg[96];
+
+    /* rest is what follows ATLAS_PREFIX: "" or "/<token>". */
+    if (in->atlas_token[0] != '\0') {
+        if (rest[0] != '/' || !token_equal(rest + 1, strlen(rest + 1), in->atlas_token)) {
+            log_warn("webhook_bad_token", "provider=atlas peer=%s: missing or wrong path token",
+                     httpd_request_remote_addr(req));
+            not_found(req);
+            return;
+        }
+    } else if (rest[0] != '\0') {
+        not_found(req);
+        return;
+    }
+    if (!method_is(req, "POST")) {
+        httpd_respond_error(req, 405, "method_not_allowed", "use POST", "Allow: POST\r\n");
+        return;
+    }
+    if (in->atlas_acl != NULL && acl_count(in->atlas_acl) > 0 &&
+        !acl_allows(in->atlas_acl, httpd_request_peer(req))) {
+        log_warn("webhook_forbidden", "provider=atlas peer=%s: source address not allowed",
+                 httpd_request_remote_addr(req));
+        snprintf(msg, sizeof(msg), "source address %s is not allowed",
+                 httpd_request_remote_addr(req));
+        httpd_respond_error(req, 403, "forbidden", msg, NULL);
+        return;
+    }
+    if (in->schema == SCHEMA_BEHIND) {
+        respond_unavailable(req, "database schema is behind: run voidrecon migrate");
+        return;
+    }
+    atlas_webhook(in, req);
+}
+
+void intake_handle(struct httpd_request *req, void *arg)
+{
+    struct intake *in = arg;
+    const char *path = httpd_request_path(req);
+
+    if (strncmp(path, ATLAS_PREFIX, sizeof(ATLAS_PREFIX) - 1) == 0 &&
+        (path[sizeof(ATLAS_PREFIX) - 1] == '\0' || path[sizeof(ATLAS_PREFIX) - 1] == '/')) {
+        route_atlas(in, req, path + sizeof(ATLAS_PREFIX) - 1);
+        return;
+    }
+    if (strcmp(path, "/healthz") == 0 || strcmp(path, "/readyz") == 0) {
+        if (!method_is(req, "GET") && !method_is(req, "HEAD")) {
+            httpd_respond_error(req, 405, "method_not_allowed", "use GET",
+                                "Allow: GET, HEAD\r\n");
+            return;
+        }
+        if (path[1] == 'h')
+            respond_json(req, 200, "{\"status\":\"ok\"}");
+        else
+            db_query(in->db, migrate_sql_version, 0, NULL, NULL, ready_checked, req);
+        return;
+    }
+    not_found(req);
+}
+
+/* ---- lifecycle ---------------------------------------------------------------------------- */
+
+struct intake *intake_new(uv_loop_t *loop, struct db *db, struct store *st,
+                          const struct intake_config *cfg)
+{
+    struct intake *in = xcalloc(1, sizeof(*in));
+
+    in->loop = loop;
+    in->db = db;
+    in->st = st;
+    in->atlas_token = xstrdup(cfg->atlas_webhook_token ? cfg->atlas_webhook_token : "");
+    in->atlas_acl = cfg->atlas_acl;
+    in->recheck_ms = cfg->schema_recheck_ms ? cfg->schema_recheck_ms : DEFAULT_RECHECK_MS;
+    in->schema = cfg->schema_current ? SCHEMA_CURRENT : SCHEMA_UNKNOWN;
+    uv_timer_init(loop, &in->recheck);
+    in->recheck.data = in;
+    if (in->schema != SCHEMA_CURRENT)
+        uv_timer_start(&in->recheck, on_recheck, 0, 0);
+    return in;
+}
+
+void intake_close(struct intake *in)
+{
+    in->closing = true;
+    uv_close((uv_handle_t *)&in->recheck, NULL);
+}
+
+void intake_free(struct intake *in)
+{
+    if (in == NULL)
+        return;
+    free(in->atlas_token);
+    free(in);
+}

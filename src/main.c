@@ -1,0 +1,388 @@
+/* voidrecon: command line and wiring. config -> log -> loop -> modules -> uv_run -> teardown. */
+#include <signal.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <libpq-fe.h>
+#include <uv.h>
+
+#include "acl.h"
+#include "common.h"
+#include "config.h"
+#include "db.h"
+#include "httpd.h"
+#include "intake.h"
+#include "log.h"
+#include "migrate.h"
+#include "store.h"
+
+#define CONNECT_TIMEOUT_S "5"
+
+static const char usage_text[] =
+    "usage: voidrecon COMMAND [--setting=VALUE ...]\n"
+    "\n"
+    "Keeps airline void cases true: receives Atlas order.void webhooks, keeps each case's\n"
+    "state in PostgreSQL and records order cancellations.\n"
+    "\n"
+    "Commands:\n"
+    "  serve     run the HTTP service in the foreground (SIGINT/SIGTERM stop it cleanly)\n"
+    "  migrate   apply pending database migrations, then exit\n"
+    "  version   print the version\n"
+    "  help      print this help; 'voidrecon COMMAND --help' describes one command\n";
+
+static const char serve_help[] =
+    "usage: voidrecon serve [--setting=VALUE ...]\n"
+    "\n"
+    "Runs the service in the foreground: POST /webhooks/atlas, GET /healthz, GET /readyz.\n"
+    "Refuses to start on a database whose schema is behind (run 'voidrecon migrate').\n"
+    "Log lines are JSON objects on stderr.\n";
+
+static const char migrate_help[] =
+    "usage: voidrecon migrate [--database-url=URL]\n"
+    "\n"
+    "Applies the migrations built into this binary that the database lacks, one transaction\n"
+    "each, under an advisory lock so that concurrent runs wait for each other.\n";
+
+static const char version_help[] = "usage: voidrecon version\n\nPrints the version.\n";
+
+struct app {
+    uv_loop_t loop;
+    struct config cfg;
+    struct acl *acl;
+    struct db *db;
+    struct store *st;
+    struct intake *in;
+    struct httpd *http;
+    uv_signal_t sigint, sigterm;
+    uv_timer_t shutdown_timer;
+    bool stopping;
+};
+
+/* ---- configuration from the environment and flags ----------------------------------------- */
+
+static bool wants_help(int argc, char **argv)
+{
+    for (int i = 0; i < argc; i++) {
+        if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0)
+            return true;
+    }
+    return false;
+}
+
+/* Reads VOIDRECON_* then flags (--name=value or --name value); returns 0 or 2 (usage). */
+static int load_config(struct config *cfg, int argc, char **argv)
+{
+    char err[512];
+    int r;
+
+    config_init(cfg);
+    if (config_load_env(cfg, err, sizeof(err)) != 0)
+        goto bad;
+    for (int i = 0; i < argc; i++) {
+        const char *arg = argv[i], *eq, *value;
+        char name[64];
+
+        if (strncmp(arg, "--", 2) != 0) {
+            snprintf(err, sizeof(err), "unexpected argument \"%s\"", arg);
+            goto bad;
+        }
+        eq = strchr(arg, '=');
+        if (eq != NULL) {
+            snprintf(name, sizeof(name), "%.*s", (int)(eq - arg - 2), arg + 2);
+            value = eq + 1;
+        } else {
+            snprintf(name, sizeof(name), "%s", arg + 2);
+            if (i + 1 >= argc) {
+                snprintf(err, sizeof(err), "--%s needs a value", name);
+                goto bad;
+            }
+            value = argv[++i];
+        }
+        r = config_set_flag(cfg, name, value, err, sizeof(err));
+        if (r == VR_ENOENT) {
+            snprintf(err, sizeof(err), "unknown option --%s (see voidrecon serve --help)", name);
+            goto bad;
+        }
+        if (r != 0)
+            goto bad;
+    }
+    if (config_validate(cfg, err, sizeof(err)) != 0)
+        goto bad;
+    log_set_level(cfg->log_level);
+    return 0;
+bad:
+    log_error("config_invalid", "%s", err);
+    return 2;
+}
+
+/* Server notices (e.g. "schema already exists, skipping") would break the JSON log stream. */
+static void notice_to_log(void *arg, const char *msg)
+{
+    char line[256];
+
+    (void)arg;
+    snprintf(line, sizeof(line), "%s", msg);
+    line[strcspn(line, "\n")] = '\0';
+    log_debug("db_notice", "%s", line);
+}
+
+/* A blocking connection for start-up work, before the loop runs. NULL when it failed (logged
+ * without the connection string). */
+static PGconn *connect_blocking(const struct config *cfg)
+{
+    const char *keys[] = {"dbname", "connect_timeout", "application_name", NULL};
+    const char *values[] = {cfg->database_url, CONNECT_TIMEOUT_S, "voidrecon", NULL};
+    PGconn *conn = PQconnectdbParams(keys, values, 1);
+    char line[256];
+
+    if (conn != NULL && PQstatus(conn) == CONNECTION_OK) {
+        PQsetNoticeProcessor(conn, notice_to_log, NULL);
+        return conn;
+    }
+    snprintf(line, sizeof(line), "%s", conn ? PQerrorMessage(conn) : "out of memory");
+    line[strcspn(line, "\n")] = '\0';
+    log_error("db_connect_failed", "cannot connect to the database: %s", line);
+    PQfinish(conn);
+    return NULL;
+}
+
+/* ---- migrate ------------------------------------------------------------------------------ */
+
+static int cmd_migrate(int argc, char **argv)
+{
+    struct config cfg;
+    char err[1024];
+    int applied = 0, version = 0, rc = 1;
+    PGconn *conn = NULL;
+
+    if (wants_help(argc, argv)) {
+        fputs(migrate_help, stdout);
+        config_print_help(stdout);
+        return 0;
+    }
+    if (load_config(&cfg, argc, argv) != 0) {
+        config_cleanup(&cfg);
+        return 2;
+    }
+    if ((conn = connect_blocking(&cfg)) == NULL)
+        goto out;
+    if (migrate_apply(conn, &applied, err, sizeof(err)) != 0) {
+        err[strcspn(err, "\n")] = '\0';
+        log_error("migrate_failed", "%s", err);
+        goto out;
+    }
+    if (migrate_check(conn, &version, err, sizeof(err)) != 0) {
+        log_error("migrate_failed", "%s", err);
+        goto out;
+    }
+    log_info("migrated", "applied %d migration(s); schema at version %d", applied, version);
+    rc = 0;
+out:
+    PQfinish(conn);
+    config_cleanup(&cfg);
+    return rc;
+}
+
+/* ---- serve -------------------------------------------------------------------------------- */
+
+static void close_walk_cb(uv_handle_t *h, void *arg)
+{
+    (void)arg;
+    if (!uv_is_closing(h))
+        uv_close(h, NULL);
+}
+
+static void db_closed(void *arg)
+{
+    struct app *app = arg;
+
+    intake_close(app->in);
+    uv_close((uv_handle_t *)&app->sigint, NULL);
+    uv_close((uv_handle_t *)&app->sigterm, NULL);
+    uv_close((uv_handle_t *)&app->shutdown_timer, NULL);
+}
+
+static void http_stopped(void *arg)
+{
+    struct app *app = arg;
+
+    db_close(app->db, db_closed, app);
+}
+
+static void on_shutdown_timeout(uv_timer_t *t)
+{
+    struct app *app = t->data;
+
+    log_error("shutdown_timeout", "requests still in flight after %llu ms; exiting",
+              (unsigned long long)app->cfg.shutdown_timeout_ms);
+    exit(1);
+}
+
+static void on_signal(uv_signal_t *s, int signum)
+{
+    struct app *app = s->data;
+
+    if (app->stopping) {
+        log_warn("shutdown_forced", "second signal %d: exiting at once", signum);
+        exit(1);
+    }
+    app->stopping = true;
+    log_info("stopping", "signal %d: no new connections; finishing requests in flight", signum);
+    uv_timer_start(&app->shutdown_timer, on_shutdown_timeout, app->cfg.shutdown_timeout_ms, 0);
+    httpd_stop(app->http, http_stopped, app);
+}
+
+/* Start-up check: refuses a schema that is behind; an unreachable database is only a
+ * warning, since the service answers 503 until it comes back. */
+static int check_schema(const struct config *cfg, bool *current)
+{
+    char err[512];
+    int version = 0, r;
+    PGconn *conn = connect_blocking(cfg);
+
+    *current = false;
+    if (conn == NULL) {
+        log_warn("db_unreachable_at_start",
+                 "starting anyway: webhooks get 503 until the database is reachable");
+        return 0;
+    }
+    r = migrate_check(conn, &version, err, sizeof(err));
+    PQfinish(conn);
+    if (r == VR_EBEHIND) {
+        log_error("schema_behind", "%s", err);
+        return 1;
+    }
+    if (r != 0) {
+        err[strcspn(err, "\n")] = '\0';
+        log_warn("schema_check_failed", "%s", err);
+        return 0;
+    }
+    *current = true;
+    return 0;
+}
+
+static int cmd_serve(int argc, char **argv)
+{
+    struct app app;
+    char err[512];
+    bool schema_current;
+    int rc = 1;
+
+    if (wants_help(argc, argv)) {
+        fputs(serve_help, stdout);
+        config_print_help(stdout);
+        return 0;
+    }
+    memset(&app, 0, sizeof(app));
+    if (load_config(&app.cfg, argc, argv) != 0) {
+        config_cleanup(&app.cfg);
+        return 2;
+    }
+    config_log(&app.cfg);
+    if (acl_parse(app.cfg.atlas_allowed_cidrs, &app.acl, err, sizeof(err)) != 0)
+        abort(); /* config_validate has parsed it already */
+    if (check_schema(&app.cfg, &schema_current) != 0)
+        goto out_cfg;
+
+    uv_loop_init(&app.loop);
+    if (db_new(&app.db, &app.loop,
+               &(struct db_config){
+                   .conninfo = app.cfg.database_url,
+                   .pool_size = (unsigned)app.cfg.db_pool_size,
+                   .query_timeout_ms = app.cfg.db_timeout_ms,
+                   .acquire_timeout_ms = app.cfg.db_timeout_ms,
+               }) != 0) {
+        log_error("config_invalid", "VOIDRECON_DATABASE_URL: not a valid connection string");
+        goto out_loop;
+    }
+    app.st = store_new(app.db, &(struct store_config){
+                                   .poll_first_ms = app.cfg.poll_first_ms,
+                                   .poll_confirm_ms = app.cfg.poll_confirm_ms,
+                               });
+    app.in = intake_new(&app.loop, app.db, app.st,
+                        &(struct intake_config){
+                            .atlas_webhook_token = app.cfg.atlas_webhook_token,
+                            .atlas_acl = app.acl,
+                            .schema_current = schema_current,
+                        });
+    if (httpd_start(&app.http, &app.loop,
+                    &(struct httpd_config){
+                        .host = app.cfg.listen_host,
+                        .port = app.cfg.listen_port,
+                        .max_header_bytes = app.cfg.max_header_bytes,
+                        .max_body_bytes = app.cfg.max_body_bytes,
+                        .header_timeout_ms = app.cfg.header_timeout_ms,
+                        .idle_timeout_ms = app.cfg.idle_timeout_ms,
+                        .max_connections = (unsigned)app.cfg.max_connections,
+                    },
+                    intake_handle, app.in, err, sizeof(err)) != 0) {
+        log_error("listen_failed", "VOIDRECON_LISTEN: %s", err);
+        intake_close(app.in);
+        db_close(app.db, NULL, NULL);
+        uv_run(&app.loop, UV_RUN_DEFAULT);
+        goto out_free;
+    }
+    uv_signal_init(&app.loop, &app.sigint);
+    uv_signal_init(&app.loop, &app.sigterm);
+    uv_timer_init(&app.loop, &app.shutdown_timer);
+    uv_unref((uv_handle_t *)&app.shutdown_timer);
+    app.sigint.data = app.sigterm.data = app.shutdown_timer.data = &app;
+    uv_signal_start(&app.sigint, on_signal, SIGINT);
+    uv_signal_start(&app.sigterm, on_signal, SIGTERM);
+    log_info("listening", "listening on http://%s%s%s:%d", strchr(app.cfg.listen_host, ':') ? "[" : "",
+             app.cfg.listen_host, strchr(app.cfg.listen_host, ':') ? "]" : "",
+             httpd_port(app.http));
+
+    uv_run(&app.loop, UV_RUN_DEFAULT);
+    log_info("stopped", "all connections closed");
+    rc = 0;
+out_free:
+    httpd_free(app.http);
+    intake_free(app.in);
+    store_free(app.st);
+    db_free(app.db);
+out_loop:
+    if (uv_loop_close(&app.loop) != 0) {
+        /* A handle left open is a bug; close what remains so the loop can be released. */
+        log_error("loop_not_empty", "handles left open at exit");
+        uv_walk(&app.loop, close_walk_cb, NULL);
+        uv_run(&app.loop, UV_RUN_DEFAULT);
+        uv_loop_close(&app.loop);
+        rc = 1;
+    }
+out_cfg:
+    acl_free(app.acl);
+    config_cleanup(&app.cfg);
+    return rc;
+}
+
+/* ---- entry -------------------------------------------------------------------------------- */
+
+int main(int argc, char **argv)
+{
+    const char *cmd = argc > 1 ? argv[1] : NULL;
+
+    /* Writes to a closed socket must fail with EPIPE, not kill the process. */
+    signal(SIGPIPE, SIG_IGN);
+    if (cmd == NULL || strcmp(cmd, "help") == 0 || strcmp(cmd, "--help") == 0 ||
+        strcmp(cmd, "-h") == 0) {
+        fputs(usage_text, cmd ? stdout : stderr);
+        return cmd ? 0 : 2;
+    }
+    if (strcmp(cmd, "serve") == 0)
+        return cmd_serve(argc - 2, argv + 2);
+    if (strcmp(cmd, "migrate") == 0)
+        return cmd_migrate(argc - 2, argv + 2);
+    if (strcmp(cmd, "version") == 0 || strcmp(cmd, "--version") == 0) {
+        if (wants_help(argc - 2, argv + 2)) {
+            fputs(version_help, stdout);
+            return 0;
+        }
+        printf("voidrecon %s\n", VOIDRECON_VERSION);
+        return 0;
+    }
+    fprintf(stderr, "voidrecon: unknown command \"%s\"\n\n%s", cmd, usage_text);
+    return 2;
+}

@@ -1,0 +1,420 @@
+/* Writes deliveries, void-case transitions, cancellations and alerts. A void report reads the
+ * case, decides in C (voidcase_decide) and writes everything in one statement that only
+ * succeeds if the case's version is still the one read; otherwise it reads again. */
+#include "store.h"
+
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "log.h"
+
+/* Retries of a void report that lost a race with another writer of the same case. */
+#define STORE_MAX_ATTEMPTS 8
+
+static const char SQL_DELIVERY[] =
+    "INSERT INTO voidrecon.deliveries (provider, event_type, remote_addr, body, outcome, reason)"
+    " VALUES ($1::text, $2::text, $3::text, $4::bytea, $5::text, $6::text) RETURNING id";
+
+static const char SQL_CASE_SELECT[] =
+    "SELECT status, confirmed, CASE WHEN needs_followup THEN followup_reason END, version"
+    "  FROM voidrecon.void_cases WHERE order_no = $1::text AND void_code = $2::text";
+
+/* $19 NULL inserts a new case, otherwise the case is updated only if its version is still $19.
+ * No row back means another writer won: read again. Deliveries and events reference rows
+ * written in the same statement; foreign keys are checked at its end. */
+static const char SQL_VOID_WRITE[] =
+    "WITH ins AS ("
+    "  INSERT INTO voidrecon.void_cases (order_no, void_code, status, confirmed, reconciled_at,"
+    "                                    message, needs_followup, followup_reason, next_poll_at)"
+    "  SELECT $1::text, $2::text, $12::smallint, $13::boolean,"
+    "         CASE WHEN $21::boolean THEN now() END, $14::text, $15::text IS NOT NULL, $15::text,"
+    "         CASE $17::text WHEN 'at' THEN now() + $18::bigint * interval '1 millisecond' END"
+    "   WHERE $19::bigint IS NULL"
+    "  ON CONFLICT DO NOTHING"
+    "  RETURNING 1"
+    "), upd AS ("
+    "  UPDATE voidrecon.void_cases AS v"
+    "     SET status = $12::smallint, confirmed = $13::boolean,"
+    "         reconciled_at = CASE WHEN NOT $21::boolean THEN NULL"
+    "                              WHEN v.reconciled_at IS NOT NULL AND v.status = $12::smallint"
+    "                              THEN v.reconciled_at ELSE now() END,"
+    "         message = CASE WHEN $7::text IN ('applied', 'duplicate')"
+    "                        THEN coalesce($14::text, v.message) ELSE v.message END,"
+    "         needs_followup = v.needs_followup OR $15::text IS NOT NULL,"
+    "         followup_reason = coalesce($15::text, v.followup_reason),"
+    "         followup_acked_at = CASE WHEN $15::text IS NULL THEN v.followup_acked_at END,"
+    "         next_poll_at = CASE $17::text WHEN 'keep' THEN v.next_poll_at WHEN 'never' THEN NULL"
+    "                        ELSE now() + $18::bigint * interval '1 millisecond' END,"
+    "         updated_at = CASE WHEN $20::boolean THEN now() ELSE v.updated_at END,"
+    "         last_seen_at = now(),"
+    "         version = v.version + CASE WHEN $20::boolean THEN 1 ELSE 0 END"
+    "   WHERE v.order_no = $1::text AND v.void_code = $2::text AND v.version = $19::bigint"
+    "  RETURNING 1"
+    "), c AS ("
+    "  SELECT 1 FROM ins UNION ALL SELECT 1 FROM upd"
+    "), d AS ("
+    "  INSERT INTO voidrecon.deliveries (provider, event_type, remote_addr, body, outcome, reason)"
+    "  SELECT $3::text, $4::text, $5::text, $6::bytea, $7::text, $8::text"
+    "    FROM c WHERE $3::text IS NOT NULL"
+    "  RETURNING id"
+    "), e AS ("
+    "  INSERT INTO voidrecon.void_case_events (order_no, void_code, source, reported_status,"
+    "                                          from_status, to_status, outcome, delivery_id,"
+    "                                          message)"
+    "  SELECT $1::text, $2::text, $9::text, $10::smallint, $11::smallint, $12::smallint,"
+    "         $7::text, (SELECT id FROM d), $14::text FROM c"
+    "  RETURNING id"
+    "), a AS ("
+    "  INSERT INTO voidrecon.alerts (kind, order_no, void_code, payload)"
+    "  SELECT $16::text, $1::text, $2::text, jsonb_build_object("
+    "             'kind', $16::text, 'order_no', $1::text, 'void_code', $2::text,"
+    "             'status', $12::int, 'status_name', $22::text, 'message', $14::text,"
+    "             'source', $9::text, 'followup_reason', $15::text, 'raised_at', now())"
+    "    FROM c WHERE $16::text IS NOT NULL"
+    "  RETURNING id"
+    ")"
+    "SELECT (SELECT id FROM d), (SELECT id FROM a), (SELECT id FROM e) FROM c";
+
+/* The cancellation and its delivery point at each other's rows, so the delivery id is drawn
+ * first; a repeat of a known order inserts nothing but the delivery, as a duplicate. */
+static const char SQL_CANCELLATION[] =
+    "WITH n AS ("
+    "  SELECT nextval(pg_get_serial_sequence('voidrecon.deliveries', 'id')) AS id"
+    "), oc AS ("
+    "  INSERT INTO voidrecon.order_cancellations (provider, order_ref, error_code, error_message,"
+    "                                             order_status, delivery_id)"
+    "  SELECT $1::text, $5::text, $6::text, $7::text, $8::text, n.id FROM n"
+    "  ON CONFLICT (provider, order_ref) DO NOTHING"
+    "  RETURNING id"
+    "), d AS ("
+    "  INSERT INTO voidrecon.deliveries (id, provider, event_type, remote_addr, body, outcome)"
+    "  SELECT n.id, $1::text, $2::text, $3::text, $4::bytea,"
+    "         CASE WHEN EXISTS (SELECT 1 FROM oc) THEN 'applied' ELSE 'duplicate' END"
+    "    FROM n"
+    "  RETURNING id, outcome"
+    "), a AS ("
+    "  INSERT INTO voidrecon.alerts (kind, order_no, payload)"
+    "  SELECT 'order_cancelled', $5::text, jsonb_build_object("
+    "             'kind', 'order_cancelled', 'provider', $1::text, 'order_no', $5::text,"
+    "             'error_code', $6::text, 'error_message', $7::text, 'order_status', $8::text,"
+    "             'raised_at', now())"
+    "    FROM oc WHERE $9::boolean"
+    "  RETURNING id"
+    ")"
+    "SELECT d.id, d.outcome, (SELECT id FROM a) FROM d";
+
+struct store {
+    struct db *db;
+    struct store_config cfg;
+};
+
+/* One operation in progress. */
+struct store_op {
+    struct store *st;
+    const struct store_delivery *d;
+    const struct store_void_report *rep;
+    const struct store_cancellation *canc;
+    store_done_cb cb;
+    void *arg;
+    struct db_session *s;
+    int attempts;
+    struct store_result result;
+    const char *outcome; /* record_delivery */
+    const char *reason;
+};
+
+struct store *store_new(struct db *db, const struct store_config *cfg)
+{
+    struct store *st = xcalloc(1, sizeof(*st));
+
+    st->db = db;
+    st->cfg = *cfg;
+    return st;
+}
+
+void store_free(struct store *st)
+{
+    free(st);
+}
+
+/* Failures that a retry may cure become VR_EUNAVAIL: connection loss, timeouts and
+ * cancellations, server shutdown, lack of resources, lock and serialization failures. */
+static int classify(const PGresult *res, int status, const char *what)
+{
+    const char *state, *msg;
+
+    if (status != VR_EDB)
+        return status == VR_ECLOSED || status == VR_ETIMEDOUT ? VR_EUNAVAIL : status;
+    state = PQresultErrorField(res, PG_DIAG_SQLSTATE);
+    msg = PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY);
+    if (state == NULL)
+        state = "";
+    if (strncmp(state, "08", 2) == 0 || strncmp(state, "57", 2) == 0 ||
+        strncmp(state, "53", 2) == 0 || strncmp(state, "40", 2) == 0 ||
+        strcmp(state, "55P03") == 0) {
+        log_warn("db_transient", "%s: %s (%s)", what, msg ? msg : "?", state);
+        return VR_EUNAVAIL;
+    }
+    log_error("db_error", "%s: %s (%s)", what, msg ? msg : "?", state);
+    return VR_EDB;
+}
+
+static void op_finish(struct store_op *op, int status)
+{
+    if (op->s != NULL)
+        db_release(op->s);
+    op->cb(status, status == 0 ? &op->result : NULL, op->arg);
+    free(op);
+}
+
+static int64_t field_i64(const PGresult *res, int col)
+{
+    if (PQgetisnull(res, 0, col))
+        return 0;
+    return strtoll(PQgetvalue(res, 0, col), NULL, 10);
+}
+
+static struct store_op *op_new(struct store *st, const struct store_delivery *d,
+                               store_done_cb cb, void *arg)
+{
+    struct store_op *op = xcalloc(1, sizeof(*op));
+
+    op->st = st;
+    op->d = d;
+    op->cb = cb;
+    op->arg = arg;
+    return op;
+}
+
+/* ---- plain deliveries --------------------------------------------------------------------- */
+
+static void delivery_written(struct db_session *s, PGresult *res, int status, void *arg)
+{
+    struct store_op *op = arg;
+
+    (void)s;
+    if (status != 0) {
+        op_finish(op, classify(res, status, "storing a delivery"));
+        return;
+    }
+    op->result.delivery_id = field_i64(res, 0);
+    op->result.outcome = op->outcome;
+    op_finish(op, 0);
+}
+
+void store_record_delivery(struct store *st, const struct store_delivery *d, const char *outcome,
+                           const char *reason, store_done_cb cb, void *arg)
+{
+    struct store_op *op = op_new(st, d, cb, arg);
+    const char *params[6] = {d->provider, d->event_type, d->remote_addr, d->body, outcome, reason};
+    int lengths[6] = {-1, -1, -1, (int)d->body_len, -1, -1};
+
+    op->outcome = outcome;
+    db_query(st->db, SQL_DELIVERY, 6, params, lengths, delivery_written, op);
+}
+
+/* ---- void reports ------------------------------------------------------------------------- */
+
+static void void_select(struct store_op *op);
+
+static void void_written(struct db_session *s, PGresult *res, int status, void *arg)
+{
+    struct store_op *op = arg;
+
+    (void)s;
+    if (status != 0) {
+        op_finish(op, classify(res, status, "applying a void report"));
+        return;
+    }
+    if (PQntuples(res) == 0) {
+        /* Another writer changed the case between our read and our write. */
+        if (++op->attempts < STORE_MAX_ATTEMPTS) {
+            void_select(op);
+            return;
+        }
+        log_warn("store_contention", "order=%s void=%s: gave up after %d attempts",
+                 op->rep->order_no, op->rep->void_code, op->attempts);
+        op_finish(op, VR_EUNAVAIL);
+        return;
+    }
+    op->result.delivery_id = field_i64(res, 0);
+    op->result.alert_id = field_i64(res, 1);
+    op_finish(op, 0);
+}
+
+static const char *poll_mode(const struct store *st, const struct store_void_report *rep,
+                             enum voidcase_poll poll, uint64_t *delay_ms)
+{
+    *delay_ms = 0;
+    switch (poll) {
+    case VOIDCASE_POLL_KEEP:
+        return "keep";
+    case VOIDCASE_POLL_NEVER:
+        return "never";
+    case VOIDCASE_POLL_FIRST:
+        *delay_ms = st->cfg.poll_first_ms;
+        return "at";
+    case VOIDCASE_POLL_CONFIRM:
+        *delay_ms = st->cfg.poll_confirm_ms;
+        return "at";
+    case VOIDCASE_POLL_NEXT:
+        *delay_ms = rep->next_poll_ms;
+        return "at";
+    case VOIDCASE_POLL_NOW:
+        return "at";
+    }
+    return "keep";
+}
+
+static void void_decided(struct store_op *op, const struct voidcase_state *cur, int64_t version,
+                         const struct voidcase_decision *dec)
+{
+    const struct store_void_report *rep = op->rep;
+    const struct store_delivery *d = op->d;
+    char reported[8], from[8], to[8], delay[24], ver[24], reason[160] = "";
+    const char *mode;
+    uint64_t delay_ms;
+    bool changed, reconciled;
+
+    mode = poll_mode(op->st, rep, dec->poll, &delay_ms);
+    changed = !cur->exists || dec->to_status != cur->status || dec->confirmed != cur->confirmed ||
+              dec->followup_reason != NULL;
+    reconciled = voidcase_is_reconciled(dec->to_status, dec->confirmed);
+    snprintf(reported, sizeof(reported), "%d", rep->status);
+    snprintf(from, sizeof(from), "%d", cur->status);
+    snprintf(to, sizeof(to), "%d", dec->to_status);
+    snprintf(delay, sizeof(delay), "%" PRIu64, delay_ms);
+    snprintf(ver, sizeof(ver), "%" PRId64, version);
+    if (dec->outcome == VOIDCASE_STALE || dec->outcome == VOIDCASE_CONFLICT)
+        snprintf(reason, sizeof(reason), "case was at %d (%s)%s", cur->status,
+                 voidcase_status_name(cur->status),
+                 rep->source == VOIDCASE_SOURCE_POLL && dec->outcome == VOIDCASE_STALE
+                     ? "; it changed while the poll was out"
+                     : "");
+    op->result.outcome = voidcase_outcome_name(dec->outcome);
+
+    const char *params[22] = {
+        rep->order_no,
+        rep->void_code,
+        d ? d->provider : NULL,
+        d ? d->event_type : NULL,
+        d ? d->remote_addr : NULL,
+        d ? d->body : NULL,
+        op->result.outcome,
+        reason[0] ? reason : NULL,
+        voidcase_source_name(rep->source),
+        reported,
+        cur->exists ? from : NULL,
+        to,
+        dec->confirmed ? "true" : "false",
+        rep->message,
+        dec->followup_reason,
+        dec->alert_kind,
+        mode,
+        delay,
+        cur->exists ? ver : NULL,
+        changed ? "true" : "false",
+        reconciled ? "true" : "false",
+        voidcase_status_name(dec->to_status),
+    };
+    int lengths[22];
+    for (size_t i = 0; i < ARRAY_SIZE(lengths); i++)
+        lengths[i] = -1;
+    lengths[5] = d ? (int)d->body_len : -1;
+    db_session_query(op->s, SQL_VOID_WRITE, 22, params, lengths, void_written, op);
+}
+
+static void void_selected(struct db_session *s, PGresult *res, int status, void *arg)
+{
+    struct store_op *op = arg;
+    struct voidcase_state cur = {0};
+    struct voidcase_decision dec;
+    char pending[32] = "";
+    int64_t version = 0;
+    bool superseded;
+
+    (void)s;
+    if (status != 0) {
+        op_finish(op, classify(res, status, "reading a void case"));
+        return;
+    }
+    if (PQntuples(res) == 1) {
+        cur.exists = true;
+        cur.status = (int)strtol(PQgetvalue(res, 0, 0), NULL, 10);
+        cur.confirmed = PQgetvalue(res, 0, 1)[0] == 't';
+        if (!PQgetisnull(res, 0, 2)) {
+            snprintf(pending, sizeof(pending), "%s", PQgetvalue(res, 0, 2));
+            cur.followup_reason = pending;
+        }
+        version = field_i64(res, 3);
+    }
+    superseded = op->rep->source == VOIDCASE_SOURCE_POLL && cur.exists &&
+                 op->rep->seen_version != version;
+    if (voidcase_decide(&cur, op->rep->status, op->rep->source, superseded, &dec) != 0) {
+        log_error("store_bad_status", "order=%s void=%s: status %d or stored %d is invalid",
+                  op->rep->order_no, op->rep->void_code, op->rep->status, cur.status);
+        op_finish(op, VR_EDB);
+        return;
+    }
+    void_decided(op, &cur, version, &dec);
+}
+
+static void void_select(struct store_op *op)
+{
+    const char *params[2] = {op->rep->order_no, op->rep->void_code};
+
+    db_session_query(op->s, SQL_CASE_SELECT, 2, params, NULL, void_selected, op);
+}
+
+static void void_acquired(struct db_session *s, int status, void *arg)
+{
+    struct store_op *op = arg;
+
+    if (status != 0) {
+        op_finish(op, classify(NULL, status, "acquiring a connection"));
+        return;
+    }
+    op->s = s;
+    void_select(op);
+}
+
+void store_apply_void(struct store *st, const struct store_delivery *d,
+                      const struct store_void_report *rep, store_done_cb cb, void *arg)
+{
+    struct store_op *op = op_new(st, d, cb, arg);
+
+    op->rep = rep;
+    db_acquire(st->db, void_acquired, op);
+}
+
+/* ---- cancellations ------------------------------------------------------------------------ */
+
+static void cancellation_written(struct db_session *s, PGresult *res, int status, void *arg)
+{
+    struct store_op *op = arg;
+
+    (void)s;
+    if (status != 0) {
+        op_finish(op, classify(res, status, "storing an order cancellation"));
+        return;
+    }
+    op->result.delivery_id = field_i64(res, 0);
+    op->result.outcome = strcmp(PQgetvalue(res, 0, 1), "applied") == 0 ? "applied" : "duplicate";
+    op->result.alert_id = field_i64(res, 2);
+    op_finish(op, 0);
+}
+
+void store_record_cancellation(struct store *st, const struct store_delivery *d,
+                               const struct store_cancellation *c, store_done_cb cb, void *arg)
+{
+    struct store_op *op = op_new(st, d, cb, arg);
+    const char *params[9] = {d->provider,    d->event_type,     d->remote_addr,
+                             d->body,        c->order_ref,      c->error_code,
+                             c->error_message, c->order_status, c->alert ? "true" : "false"};
+    int lengths[9] = {-1, -1, -1, (int)d->body_len, -1, -1, -1, -1, -1};
+
+    op->canc = c;
+    db_query(st->db, SQL_CANCELLATION, 9, params, lengths, cancellation_written, op);
+}
