@@ -62,9 +62,8 @@ void db_acquire(struct db *db, db_acquire_cb cb, void *arg);
  * binary (for bytea) of that many bytes and lengths[i] < 0 as text. sql, params and lengths are
  * borrowed for the duration of the call only. One query at a time per session: issue the next
  * from the callback. */
-void db_session_query(struct db_session *s, const char *sql, int nparams,
-                      const char *const *params, const int *lengths, db_result_cb cb,
-                      void *arg);
+void db_session_query(struct db_session *s, const char *sql, int nparams, const char *const *params,
+                      const int *lengths, db_result_cb cb, void *arg);
 
 /* Returns the session's connection to the pool. A connection left inside a transaction is
  * rolled back by the pool first; a broken one reconnects in the background. Releasing with a

@@ -2,8 +2,8 @@
 #include "db.h"
 
 #include <assert.h>
-#include <stdbool.h>
 #include <fcntl.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -20,16 +20,16 @@ static const char SQL_SETUP[] = "SELECT set_config('statement_timeout', $1, fals
                                 " set_config('application_name', 'voidrecon', false)";
 static const char SQL_ROLLBACK[] = "ROLLBACK";
 
-#define DB_DEFAULT_POOL_SIZE       4u
-#define DB_DEFAULT_CONNECT_MS      5000u
-#define DB_DEFAULT_RECONNECT_MIN   250u
-#define DB_DEFAULT_RECONNECT_MAX   5000u
-#define DB_DEFAULT_QUERY_MS        10000u
-#define DB_DEFAULT_MAX_WAITERS     1024u
-#define DB_DEFAULT_ACQUIRE_MS      5000u
-#define DB_MAX_POOL_SIZE           1024u
-#define DB_MAX_PARAMS              65535
-#define DB_REASON_BYTES            200
+#define DB_DEFAULT_POOL_SIZE     4u
+#define DB_DEFAULT_CONNECT_MS    5000u
+#define DB_DEFAULT_RECONNECT_MIN 250u
+#define DB_DEFAULT_RECONNECT_MAX 5000u
+#define DB_DEFAULT_QUERY_MS      10000u
+#define DB_DEFAULT_MAX_WAITERS   1024u
+#define DB_DEFAULT_ACQUIRE_MS    5000u
+#define DB_MAX_POOL_SIZE         1024u
+#define DB_MAX_PARAMS            65535
+#define DB_REASON_BYTES          200
 
 enum conn_state {
     CONN_DOWN,       /* no PGconn; the timer is the reconnect backoff */
@@ -866,8 +866,8 @@ int db_new(struct db **out, uv_loop_t *loop, const struct db_config *cfg)
     db->cfg = *cfg;
     db->conninfo = xstrdup(cfg->conninfo);
     db->cfg.conninfo = NULL;
-#define DEFAULT(field, value)                                                                 \
-    if (db->cfg.field == 0)                                                                   \
+#define DEFAULT(field, value)                                                                      \
+    if (db->cfg.field == 0)                                                                        \
     db->cfg.field = (value)
     DEFAULT(pool_size, DB_DEFAULT_POOL_SIZE);
     DEFAULT(connect_timeout_ms, DB_DEFAULT_CONNECT_MS);
@@ -968,8 +968,8 @@ void db_acquire(struct db *db, db_acquire_cb cb, void *arg)
     db_kick(db);
 }
 
-void db_session_query(struct db_session *s, const char *sql, int nparams,
-                      const char *const *params, const int *lengths, db_result_cb cb, void *arg)
+void db_session_query(struct db_session *s, const char *sql, int nparams, const char *const *params,
+                      const int *lengths, db_result_cb cb, void *arg)
 {
     struct db_conn *c = s->conn;
     int status = 0;

@@ -20,7 +20,7 @@
 #define HTTPD_LINGER_MS 2000
 /* Connections over max_connections still get a 503, up to this many at once; past it they are
  * closed at once. */
-#define HTTPD_REJECT_SLACK 64
+#define HTTPD_REJECT_SLACK  64
 #define HTTPD_RETRY_AFTER_S 1
 
 enum conn_timer { TIMER_NONE, TIMER_HEAD, TIMER_BODY, TIMER_IDLE, TIMER_WRITE, TIMER_LINGER };
@@ -80,6 +80,7 @@ struct write_req {
 
 static void conn_advance(struct conn *c);
 static void conn_close(struct conn *c);
+static void conn_read_start(struct conn *c);
 static void conn_on_timer(uv_timer_t *t);
 
 /* ---- connection bookkeeping --------------------------------------------------------------- */
@@ -175,6 +176,7 @@ static void on_shutdown(uv_shutdown_t *req, int status)
     }
     c->lingering = true;
     conn_timer_set(c, TIMER_LINGER);
+    conn_read_start(c); /* the client's close ends the linger early */
 }
 
 static void conn_linger(struct conn *c)
@@ -183,8 +185,6 @@ static void conn_linger(struct conn *c)
     if (uv_shutdown(&c->shutdown, (uv_stream_t *)&c->tcp, on_shutdown) != 0)
         conn_close(c);
 }
-
-static void conn_read_start(struct conn *c);
 
 static void on_write(uv_write_t *req, int status)
 {
@@ -292,8 +292,8 @@ static void conn_send_response(struct conn *c, int status, const char *content_t
                  httpreq_reason_phrase(status));
     hlen = (size_t)n;
     if (content_type != NULL)
-        hlen += (size_t)snprintf(head_buf + hlen, sizeof(head_buf) - hlen,
-                                 "Content-Type: %s\r\n", content_type);
+        hlen += (size_t)snprintf(head_buf + hlen, sizeof(head_buf) - hlen, "Content-Type: %s\r\n",
+                                 content_type);
     if (body_allowed(status))
         hlen += (size_t)snprintf(head_buf + hlen, sizeof(head_buf) - hlen,
                                  "Content-Length: %zu\r\n", len);
@@ -643,8 +643,8 @@ int httpd_start(struct httpd **out, uv_loop_t *loop, const struct httpd_config *
     h->cfg.host = h->host;
     h->handler = handler;
     h->arg = arg;
-#define DEFAULT(field, value)                                                                 \
-    if (h->cfg.field == 0)                                                                    \
+#define DEFAULT(field, value)                                                                      \
+    if (h->cfg.field == 0)                                                                         \
     h->cfg.field = (value)
     DEFAULT(max_header_bytes, HTTPREQ_DEFAULT_MAX_HEADER_BYTES);
     DEFAULT(max_body_bytes, HTTPREQ_DEFAULT_MAX_BODY_BYTES);
@@ -724,8 +724,7 @@ void httpd_respond(struct httpd_request *req, int status, const char *content_ty
 
     if (status < 200 || status > 599 || (content_type != NULL && !token_ok(content_type)) ||
         (extra_headers != NULL && !headers_ok(extra_headers))) {
-        log_error("http_bad_response", "handler produced an invalid response (status %d)",
-                  status);
+        log_error("http_bad_response", "handler produced an invalid response (status %d)", status);
         status = 500;
         content_type = "application/json";
         extra_headers = NULL;

@@ -15,10 +15,10 @@
 #include "log.h"
 #include "migrate.h"
 
-#define ATLAS_PREFIX        "/webhooks/atlas"
-#define RETRY_AFTER_HEADER  "Retry-After: 5\r\n"
-#define DEFAULT_RECHECK_MS  5000
-#define JSON                "application/json"
+#define ATLAS_PREFIX       "/webhooks/atlas"
+#define RETRY_AFTER_HEADER "Retry-After: 5\r\n"
+#define DEFAULT_RECHECK_MS 5000
+#define JSON               "application/json"
 
 enum schema_state { SCHEMA_UNKNOWN, SCHEMA_CURRENT, SCHEMA_BEHIND };
 
@@ -192,13 +192,12 @@ static void webhook_stored(int status, const struct store_result *res, void *arg
     log_info("webhook",
              "provider=%s type=%s outcome=%s delivery=%" PRId64 " order=%s void=%s status=%d "
              "alert=%" PRId64 " peer=%s",
-             w->d.provider, w->d.event_type ? w->d.event_type : "-", res->outcome,
-             res->delivery_id, w->ev.order_no ? w->ev.order_no : "-",
-             w->ev.void_code ? w->ev.void_code : "-",
+             w->d.provider, w->d.event_type ? w->d.event_type : "-", res->outcome, res->delivery_id,
+             w->ev.order_no ? w->ev.order_no : "-", w->ev.void_code ? w->ev.void_code : "-",
              w->ev.kind == ATLAS_EVENT_VOID ? w->ev.void_status : -1, res->alert_id,
              w->d.remote_addr);
-    snprintf(body, sizeof(body), "{\"outcome\":\"%s\",\"delivery_id\":%" PRId64 "}",
-             res->outcome, res->delivery_id);
+    snprintf(body, sizeof(body), "{\"outcome\":\"%s\",\"delivery_id\":%" PRId64 "}", res->outcome,
+             res->delivery_id);
     respond_json(req, 200, body);
     webhook_free(w);
 }
@@ -245,7 +244,8 @@ static void atlas_webhook(struct intake *in, struct httpd_request *req)
         const char *ct = httpd_request_header(req, "Content-Type");
 
         if (ct == NULL)
-            snprintf(w->error, sizeof(w->error), "Content-Type: missing, expected application/json");
+            snprintf(w->error, sizeof(w->error),
+                     "Content-Type: missing, expected application/json");
         else
             snprintf(w->error, sizeof(w->error),
                      "Content-Type: expected application/json, got \"%.64s\"", ct);
@@ -343,8 +343,7 @@ void intake_handle(struct httpd_request *req, void *arg)
     }
     if (strcmp(path, "/healthz") == 0 || strcmp(path, "/readyz") == 0) {
         if (!method_is(req, "GET") && !method_is(req, "HEAD")) {
-            httpd_respond_error(req, 405, "method_not_allowed", "use GET",
-                                "Allow: GET, HEAD\r\n");
+            httpd_respond_error(req, 405, "method_not_allowed", "use GET", "Allow: GET, HEAD\r\n");
             return;
         }
         if (path[1] == 'h')

@@ -331,9 +331,9 @@ static int cmd_serve(int argc, char **argv)
     app.sigint.data = app.sigterm.data = app.shutdown_timer.data = &app;
     uv_signal_start(&app.sigint, on_signal, SIGINT);
     uv_signal_start(&app.sigterm, on_signal, SIGTERM);
-    log_info("listening", "listening on http://%s%s%s:%d", strchr(app.cfg.listen_host, ':') ? "[" : "",
-             app.cfg.listen_host, strchr(app.cfg.listen_host, ':') ? "]" : "",
-             httpd_port(app.http));
+    log_info("listening", "listening on http://%s%s%s:%d",
+             strchr(app.cfg.listen_host, ':') ? "[" : "", app.cfg.listen_host,
+             strchr(app.cfg.listen_host, ':') ? "]" : "", httpd_port(app.http));
 
     uv_run(&app.loop, UV_RUN_DEFAULT);
     log_info("stopped", "all connections closed");

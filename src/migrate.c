@@ -17,7 +17,11 @@ static const char sql_bootstrap[] =
     " name text NOT NULL,"
     " applied_at timestamptz NOT NULL DEFAULT now());"
     "COMMENT ON TABLE voidrecon.schema_migrations IS"
-    " 'Migrations applied by voidrecon migrate, one row per file of migrations/.';";
+    " 'Migrations applied by voidrecon migrate, one row per file of migrations/.';"
+    "COMMENT ON COLUMN voidrecon.schema_migrations.version IS"
+    " 'The number that starts the migration''s file name.';"
+    "COMMENT ON COLUMN voidrecon.schema_migrations.name IS 'The migration''s file name.';"
+    "COMMENT ON COLUMN voidrecon.schema_migrations.applied_at IS 'When it was applied.';";
 static const char sql_lock[] = "SELECT pg_advisory_lock(" MIGRATE_LOCK_KEY ")";
 static const char sql_unlock[] = "SELECT pg_advisory_unlock(" MIGRATE_LOCK_KEY ")";
 static const char sql_record[] =

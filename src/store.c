@@ -176,8 +176,8 @@ static int64_t field_i64(const PGresult *res, int col)
     return strtoll(PQgetvalue(res, 0, col), NULL, 10);
 }
 
-static struct store_op *op_new(struct store *st, const struct store_delivery *d,
-                               store_done_cb cb, void *arg)
+static struct store_op *op_new(struct store *st, const struct store_delivery *d, store_done_cb cb,
+                               void *arg)
 {
     struct store_op *op = xcalloc(1, sizeof(*op));
 
@@ -350,8 +350,8 @@ static void void_selected(struct db_session *s, PGresult *res, int status, void 
         }
         version = field_i64(res, 3);
     }
-    superseded = op->rep->source == VOIDCASE_SOURCE_POLL && cur.exists &&
-                 op->rep->seen_version != version;
+    superseded =
+        op->rep->source == VOIDCASE_SOURCE_POLL && cur.exists && op->rep->seen_version != version;
     if (voidcase_decide(&cur, op->rep->status, op->rep->source, superseded, &dec) != 0) {
         log_error("store_bad_status", "order=%s void=%s: status %d or stored %d is invalid",
                   op->rep->order_no, op->rep->void_code, op->rep->status, cur.status);
@@ -410,8 +410,8 @@ void store_record_cancellation(struct store *st, const struct store_delivery *d,
                                const struct store_cancellation *c, store_done_cb cb, void *arg)
 {
     struct store_op *op = op_new(st, d, cb, arg);
-    const char *params[9] = {d->provider,    d->event_type,     d->remote_addr,
-                             d->body,        c->order_ref,      c->error_code,
+    const char *params[9] = {d->provider,      d->event_type,   d->remote_addr,
+                             d->body,          c->order_ref,    c->error_code,
                              c->error_message, c->order_status, c->alert ? "true" : "false"};
     int lengths[9] = {-1, -1, -1, (int)d->body_len, -1, -1, -1, -1, -1};
 

@@ -38,7 +38,7 @@ import uuid
 
 __all__ = [
     "Db", "DbError", "Service", "ServiceError", "Cluster", "own_cluster", "raw", "free_port",
-    "eq", "run", "source_dir", "seeds_dir",
+    "eq", "run", "source_dir", "seeds_dir", "psql_bin",
 ]
 
 # psql output: fields end at \x1f, rows at NUL (which text values can never contain), and a
@@ -69,7 +69,8 @@ def _voidrecon_bin():
     return path
 
 
-def _psql_bin():
+def psql_bin():
+    """The psql client: on PATH, or the newest in /usr/lib/postgresql."""
     path = shutil.which("psql")
     if path:
         return path
@@ -145,7 +146,7 @@ def psql(url, sql, *params, timeout=60):
 
     Parameters become psql variables p1, p2, ...: write them as :'p1' (a quoted literal, safe
     for any text) or :"p1" (a quoted identifier) in the SQL."""
-    args = [_psql_bin(), "-X", "-q", "-At", "-F", _FIELD_SEP, "-0", "-P", "null=" + _NULL_MARK,
+    args = [psql_bin(), "-X", "-q", "-At", "-F", _FIELD_SEP, "-0", "-P", "null=" + _NULL_MARK,
             "-v", "ON_ERROR_STOP=1", "-d", url, "-f", "-"]
     for i, value in enumerate(params, 1):
         args += ["-v", "p%d=%s" % (i, _param_text(value))]

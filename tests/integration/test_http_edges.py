@@ -1,0 +1,227 @@
+"""HTTP/1.1 at the edges, over real sockets to a running service: split reads, pipelining,
+chunked bodies, Expect: 100-continue, every limit and its status, slow and idle clients."""
+
+import json
+import socket
+import time
+
+from harness import Service, eq, raw, run
+
+VOID = b'{"type":"order.void","data":{"orderNo":"H1","voidCode":"V1","voidStatus":0}}'
+
+
+def responses(data):
+    """Splits raw bytes into [(status, {header: value}, body)]; interim 1xx included."""
+    out = []
+    while data:
+        head, sep, rest = data.partition(b"\r\n\r\n")
+        if not sep:
+            raise AssertionError("incomplete response: %r" % data[:200])
+        lines = head.decode("latin-1").split("\r\n")
+        status = int(lines[0].split(" ")[1])
+        assert lines[0].startswith("HTTP/1.1 "), lines[0]
+        hdrs = {}
+        for line in lines[1:]:
+            k, _, v = line.partition(":")
+            hdrs[k.strip().lower()] = v.strip()
+        n = int(hdrs.get("content-length", "0"))
+        out.append((status, hdrs, rest[:n]))
+        data = rest[n:]
+    return out
+
+
+def post_bytes(body, path="/webhooks/atlas", extra=b""):
+    return (b"POST " + path.encode() + b" HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\n"
+            + extra + b"Content-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body)
+
+
+def error_of(resp):
+    return json.loads(resp[2])["error"]
+
+
+def test_request_split_into_single_bytes_is_served(svc):
+    req = post_bytes(VOID, extra=b"Connection: close\r\n")
+    got = responses(svc.raw([req[i:i + 1] for i in range(len(req))], delay=0.001))
+    eq([r[0] for r in got], [200])
+    eq(svc.db.scalar("select count(*) from voidrecon.void_cases"), "1")
+
+
+def test_pipelined_requests_are_answered_in_order(svc):
+    reqs = b"".join([
+        b"GET /healthz HTTP/1.1\r\nHost: t\r\n\r\n",
+        post_bytes(VOID),
+        b"GET /nope HTTP/1.1\r\nHost: t\r\n\r\n",
+        post_bytes(b"{broken"),
+        b"GET /readyz HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n",
+    ])
+    got = responses(svc.raw(reqs))
+    eq([r[0] for r in got], [200, 200, 404, 400, 200])
+    eq(json.loads(got[1][2])["outcome"], "applied")
+    eq([r[1]["connection"] for r in got], ["keep-alive"] * 4 + ["close"])
+
+
+def test_keep_alive_serves_many_requests_on_one_connection(svc):
+    with socket.create_connection(("127.0.0.1", svc.port)) as s:
+        s.settimeout(5)
+        for i in range(20):
+            s.sendall(b"GET /healthz HTTP/1.1\r\nHost: t\r\n\r\n")
+            data = b""
+            while not data.endswith(b'{"status":"ok"}'):
+                data += s.recv(4096)
+            eq(responses(data)[0][0], 200)
+
+
+def test_chunked_body_with_extensions_and_trailers(svc):
+    body = VOID
+    chunks = b"".join(b"%x;ext=1\r\n%s\r\n" % (len(body[i:i + 7]), body[i:i + 7])
+                      for i in range(0, len(body), 7))
+    req = (b"POST /webhooks/atlas HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\n"
+           b"Transfer-Encoding: chunked\r\nConnection: close\r\n\r\n" + chunks +
+           b"0\r\nX-Trailer: yes\r\n\r\n")
+    got = responses(svc.raw(req))
+    eq(got[0][0], 200)
+    eq(svc.db.scalar("select convert_from(body, 'UTF8') from voidrecon.deliveries"), body.decode())
+
+
+def test_expect_100_continue(svc):
+    head = (b"POST /webhooks/atlas HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\n"
+            b"Expect: 100-continue\r\nConnection: close\r\nContent-Length: %d\r\n\r\n" % len(VOID))
+    with socket.create_connection(("127.0.0.1", svc.port)) as s:
+        s.settimeout(5)
+        s.sendall(head)
+        interim = s.recv(4096)
+        eq(interim, b"HTTP/1.1 100 Continue\r\n\r\n", "the interim answer comes before the body")
+        s.sendall(VOID)
+        data = b""
+        while True:
+            chunk = s.recv(4096)
+            if not chunk:
+                break
+            data += chunk
+    eq(responses(data)[0][0], 200)
+    bad = svc.raw(b"POST /webhooks/atlas HTTP/1.1\r\nHost: t\r\nExpect: teapot\r\n"
+                  b"Content-Length: 2\r\n\r\n{}")
+    eq(responses(bad)[0][0], 417)
+
+
+def test_limits_have_their_statuses(db):
+    env = {"VOIDRECON_MAX_BODY_BYTES": "1000", "VOIDRECON_MAX_HEADER_BYTES": "2048"}
+    with Service(db, env=env) as svc:
+        big = post_bytes(b"{" + b" " * 1000 + b"}")
+        r = responses(svc.raw(big))[0]
+        eq(r[0], 413)
+        eq(error_of(r)["code"], "body_too_large")
+        assert "1000" in error_of(r)["message"]
+        eq(r[1]["connection"], "close")
+
+        chunk = b"100\r\n" + b"x" * 256 + b"\r\n"
+        chunked = (b"POST /webhooks/atlas HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n"
+                   + chunk * 5 + b"0\r\n\r\n")
+        eq(responses(svc.raw(chunked))[0][0], 413, "a chunked body is capped as it arrives")
+
+        hdr = b"GET /healthz HTTP/1.1\r\nHost: t\r\nX-Big: " + b"a" * 3000 + b"\r\n\r\n"
+        r = responses(svc.raw(hdr))[0]
+        eq(r[0], 431)
+        eq(error_of(r)["code"], "headers_too_large")
+
+        r = responses(svc.raw(b"POST /webhooks/atlas HTTP/1.1\r\nHost: t\r\n\r\n"))[0]
+        eq(r[0], 411)
+        eq(error_of(r)["code"], "length_required")
+
+        r = responses(svc.raw(b"\x16\x03\x01\x02\x00garbage\r\n\r\n"))[0]
+        eq(r[0], 400)
+        eq(error_of(r)["code"], "bad_request")
+
+        r = responses(svc.raw(b"GET /healthz HTTP/2.0\r\nHost: t\r\n\r\n"))[0]
+        eq(r[0], 505)
+
+        r = responses(svc.raw(b"POST /webhooks/atlas HTTP/1.1\r\nHost: t\r\nContent-Length: 5\r\n"
+                              b"Transfer-Encoding: chunked\r\n\r\n0\r\n\r\n"))[0]
+        eq(r[0], 400, "Content-Length with chunked is refused (request smuggling)")
+        # The service is still fine.
+        eq(svc.get("/healthz")[0], 200)
+    eq(db.scalar("select count(*) from voidrecon.deliveries"), "0",
+       "requests refused by the HTTP layer never reach the store")
+
+
+def test_http_1_0_closes_after_the_response(svc):
+    got = svc.raw(b"GET /healthz HTTP/1.0\r\n\r\n", read_timeout=3)
+    r = responses(got)[0]
+    eq((r[0], r[1]["connection"]), (200, "close"))
+
+
+def test_head_request_has_no_body(svc):
+    got = responses(svc.raw(b"HEAD /readyz HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n"))
+    eq(got[0][0], 200)
+    eq(got[0][2], b"")
+    assert int(got[0][1]["content-length"]) > 0
+
+
+def test_slow_client_gets_408_and_idle_connection_is_closed(db):
+    env = {"VOIDRECON_HEADER_TIMEOUT_MS": "300", "VOIDRECON_IDLE_TIMEOUT_MS": "400"}
+    with Service(db, env=env) as svc:
+        started = time.monotonic()
+        got = svc.raw([b"GET /healthz HTTP/1.1\r\n", b"Host: t\r\n"], delay=0.05, read_timeout=3)
+        took = time.monotonic() - started
+        r = responses(got)[0]
+        eq(r[0], 408)
+        eq(error_of(r)["code"], "request_timeout")
+        assert took < 2, took
+
+        # One byte at a time does not extend the deadline.
+        started = time.monotonic()
+        got = svc.raw([b"G", b"E", b"T", b" ", b"/", b"h", b"e", b"a", b"l"], delay=0.08,
+                      read_timeout=3)
+        eq(responses(got)[0][0], 408)
+        assert time.monotonic() - started < 2
+
+        started = time.monotonic()
+        got = svc.raw([b"POST /webhooks/atlas HTTP/1.1\r\nHost: t\r\nContent-Length: 100\r\n\r\n",
+                       b"{"], delay=0.05, read_timeout=3)
+        eq(responses(got)[0][0], 408, "a body that never completes")
+
+        with socket.create_connection(("127.0.0.1", svc.port)) as s:
+            s.settimeout(3)
+            s.sendall(b"GET /healthz HTTP/1.1\r\nHost: t\r\n\r\n")
+            time.sleep(0.1)
+            first = s.recv(4096)
+            eq(responses(first)[0][0], 200)
+            started = time.monotonic()
+            eq(s.recv(4096), b"", "the idle keep-alive connection is closed")
+            idle = time.monotonic() - started
+            assert 0.2 < idle < 2, idle
+
+        # A connection that never sends anything is closed without an answer.
+        eq(svc.raw(b"", read_timeout=3), b"")
+
+
+def test_connections_over_the_limit_get_503(db):
+    with Service(db, env={"VOIDRECON_MAX_CONNECTIONS": "2"}) as svc:
+        held = [socket.create_connection(("127.0.0.1", svc.port)) for _ in range(2)]
+        try:
+            time.sleep(0.2)
+            r = responses(svc.raw(b"GET /healthz HTTP/1.1\r\nHost: t\r\n\r\n"))[0]
+            eq(r[0], 503)
+            eq(r[1]["retry-after"], "1")
+            eq(error_of(r)["code"], "overloaded")
+        finally:
+            for s in held:
+                s.close()
+        time.sleep(0.2)
+        eq(svc.get("/healthz")[0], 200, "served again once connections are free")
+
+
+def test_client_that_disconnects_mid_request_does_not_hurt(svc):
+    for _ in range(20):
+        with socket.create_connection(("127.0.0.1", svc.port)) as s:
+            s.sendall(post_bytes(VOID)[:-10])
+    with socket.create_connection(("127.0.0.1", svc.port)) as s:
+        s.sendall(post_bytes(VOID))  # complete, then gone before the answer
+    time.sleep(0.5)
+    eq(svc.get("/healthz")[0], 200)
+    eq(svc.db.scalar("select count(*) from voidrecon.deliveries"), "1",
+       "the complete request was stored even though its client left")
+
+
+if __name__ == "__main__":
+    run()
