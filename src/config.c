@@ -22,10 +22,18 @@ struct config_entry {
     const char *help;
 };
 
-#define S(name, field, def, help) {name, CT_STRING, offsetof(struct config, field), def, 0, 0, help}
-#define K(name, field, help)      {name, CT_SECRET, offsetof(struct config, field), "", 0, 0, help}
-#define U(name, field, def, lo, hi, help)                                                     \
-    {name, CT_UINT, offsetof(struct config, field), def, lo, hi, help}
+#define S(name, field, def, help)                                                                  \
+    {                                                                                              \
+        name, CT_STRING, offsetof(struct config, field), def, 0, 0, help                           \
+    }
+#define K(name, field, help)                                                                       \
+    {                                                                                              \
+        name, CT_SECRET, offsetof(struct config, field), "", 0, 0, help                            \
+    }
+#define U(name, field, def, lo, hi, help)                                                          \
+    {                                                                                              \
+        name, CT_UINT, offsetof(struct config, field), def, lo, hi, help                           \
+    }
 #define DAY_MS 86400000ull
 
 static const struct config_entry entries[] = {
@@ -36,7 +44,7 @@ static const struct config_entry entries[] = {
     U("MAX_HEADER_BYTES", max_header_bytes, "16384", 1024, 1 << 20,
       "largest request line plus headers"),
     U("HEADER_TIMEOUT_MS", header_timeout_ms, "10000", 10, DAY_MS,
-      "time a client has to send a whole request"),
+      "time a client has to send a request's head, and then its body"),
     U("IDLE_TIMEOUT_MS", idle_timeout_ms, "60000", 10, DAY_MS,
       "idle keep-alive connections are closed after this"),
     U("MAX_CONNECTIONS", max_connections, "1024", 1, 100000, "open client connections"),
@@ -45,34 +53,18 @@ static const struct config_entry entries[] = {
       "longest database statement, and longest wait for a free connection"),
     U("SHUTDOWN_TIMEOUT_MS", shutdown_timeout_ms, "10000", 0, DAY_MS,
       "on SIGINT/SIGTERM, how long requests in flight may take to finish"),
-    K("ADMIN_TOKEN", admin_token, "bearer token of /v1 (unset: /v1 disabled)"),
-    S("ATLAS_BASE_URL", atlas_base_url, "", "Atlas API base URL for polling (unset: poller off)"),
-    K("ATLAS_CLIENT_ID", atlas_client_id, "x-atlas-client-id"),
-    K("ATLAS_CLIENT_SECRET", atlas_client_secret, "x-atlas-client-secret"),
-    U("ATLAS_TIMEOUT_MS", atlas_timeout_ms, "10000", 10, DAY_MS, "one Atlas request"),
     K("ATLAS_WEBHOOK_TOKEN", atlas_webhook_token,
       "required path token: /webhooks/atlas/<token> (unset: none)"),
     S("ATLAS_ALLOWED_CIDRS", atlas_allowed_cidrs, "",
       "source addresses allowed to post Atlas webhooks, CIDRs separated by commas (unset: all)"),
-    U("POLL_TICK_MS", poll_tick_ms, "1000", 1, DAY_MS, "how often the poller looks for due cases"),
-    U("POLL_FIRST_MS", poll_first_ms, "300000", 0, 30 * DAY_MS, "first poll after a case appears"),
-    U("POLL_MAX_INTERVAL_MS", poll_max_interval_ms, "3600000", 1, 30 * DAY_MS,
-      "cap of the growing interval between polls"),
+    U("POLL_FIRST_MS", poll_first_ms, "300000", 0, 30 * DAY_MS,
+      "when a case that appears open is first due for a poll (next_poll_at)"),
     U("POLL_CONFIRM_MS", poll_confirm_ms, "5000", 0, 30 * DAY_MS,
-      "delay of the poll that confirms a webhook-reported closing"),
-    U("POLL_CONCURRENCY", poll_concurrency, "8", 1, 1024, "Atlas requests in flight"),
-    U("POLL_MAX_RPS", poll_max_rps, "10", 1, 100000, "Atlas requests per second"),
-    U("POLL_FAILURES_ALERT", poll_failures_alert, "10", 1, 1000000,
-      "failed polls in a row that flag poll_failing"),
-    U("STUCK_AFTER_MS", stuck_after_ms, "86400000", 1, 365 * DAY_MS,
-      "age at which a still-open case is flagged stuck"),
-    S("ALERT_URL", alert_url, "", "alert receiver (unset: outbox and NOTIFY only)"),
-    K("ALERT_SECRET", alert_secret, "alert signing key"),
-    K("XSOLLA_SECRET", xsolla_secret, "Xsolla project secret key (unset: endpoint answers 503)"),
+      "when a closing reported only by a webhook is due for a confirming poll"),
 };
 
-static int set_value(struct config *cfg, const struct config_entry *e, const char *value,
-                     char *err, size_t errlen)
+static int set_value(struct config *cfg, const struct config_entry *e, const char *value, char *err,
+                     size_t errlen)
 {
     char *field = (char *)cfg + e->offset;
 
@@ -105,10 +97,32 @@ void config_init(struct config *cfg)
     }
 }
 
+extern char **environ;
+
+static const struct config_entry *entry_named(const char *name, size_t len)
+{
+    for (size_t i = 0; i < ARRAY_SIZE(entries); i++) {
+        if (strlen(entries[i].name) == len && strncmp(entries[i].name, name, len) == 0)
+            return &entries[i];
+    }
+    return NULL;
+}
+
 int config_load_env(struct config *cfg, char *err, size_t errlen)
 {
     char name[128];
     int r;
+
+    /* A misspelt variable would otherwise be ignored without a word. */
+    for (char **e = environ; *e != NULL; e++) {
+        const char *eq = strchr(*e, '=');
+        size_t plen = sizeof(PREFIX) - 1;
+
+        if (eq == NULL || strncmp(*e, PREFIX, plen) != 0 ||
+            entry_named(*e + plen, (size_t)(eq - *e) - plen) != NULL)
+            continue;
+        log_warn("config_unknown", "%.*s is not a voidrecon setting; ignored", (int)(eq - *e), *e);
+    }
 
     for (size_t i = 0; i < ARRAY_SIZE(entries); i++) {
         snprintf(name, sizeof(name), PREFIX "%s", entries[i].name);
@@ -122,17 +136,15 @@ int config_load_env(struct config *cfg, char *err, size_t errlen)
 int config_set_flag(struct config *cfg, const char *flag, const char *value, char *err,
                     size_t errlen)
 {
+    const struct config_entry *e;
     char want[128];
     size_t n = 0;
 
     for (const char *p = flag; *p && n + 1 < sizeof(want); p++)
         want[n++] = *p == '-' ? '_' : (char)toupper((unsigned char)*p);
     want[n] = '\0';
-    for (size_t i = 0; i < ARRAY_SIZE(entries); i++) {
-        if (strcmp(entries[i].name, want) == 0)
-            return set_value(cfg, &entries[i], value, err, errlen);
-    }
-    return VR_ENOENT;
+    e = entry_named(want, n);
+    return e != NULL ? set_value(cfg, e, value, err, errlen) : VR_ENOENT;
 }
 
 static int parse_listen(struct config *cfg, char *err, size_t errlen)
@@ -152,8 +164,7 @@ static int parse_listen(struct config *cfg, char *err, size_t errlen)
     }
     errno = 0;
     port = strtol(colon + 1, &end, 10);
-    if (hostlen == 0 || errno != 0 || end == colon + 1 || *end != '\0' || port < 0 ||
-        port > 65535)
+    if (hostlen == 0 || errno != 0 || end == colon + 1 || *end != '\0' || port < 0 || port > 65535)
         goto bad;
     free(cfg->listen_host);
     cfg->listen_host = xstrndup(host, hostlen);
@@ -190,13 +201,6 @@ int config_validate(struct config *cfg, char *err, size_t errlen)
                             "a path token");
             return VR_EINVAL;
         }
-    }
-    if (cfg->atlas_base_url[0] != '\0' &&
-        strncmp(cfg->atlas_base_url, "http://", 7) != 0 &&
-        strncmp(cfg->atlas_base_url, "https://", 8) != 0) {
-        snprintf(err, errlen, PREFIX "ATLAS_BASE_URL: \"%s\" is not an http(s) URL",
-                 cfg->atlas_base_url);
-        return VR_EINVAL;
     }
     return 0;
 }
