@@ -16,9 +16,9 @@
 #include "log.h"
 
 /* set_config() instead of SET because SET takes no bind parameters. */
-static const char SQL_SETUP[] = "SELECT set_config('statement_timeout', $1, false),"
+static const char sql_setup[] = "SELECT set_config('statement_timeout', $1, false),"
                                 " set_config('application_name', 'voidrecon', false)";
-static const char SQL_ROLLBACK[] = "ROLLBACK";
+static const char sql_rollback[] = "ROLLBACK";
 
 #define DB_DEFAULT_POOL_SIZE     4u
 #define DB_DEFAULT_CONNECT_MS    5000u
@@ -34,10 +34,10 @@ static const char SQL_ROLLBACK[] = "ROLLBACK";
 enum conn_state {
     CONN_DOWN,       /* no PGconn; the timer is the reconnect backoff */
     CONN_CONNECTING, /* PQconnectPoll in progress; the timer is the connect timeout */
-    CONN_SETUP,      /* running SQL_SETUP; the timer is still the connect timeout */
+    CONN_SETUP,      /* running sql_setup; the timer is still the connect timeout */
     CONN_READY,      /* idle in the pool; no timer */
     CONN_BUSY,       /* held by a session; the timer is the query watchdog or a deferral */
-    CONN_ROLLBACK,   /* released inside a transaction, running SQL_ROLLBACK */
+    CONN_ROLLBACK,   /* released inside a transaction, running sql_rollback */
     CONN_CLOSED,     /* db_close: timer closing or closed */
 };
 
@@ -632,7 +632,7 @@ static void conn_connect_step(struct db_conn *c)
     c->state = CONN_SETUP;
     conn_query_begin(c, QUERY_SETUP, NULL, NULL);
     sp[0] = c->db->timeout_param;
-    if (conn_send(c, SQL_SETUP, 1, sp, NULL, 1) != 0)
+    if (conn_send(c, sql_setup, 1, sp, NULL, 1) != 0)
         conn_break(c, PQerrorMessage(c->pg));
 }
 
@@ -799,7 +799,7 @@ static void conn_release_now(struct db_conn *c)
     case PQTRANS_INERROR:
         c->state = CONN_ROLLBACK;
         conn_query_begin(c, QUERY_ROLLBACK, NULL, NULL);
-        if (conn_send(c, SQL_ROLLBACK, 0, NULL, NULL, 0) != 0) {
+        if (conn_send(c, sql_rollback, 0, NULL, NULL, 0) != 0) {
             conn_break(c, PQerrorMessage(c->pg));
             return;
         }

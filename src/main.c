@@ -263,12 +263,69 @@ static int check_schema(const struct config *cfg, bool *current)
     return 0;
 }
 
+/* Creates the pool, the store, the endpoints, the listener and the signal handlers on
+ * app->loop. Returns 0, or 1 after closing what it made (the loop then runs empty). */
+static int app_start(struct app *app, bool schema_current)
+{
+    char err[512];
+    const char *host = app->cfg.listen_host;
+    bool v6 = strchr(host, ':') != NULL;
+
+    if (db_new(&app->db, &app->loop,
+               &(struct db_config){
+                   .conninfo = app->cfg.database_url,
+                   .pool_size = (unsigned)app->cfg.db_pool_size,
+                   .query_timeout_ms = app->cfg.db_timeout_ms,
+                   .acquire_timeout_ms = app->cfg.db_timeout_ms,
+               }) != 0) {
+        log_error("config_invalid", "VOIDRECON_DATABASE_URL: not a valid connection string");
+        return 1;
+    }
+    app->st = store_new(app->db, &(struct store_config){
+                                     .poll_first_ms = app->cfg.poll_first_ms,
+                                     .poll_confirm_ms = app->cfg.poll_confirm_ms,
+                                 });
+    app->in = intake_new(&app->loop, app->db, app->st,
+                         &(struct intake_config){
+                             .atlas_webhook_token = app->cfg.atlas_webhook_token,
+                             .atlas_acl = app->acl,
+                             .schema_current = schema_current,
+                         });
+    if (httpd_start(&app->http, &app->loop,
+                    &(struct httpd_config){
+                        .host = host,
+                        .port = app->cfg.listen_port,
+                        .max_header_bytes = app->cfg.max_header_bytes,
+                        .max_body_bytes = app->cfg.max_body_bytes,
+                        .header_timeout_ms = app->cfg.header_timeout_ms,
+                        .idle_timeout_ms = app->cfg.idle_timeout_ms,
+                        .max_connections = (unsigned)app->cfg.max_connections,
+                    },
+                    intake_handle, app->in, err, sizeof(err)) != 0) {
+        log_error("listen_failed", "VOIDRECON_LISTEN: %s", err);
+        intake_close(app->in);
+        db_close(app->db, NULL, NULL);
+        uv_run(&app->loop, UV_RUN_DEFAULT);
+        return 1;
+    }
+    uv_signal_init(&app->loop, &app->sigint);
+    uv_signal_init(&app->loop, &app->sigterm);
+    uv_timer_init(&app->loop, &app->shutdown_timer);
+    uv_unref((uv_handle_t *)&app->shutdown_timer);
+    app->sigint.data = app->sigterm.data = app->shutdown_timer.data = app;
+    uv_signal_start(&app->sigint, on_signal, SIGINT);
+    uv_signal_start(&app->sigterm, on_signal, SIGTERM);
+    log_info("listening", "listening on http://%s%s%s:%d", v6 ? "[" : "", host, v6 ? "]" : "",
+             httpd_port(app->http));
+    return 0;
+}
+
 static int cmd_serve(int argc, char **argv)
 {
     struct app app;
     char err[512];
     bool schema_current;
-    int rc = 1;
+    int rc;
 
     if (wants_help(argc, argv)) {
         fputs(serve_help, stdout);
@@ -283,76 +340,27 @@ static int cmd_serve(int argc, char **argv)
     config_log(&app.cfg);
     if (acl_parse(app.cfg.atlas_allowed_cidrs, &app.acl, err, sizeof(err)) != 0)
         abort(); /* config_validate has parsed it already */
-    if (check_schema(&app.cfg, &schema_current) != 0)
-        goto out_cfg;
-
-    uv_loop_init(&app.loop);
-    if (db_new(&app.db, &app.loop,
-               &(struct db_config){
-                   .conninfo = app.cfg.database_url,
-                   .pool_size = (unsigned)app.cfg.db_pool_size,
-                   .query_timeout_ms = app.cfg.db_timeout_ms,
-                   .acquire_timeout_ms = app.cfg.db_timeout_ms,
-               }) != 0) {
-        log_error("config_invalid", "VOIDRECON_DATABASE_URL: not a valid connection string");
-        goto out_loop;
+    rc = check_schema(&app.cfg, &schema_current);
+    if (rc == 0) {
+        uv_loop_init(&app.loop);
+        rc = app_start(&app, schema_current);
+        if (rc == 0) {
+            uv_run(&app.loop, UV_RUN_DEFAULT);
+            log_info("stopped", "all connections closed");
+        }
+        httpd_free(app.http);
+        intake_free(app.in);
+        store_free(app.st);
+        db_free(app.db);
+        if (uv_loop_close(&app.loop) != 0) {
+            /* A handle left open is a bug; close what remains so the loop can be released. */
+            log_error("loop_not_empty", "handles left open at exit");
+            uv_walk(&app.loop, close_walk_cb, NULL);
+            uv_run(&app.loop, UV_RUN_DEFAULT);
+            uv_loop_close(&app.loop);
+            rc = 1;
+        }
     }
-    app.st = store_new(app.db, &(struct store_config){
-                                   .poll_first_ms = app.cfg.poll_first_ms,
-                                   .poll_confirm_ms = app.cfg.poll_confirm_ms,
-                               });
-    app.in = intake_new(&app.loop, app.db, app.st,
-                        &(struct intake_config){
-                            .atlas_webhook_token = app.cfg.atlas_webhook_token,
-                            .atlas_acl = app.acl,
-                            .schema_current = schema_current,
-                        });
-    if (httpd_start(&app.http, &app.loop,
-                    &(struct httpd_config){
-                        .host = app.cfg.listen_host,
-                        .port = app.cfg.listen_port,
-                        .max_header_bytes = app.cfg.max_header_bytes,
-                        .max_body_bytes = app.cfg.max_body_bytes,
-                        .header_timeout_ms = app.cfg.header_timeout_ms,
-                        .idle_timeout_ms = app.cfg.idle_timeout_ms,
-                        .max_connections = (unsigned)app.cfg.max_connections,
-                    },
-                    intake_handle, app.in, err, sizeof(err)) != 0) {
-        log_error("listen_failed", "VOIDRECON_LISTEN: %s", err);
-        intake_close(app.in);
-        db_close(app.db, NULL, NULL);
-        uv_run(&app.loop, UV_RUN_DEFAULT);
-        goto out_free;
-    }
-    uv_signal_init(&app.loop, &app.sigint);
-    uv_signal_init(&app.loop, &app.sigterm);
-    uv_timer_init(&app.loop, &app.shutdown_timer);
-    uv_unref((uv_handle_t *)&app.shutdown_timer);
-    app.sigint.data = app.sigterm.data = app.shutdown_timer.data = &app;
-    uv_signal_start(&app.sigint, on_signal, SIGINT);
-    uv_signal_start(&app.sigterm, on_signal, SIGTERM);
-    log_info("listening", "listening on http://%s%s%s:%d",
-             strchr(app.cfg.listen_host, ':') ? "[" : "", app.cfg.listen_host,
-             strchr(app.cfg.listen_host, ':') ? "]" : "", httpd_port(app.http));
-
-    uv_run(&app.loop, UV_RUN_DEFAULT);
-    log_info("stopped", "all connections closed");
-    rc = 0;
-out_free:
-    httpd_free(app.http);
-    intake_free(app.in);
-    store_free(app.st);
-    db_free(app.db);
-out_loop:
-    if (uv_loop_close(&app.loop) != 0) {
-        /* A handle left open is a bug; close what remains so the loop can be released. */
-        log_error("loop_not_empty", "handles left open at exit");
-        uv_walk(&app.loop, close_walk_cb, NULL);
-        uv_run(&app.loop, UV_RUN_DEFAULT);
-        uv_loop_close(&app.loop);
-        rc = 1;
-    }
-out_cfg:
     acl_free(app.acl);
     config_cleanup(&app.cfg);
     return rc;

@@ -13,18 +13,18 @@
 /* Retries of a void report that lost a race with another writer of the same case. */
 #define STORE_MAX_ATTEMPTS 8
 
-static const char SQL_DELIVERY[] =
+static const char sql_delivery[] =
     "INSERT INTO voidrecon.deliveries (provider, event_type, remote_addr, body, outcome, reason)"
     " VALUES ($1::text, $2::text, $3::text, $4::bytea, $5::text, $6::text) RETURNING id";
 
-static const char SQL_CASE_SELECT[] =
+static const char sql_case_select[] =
     "SELECT status, confirmed, CASE WHEN needs_followup THEN followup_reason END, version"
     "  FROM voidrecon.void_cases WHERE order_no = $1::text AND void_code = $2::text";
 
 /* $19 NULL inserts a new case, otherwise the case is updated only if its version is still $19.
  * No row back means another writer won: read again. Deliveries and events reference rows
  * written in the same statement; foreign keys are checked at its end. */
-static const char SQL_VOID_WRITE[] =
+static const char sql_void_write[] =
     "WITH ins AS ("
     "  INSERT INTO voidrecon.void_cases (order_no, void_code, status, confirmed, reconciled_at,"
     "                                    message, needs_followup, followup_reason, next_poll_at)"
@@ -79,7 +79,7 @@ static const char SQL_VOID_WRITE[] =
 
 /* The cancellation and its delivery point at each other's rows, so the delivery id is drawn
  * first; a repeat of a known order inserts nothing but the delivery, as a duplicate. */
-static const char SQL_CANCELLATION[] =
+static const char sql_cancellation[] =
     "WITH n AS ("
     "  SELECT nextval(pg_get_serial_sequence('voidrecon.deliveries', 'id')) AS id"
     "), oc AS ("
@@ -212,7 +212,7 @@ void store_record_delivery(struct store *st, const struct store_delivery *d, con
     int lengths[6] = {-1, -1, -1, (int)d->body_len, -1, -1};
 
     op->outcome = outcome;
-    db_query(st->db, SQL_DELIVERY, 6, params, lengths, delivery_written, op);
+    db_query(st->db, sql_delivery, 6, params, lengths, delivery_written, op);
 }
 
 /* ---- void reports ------------------------------------------------------------------------- */
@@ -323,7 +323,7 @@ static void void_decided(struct store_op *op, const struct voidcase_state *cur, 
     for (size_t i = 0; i < ARRAY_SIZE(lengths); i++)
         lengths[i] = -1;
     lengths[5] = d ? (int)d->body_len : -1;
-    db_session_query(op->s, SQL_VOID_WRITE, 22, params, lengths, void_written, op);
+    db_session_query(op->s, sql_void_write, 22, params, lengths, void_written, op);
 }
 
 static void void_selected(struct db_session *s, PGresult *res, int status, void *arg)
@@ -365,7 +365,7 @@ static void void_select(struct store_op *op)
 {
     const char *params[2] = {op->rep->order_no, op->rep->void_code};
 
-    db_session_query(op->s, SQL_CASE_SELECT, 2, params, NULL, void_selected, op);
+    db_session_query(op->s, sql_case_select, 2, params, NULL, void_selected, op);
 }
 
 static void void_acquired(struct db_session *s, int status, void *arg)
@@ -416,5 +416,5 @@ void store_record_cancellation(struct store *st, const struct store_delivery *d,
     int lengths[9] = {-1, -1, -1, (int)d->body_len, -1, -1, -1, -1, -1};
 
     op->canc = c;
-    db_query(st->db, SQL_CANCELLATION, 9, params, lengths, cancellation_written, op);
+    db_query(st->db, sql_cancellation, 9, params, lengths, cancellation_written, op);
 }
