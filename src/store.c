@@ -231,6 +231,8 @@ static void void_written(struct db_session *s, PGresult *res, int status, void *
     if (PQntuples(res) == 0) {
         /* Another writer changed the case between our read and our write. */
         if (++op->attempts < STORE_MAX_ATTEMPTS) {
+            log_debug("store_retry", "order=%s void=%s: changed meanwhile, attempt %d",
+                      op->rep->order_no, op->rep->void_code, op->attempts + 1);
             void_select(op);
             return;
         }

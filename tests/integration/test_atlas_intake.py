@@ -321,7 +321,8 @@ def test_binary_body_is_rejected_and_kept_byte_for_byte(svc):
     eq(svc.db.scalar("select encode(body, 'hex') from voidrecon.deliveries"), junk.hex())
 
 
-def test_concurrent_reports_of_one_case_all_land(svc):
+def test_concurrent_reports_of_one_case_all_land(db):
+    svc = Service(db, env={"VOIDRECON_LOG_LEVEL": "debug", "VOIDRECON_DB_POOL_SIZE": "8"})
     statuses = [0, 1, 3, 1, 0, 3, 5, 0, 1, 3] * 3
     results = []
 
@@ -339,6 +340,9 @@ def test_concurrent_reports_of_one_case_all_land(svc):
     created = svc.db.scalar("select count(*) from voidrecon.void_case_events"
                             " where order_no = 'RACE' and from_status is null")
     eq(created, "1", "the case was created once")
+    svc.stop()
+    retries = [line for line in svc.logs() if line["event"] == "store_retry"]
+    assert retries, "the race was exercised: some writes lost and were retried"
 
 
 def test_path_token_is_required_when_configured(db):
