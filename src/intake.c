@@ -232,6 +232,7 @@ static void atlas_webhook(struct intake *in, struct httpd_request *req)
     struct webhook *w = xcalloc(1, sizeof(*w));
     size_t len;
     const char *body = httpd_request_body(req, &len);
+    const char *ct = httpd_request_header(req, "Content-Type");
 
     w->in = in;
     w->req = req;
@@ -240,9 +241,7 @@ static void atlas_webhook(struct intake *in, struct httpd_request *req)
     w->d.body = body;
     w->d.body_len = len;
 
-    if (!is_json_media_type(httpd_request_header(req, "Content-Type"))) {
-        const char *ct = httpd_request_header(req, "Content-Type");
-
+    if (!is_json_media_type(ct)) {
         if (ct == NULL)
             snprintf(w->error, sizeof(w->error),
                      "Content-Type: missing, expected application/json");
