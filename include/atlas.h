@@ -1,4 +1,4 @@
-/* Atlas webhook bodies: parse and validate, without any I/O. */
+/* Atlas bodies without any I/O: webhooks in, queryVoidOrders.do requests out and answers in. */
 #ifndef VR_ATLAS_H
 #define VR_ATLAS_H
 
@@ -40,5 +40,45 @@ int atlas_event_parse(const char *body, size_t len, struct atlas_event *ev, char
 
 /* Frees what atlas_event_parse allocated; accepts a zeroed event. */
 void atlas_event_cleanup(struct atlas_event *ev);
+
+/* A void case named by the order system: {"orderNo", "voidCode", "voidStatus"?}. */
+struct atlas_case_ref {
+    char *order_no;
+    char *void_code;
+    int void_status; /* 0 (ATLAS_PROCESSING) when not given, as right after void.do */
+};
+
+/* Parses a case reference (borrowed body). 0, or VR_EPARSE with err naming the field; free
+ * with atlas_case_ref_cleanup. */
+int atlas_case_ref_parse(const char *body, size_t len, struct atlas_case_ref *out, char *err,
+                         size_t errlen) VR_MUSTCHECK;
+void atlas_case_ref_cleanup(struct atlas_case_ref *ref);
+
+/* The voidOrders item of a queryVoidOrders.do answer for one void case. */
+struct atlas_void_order {
+    int void_status;                  /* 0..6 */
+    char *cancel_reason;              /* NULL when absent or null */
+    char *void_method;                /* CashBackToOriginalPayment, Voucher; NULL when absent */
+    char *expected_confirmation_date; /* "yyyyMMdd"; NULL when absent or not 8 digits */
+    char *expected_refund_date;       /* likewise */
+    char *item_json;                  /* the whole item as compact JSON, never NULL */
+};
+
+/* The JSON body of queryVoidOrders.do for one case (borrowed strings). Caller frees. */
+char *atlas_query_body(const char *order_no, const char *void_code);
+
+/* Parses a queryVoidOrders.do answer (HTTP 200) and picks the item of void_code. Returns 0
+ * with *out filled (free with atlas_void_order_cleanup); VR_EREMOTE when the envelope status
+ * is not 0 (*atlas_status gets it, err its msg); VR_ENOENT when no item has that voidCode;
+ * VR_EPARSE when the body is not the documented shape. err names the problem in every case. */
+int atlas_query_parse(const char *body, size_t len, const char *void_code,
+                      struct atlas_void_order *out, int *atlas_status, char *err,
+                      size_t errlen) VR_MUSTCHECK;
+
+/* retryAfter (seconds) of a rate-limit answer ({"code":429,...,"retryAfter":1}), or -1. */
+long atlas_retry_after_parse(const char *body, size_t len);
+
+/* Frees what atlas_query_parse allocated; accepts a zeroed item. */
+void atlas_void_order_cleanup(struct atlas_void_order *o);
 
 #endif

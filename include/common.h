@@ -4,22 +4,23 @@
 
 #include <stddef.h>
 
-#define VR_MUSTCHECK __attribute__((warn_unused_result))
+#define VR_MUSTCHECK    __attribute__((warn_unused_result))
 #define VR_PRINTF(f, a) __attribute__((format(printf, f, a)))
 
 /* Every fallible function returns 0 or one of these negative codes. */
-#define VR_ERRNO_MAP(XX)                                                                      \
-    XX(EINVAL, "invalid argument")                                                           \
-    XX(ENOMEM, "out of memory")                                                              \
-    XX(EIO, "input/output error")                                                            \
-    XX(ENOENT, "not found")                                                                  \
-    XX(ETOOBIG, "too large")                                                                 \
-    XX(ETIMEDOUT, "timed out")                                                               \
-    XX(EPARSE, "malformed input")                                                            \
-    XX(EDB, "database error")                                                                \
-    XX(EUNAVAIL, "database unavailable")                                                     \
-    XX(EBEHIND, "database schema is behind: run voidrecon migrate")                          \
-    XX(ECLOSED, "connection closed")                                                         \
+#define VR_ERRNO_MAP(XX)                                                                           \
+    XX(EINVAL, "invalid argument")                                                                 \
+    XX(ENOMEM, "out of memory")                                                                    \
+    XX(EIO, "input/output error")                                                                  \
+    XX(ENOENT, "not found")                                                                        \
+    XX(ETOOBIG, "too large")                                                                       \
+    XX(ETIMEDOUT, "timed out")                                                                     \
+    XX(EPARSE, "malformed input")                                                                  \
+    XX(EDB, "database error")                                                                      \
+    XX(EUNAVAIL, "database unavailable")                                                           \
+    XX(EBEHIND, "database schema is behind: run voidrecon migrate")                                \
+    XX(ECLOSED, "connection closed")                                                               \
+    XX(EREMOTE, "the remote service reported an error")                                            \
     XX(ESTATE, "operation not valid in the current state")
 
 enum vr_errno {

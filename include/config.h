@@ -24,10 +24,23 @@ struct config {
     uint64_t db_pool_size;
     uint64_t db_timeout_ms;
     uint64_t shutdown_timeout_ms;
+    char *admin_token;
+    char *atlas_base_url;
+    char *atlas_client_id;
+    char *atlas_client_secret;
+    uint64_t atlas_timeout_ms;
+    uint64_t atlas_connect_timeout_ms;
     char *atlas_webhook_token;
     char *atlas_allowed_cidrs;
+    uint64_t poll_tick_ms;
     uint64_t poll_first_ms;
+    uint64_t poll_max_interval_ms;
     uint64_t poll_confirm_ms;
+    uint64_t poll_retry_ms;
+    uint64_t poll_concurrency;
+    uint64_t poll_max_rps;
+    uint64_t poll_failures_alert;
+    uint64_t stuck_after_ms;
 };
 
 /* Sets every field to its default. Caller frees with config_cleanup. */

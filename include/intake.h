@@ -9,6 +9,7 @@
 #include <uv.h>
 
 #include "acl.h"
+#include "api.h"
 #include "common.h"
 #include "db.h"
 #include "httpd.h"
@@ -17,6 +18,7 @@
 struct intake_config {
     const char *atlas_webhook_token; /* "" or NULL: no path token; copied */
     const struct acl *atlas_acl;     /* NULL or empty: any source; borrowed */
+    struct api *api;                 /* serves /v1; borrowed */
     bool schema_current;             /* start-up found the schema current */
     uint64_t schema_recheck_ms;      /* while not known current, how often to look (5000) */
 };

@@ -20,10 +20,10 @@ void log_write(enum log_level level, const char *event, const char *fmt, ...) VR
 size_t log_json_escape(char *out, size_t cap, const char *s);
 
 /* The level test comes first so that disabled lines do not evaluate their arguments. */
-#define log_at(level, event, ...)                                                             \
-    do {                                                                                      \
-        if ((level) >= log_current_level)                                                     \
-            log_write((level), (event), __VA_ARGS__);                                         \
+#define log_at(level, event, ...)                                                                  \
+    do {                                                                                           \
+        if ((level) >= log_current_level)                                                          \
+            log_write((level), (event), __VA_ARGS__);                                              \
     } while (0)
 #define log_debug(event, ...) log_at(LOG_DEBUG, event, __VA_ARGS__)
 #define log_info(event, ...)  log_at(LOG_INFO, event, __VA_ARGS__)

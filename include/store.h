@@ -7,6 +7,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "atlas.h"
 #include "common.h"
 #include "db.h"
 #include "voidcase.h"
@@ -32,10 +33,13 @@ struct store_void_report {
     int status;          /* 0..6 */
     const char *message; /* NULL when none */
     enum voidcase_source source;
-    /* Polls only: the case's version when the request was sent (a later change supersedes the
-     * answer), and the delay of the next poll when the answer leaves the case open. */
+    /* Polls only: the case's version when it was leased (a later change supersedes the
+     * answer), the lease's fencing token, the delay of the next poll when the answer leaves
+     * the case open, and the answer itself, whose details are kept on the case. */
     int64_t seen_version;
+    int64_t lease_token;
     uint64_t next_poll_ms;
+    const struct atlas_void_order *answer;
 };
 
 struct store_cancellation {
@@ -47,15 +51,33 @@ struct store_cancellation {
 };
 
 struct store_result {
-    int64_t delivery_id; /* 0 when no delivery row was written (polls) */
+    int64_t delivery_id; /* 0 when no delivery row was written (polls, registrations) */
     const char *outcome; /* static: applied, duplicate, stale, conflict, ignored, rejected */
     int64_t alert_id;    /* 0 when no alert was raised */
+    bool created;        /* a void report created the case */
+    int to_status;       /* a void report: the case's status afterwards */
 };
 
 /* status 0 with res; VR_EUNAVAIL when the database is unreachable or the failure is transient
- * (retrying later may succeed); VR_EDB for any other database error (already logged). res is
+ * (retrying later may succeed); VR_EDB for any other database error (already logged);
+ * VR_ESTATE for a poll whose lease another process has taken over (nothing written). res is
  * borrowed for the duration of the call. */
 typedef void (*store_done_cb)(int status, const struct store_result *res, void *arg);
+
+/* A case leased for one poll. */
+struct store_lease {
+    char *order_no;
+    char *void_code;
+    int64_t version;     /* when leased */
+    int64_t lease_token; /* give it back with the answer */
+    int polls;           /* good answers so far */
+    int poll_failures;   /* failures in a row so far */
+};
+
+/* status as for store_done_cb; leases (n of them) are borrowed for the call. */
+typedef void (*store_lease_cb)(int status, const struct store_lease *leases, size_t n, void *arg);
+/* status as for store_done_cb, and how many rows the operation touched. */
+typedef void (*store_count_cb)(int status, int64_t count, void *arg);
 
 struct store;
 
@@ -74,6 +96,24 @@ void store_record_delivery(struct store *st, const struct store_delivery *d, con
  * are borrowed until cb runs. */
 void store_apply_void(struct store *st, const struct store_delivery *d,
                       const struct store_void_report *rep, store_done_cb cb, void *arg);
+
+/* Leases up to max cases that are due for a poll and not leased by anyone (FOR UPDATE SKIP
+ * LOCKED), for lease_ms, oldest due first. */
+void store_lease_due(struct store *st, unsigned max, uint64_t lease_ms, store_lease_cb cb,
+                     void *arg);
+
+/* Records a failed poll of a leased case: counts it, keeps error, releases the lease and
+ * schedules the next try retry_ms from now. The failure that makes failures_alert in a row
+ * flags the case poll_failing with one void_poll_failing alert. VR_ESTATE when the lease was
+ * lost. order_no, void_code and error are borrowed until cb runs. */
+void store_poll_failed(struct store *st, const char *order_no, const char *void_code,
+                       int64_t lease_token, const char *error, uint64_t retry_ms,
+                       unsigned failures_alert, store_done_cb cb, void *arg);
+
+/* Flags up to max cases still open stuck_after_ms after they appeared, once each, with one
+ * void_stuck alert each; cb gets how many were flagged. */
+void store_flag_stuck(struct store *st, uint64_t stuck_after_ms, unsigned max, store_count_cb cb,
+                      void *arg);
 
 /* Records an order cancellation and its delivery; a repeat of a known (provider, order_ref)
  * is a "duplicate" that changes nothing else. d and c are borrowed until cb runs. */

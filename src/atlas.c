@@ -1,8 +1,9 @@
-/* Atlas webhook bodies: strict where a field drives state, lenient where it is only kept. */
+/* Atlas bodies: strict where a field drives state, lenient where it is only kept. */
 #include "atlas.h"
 
 #include <math.h>
 #include <stdarg.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -106,9 +107,8 @@ static int parse_cancelled(const cJSON *data, struct atlas_event *ev, char *err,
         (r = get_text(data, "errorMessage", "data.errorMessage", false, &ev->error_message, err,
                       errlen)))
         return r;
-    if (ev->error_code == NULL &&
-        (r = get_text(data, "ticketErrorCode", "data.ticketErrorCode", true, &ev->error_code, err,
-                      errlen)))
+    if (ev->error_code == NULL && (r = get_text(data, "ticketErrorCode", "data.ticketErrorCode",
+                                                true, &ev->error_code, err, errlen)))
         return r;
     if (ev->error_message == NULL &&
         (r = get_text(data, "ticketErrorMessage", "data.ticketErrorMessage", false,
@@ -117,28 +117,18 @@ static int parse_cancelled(const cJSON *data, struct atlas_event *ev, char *err,
     return 0;
 }
 
+static cJSON *parse_whole(const char *body, size_t len, char *err, size_t errlen);
+
 int atlas_event_parse(const char *body, size_t len, struct atlas_event *ev, char *err,
                       size_t errlen)
 {
     cJSON *root = NULL;
     const cJSON *type, *data;
-    const char *end = NULL;
     int r = VR_EPARSE;
 
     memset(ev, 0, sizeof(*ev));
-    root = cJSON_ParseWithLengthOpts(body, len, &end, false);
-    if (root == NULL) {
-        snprintf(err, errlen, "body: not valid JSON (near byte %td)",
-                 end != NULL ? end - body : (ptrdiff_t)0);
+    if ((root = parse_whole(body, len, err, errlen)) == NULL)
         goto out;
-    }
-    while (end < body + len && (*end == ' ' || *end == '\t' || *end == '\r' || *end == '\n'))
-        end++;
-    if (end != body + len) {
-        snprintf(err, errlen, "body: unexpected data after the JSON value (at byte %td)",
-                 end - body);
-        goto out;
-    }
     if (!cJSON_IsObject(root)) {
         r = fail(err, errlen, "%s: expected a JSON object", "body");
         goto out;
@@ -193,4 +183,194 @@ void atlas_event_cleanup(struct atlas_event *ev)
     free(ev->error_code);
     free(ev->error_message);
     memset(ev, 0, sizeof(*ev));
+}
+
+/* ---- queryVoidOrders.do ------------------------------------------------------------------- */
+
+char *atlas_query_body(const char *order_no, const char *void_code)
+{
+    cJSON *root = cJSON_CreateObject();
+    char *s;
+
+    cJSON_AddStringToObject(root, "orderNo", order_no);
+    cJSON_AddStringToObject(root, "voidCode", void_code);
+    s = cJSON_PrintUnformatted(root);
+    cJSON_Delete(root);
+    if (s == NULL)
+        abort(); /* cJSON fails only when out of memory */
+    return s;
+}
+
+/* Parses a whole body as one JSON value; NULL with a message in err otherwise. */
+static cJSON *parse_whole(const char *body, size_t len, char *err, size_t errlen)
+{
+    const char *end = NULL;
+    cJSON *root = cJSON_ParseWithLengthOpts(body, len, &end, false);
+
+    if (root == NULL) {
+        snprintf(err, errlen, "body: not valid JSON (near byte %td)",
+                 end != NULL ? end - body : (ptrdiff_t)0);
+        return NULL;
+    }
+    while (end < body + len && (*end == ' ' || *end == '\t' || *end == '\r' || *end == '\n'))
+        end++;
+    if (end != body + len) {
+        snprintf(err, errlen, "body: unexpected data after the JSON value (at byte %td)",
+                 end - body);
+        cJSON_Delete(root);
+        return NULL;
+    }
+    return root;
+}
+
+/* A documented yyyyMMdd date that exists in the calendar, or NULL: anything else stays only
+ * in item_json, since the database would refuse it as a date. */
+static char *date8(const cJSON *obj, const char *name)
+{
+    static const int days[] = {31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(obj, name);
+    const char *s;
+    int y, m, d;
+
+    if (!cJSON_IsString(v) || strlen(v->valuestring) != 8 ||
+        strspn(v->valuestring, "0123456789") != 8)
+        return NULL;
+    s = v->valuestring;
+    y = (s[0] - '0') * 1000 + (s[1] - '0') * 100 + (s[2] - '0') * 10 + (s[3] - '0');
+    m = (s[4] - '0') * 10 + (s[5] - '0');
+    d = (s[6] - '0') * 10 + (s[7] - '0');
+    if (y < 1 || m < 1 || m > 12 || d < 1 || d > days[m - 1])
+        return NULL;
+    if (m == 2 && d == 29 && !(y % 4 == 0 && (y % 100 != 0 || y % 400 == 0)))
+        return NULL;
+    return xstrdup(s);
+}
+
+static int parse_item(const cJSON *item, size_t index, struct atlas_void_order *out, char *err,
+                      size_t errlen)
+{
+    char path[64];
+    int r;
+
+    snprintf(path, sizeof(path), "voidOrders[%zu].voidStatus", index);
+    if ((r = get_int(item, "voidStatus", path, 0, 6, NULL, &out->void_status, err, errlen)))
+        return r;
+    snprintf(path, sizeof(path), "voidOrders[%zu].cancelReason", index);
+    if ((r = get_text(item, "cancelReason", path, false, &out->cancel_reason, err, errlen)))
+        return r;
+    snprintf(path, sizeof(path), "voidOrders[%zu].voidMethod", index);
+    if ((r = get_text(item, "voidMethod", path, false, &out->void_method, err, errlen)))
+        return r;
+    out->expected_confirmation_date = date8(item, "expectedConfirmationDate");
+    out->expected_refund_date = date8(item, "expectedRefundDate");
+    out->item_json = cJSON_PrintUnformatted(item);
+    if (out->item_json == NULL)
+        abort();
+    return 0;
+}
+
+int atlas_query_parse(const char *body, size_t len, const char *void_code,
+                      struct atlas_void_order *out, int *atlas_status, char *err, size_t errlen)
+{
+    const cJSON *orders, *item, *msg;
+    cJSON *root;
+    size_t index = 0;
+    int r = VR_EPARSE;
+
+    memset(out, 0, sizeof(*out));
+    *atlas_status = 0;
+    if ((root = parse_whole(body, len, err, errlen)) == NULL)
+        return VR_EPARSE;
+    if (!cJSON_IsObject(root)) {
+        r = fail(err, errlen, "%s: expected a JSON object", "body");
+        goto out;
+    }
+    if ((r = get_int(root, "status", "status", INT32_MIN, INT32_MAX, NULL, atlas_status, err,
+                     errlen)))
+        goto out;
+    if (*atlas_status != 0) {
+        /* Atlas asks that only status be used by programs; msg is for people. */
+        msg = cJSON_GetObjectItemCaseSensitive(root, "msg");
+        snprintf(err, errlen, "Atlas status %d: %.160s", *atlas_status,
+                 cJSON_IsString(msg) ? msg->valuestring : "(no msg)");
+        r = VR_EREMOTE;
+        goto out;
+    }
+    orders = cJSON_GetObjectItemCaseSensitive(root, "voidOrders");
+    if (!cJSON_IsArray(orders)) {
+        r = fail(err, errlen, "voidOrders: %s", orders == NULL ? "missing" : "expected an array");
+        goto out;
+    }
+    cJSON_ArrayForEach(item, orders)
+    {
+        const cJSON *code = cJSON_GetObjectItemCaseSensitive(item, "voidCode");
+
+        if (cJSON_IsObject(item) && cJSON_IsString(code) &&
+            strcmp(code->valuestring, void_code) == 0) {
+            r = parse_item(item, index, out, err, errlen);
+            goto out;
+        }
+        index++;
+    }
+    snprintf(err, errlen, "voidOrders: no item with voidCode %.64s (%zu items)", void_code, index);
+    r = VR_ENOENT;
+out:
+    cJSON_Delete(root);
+    if (r != 0)
+        atlas_void_order_cleanup(out);
+    return r;
+}
+
+long atlas_retry_after_parse(const char *body, size_t len)
+{
+    char err[64];
+    cJSON *root = parse_whole(body, len, err, sizeof(err));
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(root, "retryAfter");
+    long s = -1;
+
+    if (cJSON_IsNumber(v) && v->valuedouble >= 0 && v->valuedouble < 86400)
+        s = (long)ceil(v->valuedouble);
+    cJSON_Delete(root);
+    return s;
+}
+
+void atlas_void_order_cleanup(struct atlas_void_order *o)
+{
+    free(o->cancel_reason);
+    free(o->void_method);
+    free(o->expected_confirmation_date);
+    free(o->expected_refund_date);
+    cJSON_free(o->item_json);
+    memset(o, 0, sizeof(*o));
+}
+
+/* ---- case references ---------------------------------------------------------------------- */
+
+int atlas_case_ref_parse(const char *body, size_t len, struct atlas_case_ref *out, char *err,
+                         size_t errlen)
+{
+    bool has_status = false;
+    cJSON *root;
+    int r;
+
+    memset(out, 0, sizeof(*out));
+    if ((root = parse_whole(body, len, err, errlen)) == NULL)
+        return VR_EPARSE;
+    if (!cJSON_IsObject(root))
+        r = fail(err, errlen, "%s: expected a JSON object", "body");
+    else if ((r = get_key(root, "orderNo", "orderNo", &out->order_no, err, errlen)) == 0 &&
+             (r = get_key(root, "voidCode", "voidCode", &out->void_code, err, errlen)) == 0)
+        r = get_int(root, "voidStatus", "voidStatus", 0, 6, &has_status, &out->void_status, err,
+                    errlen);
+    cJSON_Delete(root);
+    if (r != 0)
+        atlas_case_ref_cleanup(out);
+    return r;
+}
+
+void atlas_case_ref_cleanup(struct atlas_case_ref *ref)
+{
+    free(ref->order_no);
+    free(ref->void_code);
+    memset(ref, 0, sizeof(*ref));
 }

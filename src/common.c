@@ -10,8 +10,8 @@ const char *vr_strerror(int code)
     switch (code) {
     case VR_OK:
         return "success";
-#define XX(name, s)                                                                           \
-    case VR_##name:                                                                           \
+#define XX(name, s)                                                                                \
+    case VR_##name:                                                                                \
         return s;
         VR_ERRNO_MAP(XX)
 #undef XX

@@ -53,14 +53,34 @@ static const struct config_entry entries[] = {
       "longest database statement, and longest wait for a free connection"),
     U("SHUTDOWN_TIMEOUT_MS", shutdown_timeout_ms, "10000", 0, DAY_MS,
       "on SIGINT/SIGTERM, how long requests in flight may take to finish"),
+    K("ADMIN_TOKEN", admin_token, "bearer token of the /v1 API (unset: /v1 disabled)"),
+    S("ATLAS_BASE_URL", atlas_base_url, "",
+      "Atlas API base URL, e.g. https://sandbox.atriptech.com (unset: no polling)"),
+    K("ATLAS_CLIENT_ID", atlas_client_id, "x-atlas-client-id for polling"),
+    K("ATLAS_CLIENT_SECRET", atlas_client_secret, "x-atlas-client-secret for polling"),
+    U("ATLAS_TIMEOUT_MS", atlas_timeout_ms, "10000", 10, DAY_MS,
+      "one Atlas request, connect to last byte"),
+    U("ATLAS_CONNECT_TIMEOUT_MS", atlas_connect_timeout_ms, "3000", 10, DAY_MS,
+      "connecting to Atlas (at most ATLAS_TIMEOUT_MS)"),
     K("ATLAS_WEBHOOK_TOKEN", atlas_webhook_token,
       "required path token: /webhooks/atlas/<token> (unset: none)"),
     S("ATLAS_ALLOWED_CIDRS", atlas_allowed_cidrs, "",
       "source addresses allowed to post Atlas webhooks, CIDRs separated by commas (unset: all)"),
+    U("POLL_TICK_MS", poll_tick_ms, "1000", 1, DAY_MS, "how often the poller looks for due cases"),
     U("POLL_FIRST_MS", poll_first_ms, "300000", 0, 30 * DAY_MS,
-      "when a case that appears open is first due for a poll (next_poll_at)"),
+      "first poll after a case appears, and the start of the growing interval"),
+    U("POLL_MAX_INTERVAL_MS", poll_max_interval_ms, "3600000", 1, 30 * DAY_MS,
+      "cap of the growing interval between polls, and of the error backoff"),
     U("POLL_CONFIRM_MS", poll_confirm_ms, "5000", 0, 30 * DAY_MS,
-      "when a closing reported only by a webhook is due for a confirming poll"),
+      "delay of the poll that confirms a closing reported by a webhook"),
+    U("POLL_RETRY_MS", poll_retry_ms, "10000", 1, 30 * DAY_MS,
+      "first retry after a failed poll; doubles with each failure in a row"),
+    U("POLL_CONCURRENCY", poll_concurrency, "8", 1, 1024, "Atlas requests in flight"),
+    U("POLL_MAX_RPS", poll_max_rps, "10", 1, 100000, "Atlas requests started per second"),
+    U("POLL_FAILURES_ALERT", poll_failures_alert, "10", 1, 1000000,
+      "failed polls in a row that flag poll_failing"),
+    U("STUCK_AFTER_MS", stuck_after_ms, "86400000", 1, 365 * DAY_MS,
+      "age at which a still-open case is flagged stuck"),
 };
 
 static int set_value(struct config *cfg, const struct config_entry *e, const char *value, char *err,
@@ -201,6 +221,24 @@ int config_validate(struct config *cfg, char *err, size_t errlen)
                             "a path token");
             return VR_EINVAL;
         }
+    }
+    if (cfg->atlas_base_url[0] != '\0') {
+        if (strncmp(cfg->atlas_base_url, "http://", 7) != 0 &&
+            strncmp(cfg->atlas_base_url, "https://", 8) != 0) {
+            snprintf(err, errlen, PREFIX "ATLAS_BASE_URL: \"%s\" is not an http(s) URL",
+                     cfg->atlas_base_url);
+            return VR_EINVAL;
+        }
+        if (cfg->atlas_client_id[0] == '\0' || cfg->atlas_client_secret[0] == '\0') {
+            snprintf(err, errlen,
+                     PREFIX "ATLAS_CLIENT_ID and " PREFIX "ATLAS_CLIENT_SECRET: both must be "
+                            "set when " PREFIX "ATLAS_BASE_URL is");
+            return VR_EINVAL;
+        }
+    }
+    if (strpbrk(cfg->atlas_client_id, "\r\n") || strpbrk(cfg->atlas_client_secret, "\r\n")) {
+        snprintf(err, errlen, PREFIX "ATLAS_CLIENT_ID/_SECRET: must be one line");
+        return VR_EINVAL;
     }
     return 0;
 }

@@ -28,6 +28,7 @@ struct intake {
     struct store *st;
     char *atlas_token;
     const struct acl *atlas_acl;
+    struct api *api;
     uint64_t recheck_ms;
     enum schema_state schema;
     bool checking;
@@ -340,6 +341,10 @@ void intake_handle(struct httpd_request *req, void *arg)
         route_atlas(in, req, path + sizeof(ATLAS_PREFIX) - 1);
         return;
     }
+    if (in->api != NULL && strncmp(path, "/v1", 3) == 0 && (path[3] == '\0' || path[3] == '/')) {
+        api_handle(in->api, req);
+        return;
+    }
     if (strcmp(path, "/healthz") == 0 || strcmp(path, "/readyz") == 0) {
         if (!method_is(req, "GET") && !method_is(req, "HEAD")) {
             httpd_respond_error(req, 405, "method_not_allowed", "use GET", "Allow: GET, HEAD\r\n");
@@ -366,6 +371,7 @@ struct intake *intake_new(uv_loop_t *loop, struct db *db, struct store *st,
     in->st = st;
     in->atlas_token = xstrdup(cfg->atlas_webhook_token ? cfg->atlas_webhook_token : "");
     in->atlas_acl = cfg->atlas_acl;
+    in->api = cfg->api;
     in->recheck_ms = cfg->schema_recheck_ms ? cfg->schema_recheck_ms : DEFAULT_RECHECK_MS;
     in->schema = cfg->schema_current ? SCHEMA_CURRENT : SCHEMA_UNKNOWN;
     uv_timer_init(loop, &in->recheck);

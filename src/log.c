@@ -32,11 +32,11 @@ size_t log_json_escape(char *out, size_t cap, const char *s)
 
     if (cap == 0)
         return 0;
-#define PUT(c)                                                                                \
-    do {                                                                                      \
-        if (n + 1 >= cap)                                                                     \
-            goto out;                                                                         \
-        out[n++] = (c);                                                                       \
+#define PUT(c)                                                                                     \
+    do {                                                                                           \
+        if (n + 1 >= cap)                                                                          \
+            goto out;                                                                              \
+        out[n++] = (c);                                                                            \
     } while (0)
     PUT('"');
     for (const unsigned char *p = (const unsigned char *)s; *p; p++) {

@@ -5,10 +5,14 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <curl/curl.h>
 #include <libpq-fe.h>
 #include <uv.h>
 
 #include "acl.h"
+#include "api.h"
+#include "atlas_client.h"
+#include "cli.h"
 #include "common.h"
 #include "config.h"
 #include "db.h"
@@ -16,6 +20,7 @@
 #include "intake.h"
 #include "log.h"
 #include "migrate.h"
+#include "poller.h"
 #include "store.h"
 
 #define CONNECT_TIMEOUT_S "5"
@@ -24,18 +29,22 @@ static const char usage_text[] =
     "usage: voidrecon COMMAND [--setting=VALUE ...]\n"
     "\n"
     "Keeps airline void cases true: receives Atlas order.void webhooks, keeps each case's\n"
-    "state in PostgreSQL and records order cancellations.\n"
+    "state in PostgreSQL, polls Atlas until every case is reconciled, and records order\n"
+    "cancellations.\n"
     "\n"
     "Commands:\n"
-    "  serve     run the HTTP service in the foreground (SIGINT/SIGTERM stop it cleanly)\n"
+    "  serve     run the HTTP service and the poller in the foreground (SIGINT/SIGTERM stop\n"
+    "            it cleanly)\n"
     "  migrate   apply pending database migrations, then exit\n"
+    "  cases     cases add ORDER_NO VOID_CODE: register a void case so that it is polled\n"
     "  version   print the version\n"
     "  help      print this help; 'voidrecon COMMAND --help' describes one command\n";
 
 static const char serve_help[] =
     "usage: voidrecon serve [--setting=VALUE ...]\n"
     "\n"
-    "Runs the service in the foreground: POST /webhooks/atlas, GET /healthz, GET /readyz.\n"
+    "Runs the service in the foreground: POST /webhooks/atlas, POST /v1/cases, GET /healthz,\n"
+    "GET /readyz, and the poller of queryVoidOrders.do when VOIDRECON_ATLAS_BASE_URL is set.\n"
     "Refuses to start on a database whose schema is behind (run 'voidrecon migrate').\n"
     "Log lines are JSON objects on stderr.\n";
 
@@ -47,6 +56,14 @@ static const char migrate_help[] =
 
 static const char version_help[] = "usage: voidrecon version\n\nPrints the version.\n";
 
+static const char cases_help[] =
+    "usage: voidrecon cases add ORDER_NO VOID_CODE [--status N] [--json] [--setting=VALUE ...]\n"
+    "\n"
+    "Registers a void case right after void.do, so that it is polled even if no webhook ever\n"
+    "arrives (the same as POST /v1/cases). Idempotent: a known case is left as it is.\n"
+    "--status N gives the voidStatus void.do answered (default 0). Works on the database\n"
+    "directly; no running server is needed.\n";
+
 struct app {
     uv_loop_t loop;
     struct config cfg;
@@ -55,9 +72,13 @@ struct app {
     struct store *st;
     struct intake *in;
     struct httpd *http;
+    struct api *api;
+    struct atlas_client *atlas;
+    struct poller *poller;
     uv_signal_t sigint, sigterm;
     uv_timer_t shutdown_timer;
     bool stopping;
+    unsigned stops_pending; /* httpd and poller, before the Atlas client and the pool close */
 };
 
 /* ---- configuration from the environment and flags ----------------------------------------- */
@@ -204,11 +225,14 @@ static void db_closed(void *arg)
     uv_close((uv_handle_t *)&app->shutdown_timer, NULL);
 }
 
-static void http_stopped(void *arg)
+/* Requests in flight are answered, polls ended, Atlas connections closed: nothing needs the
+ * database any more. */
+static void part_stopped(void *arg)
 {
     struct app *app = arg;
 
-    db_close(app->db, db_closed, app);
+    if (--app->stops_pending == 0)
+        db_close(app->db, db_closed, app);
 }
 
 static void on_shutdown_timeout(uv_timer_t *t)
@@ -231,7 +255,13 @@ static void on_signal(uv_signal_t *s, int signum)
     app->stopping = true;
     log_info("stopping", "signal %d: no new connections; finishing requests in flight", signum);
     uv_timer_start(&app->shutdown_timer, on_shutdown_timeout, app->cfg.shutdown_timeout_ms, 0);
-    httpd_stop(app->http, http_stopped, app);
+    app->stops_pending = app->atlas != NULL ? 3 : 2;
+    httpd_stop(app->http, part_stopped, app);
+    poller_stop(app->poller, part_stopped, app);
+    /* A poll waiting for Atlas is not worth a slow shutdown: its lease expires and the case is
+     * polled again. Answers already in hand are still applied. */
+    if (app->atlas != NULL)
+        atlas_client_close(app->atlas, part_stopped, app);
 }
 
 /* Start-up check: refuses a schema that is behind; an unreachable database is only a
@@ -285,10 +315,12 @@ static int app_start(struct app *app, bool schema_current)
                                      .poll_first_ms = app->cfg.poll_first_ms,
                                      .poll_confirm_ms = app->cfg.poll_confirm_ms,
                                  });
+    app->api = api_new(app->st, app->cfg.admin_token);
     app->in = intake_new(&app->loop, app->db, app->st,
                          &(struct intake_config){
                              .atlas_webhook_token = app->cfg.atlas_webhook_token,
                              .atlas_acl = app->acl,
+                             .api = app->api,
                              .schema_current = schema_current,
                          });
     if (httpd_start(&app->http, &app->loop,
@@ -308,6 +340,39 @@ static int app_start(struct app *app, bool schema_current)
         uv_run(&app->loop, UV_RUN_DEFAULT);
         return 1;
     }
+    if (app->cfg.atlas_base_url[0] != '\0') {
+        if (atlas_client_new(&app->atlas, &app->loop,
+                             &(struct atlas_client_config){
+                                 .base_url = app->cfg.atlas_base_url,
+                                 .client_id = app->cfg.atlas_client_id,
+                                 .client_secret = app->cfg.atlas_client_secret,
+                                 .timeout_ms = app->cfg.atlas_timeout_ms,
+                                 .connect_timeout_ms = app->cfg.atlas_connect_timeout_ms,
+                             },
+                             err, sizeof(err)) != 0)
+            abort(); /* config_validate has checked what atlas_client_new refuses */
+        log_info("poller_on",
+                 "polling %s/queryVoidOrders.do: every %llu ms, %llu in flight, "
+                 "%llu per second",
+                 app->cfg.atlas_base_url, (unsigned long long)app->cfg.poll_tick_ms,
+                 (unsigned long long)app->cfg.poll_concurrency,
+                 (unsigned long long)app->cfg.poll_max_rps);
+    } else {
+        log_warn("poller_off", "VOIDRECON_ATLAS_BASE_URL is not set: cases are not polled, "
+                               "so closings reported by webhooks stay unconfirmed");
+    }
+    app->poller = poller_new(&app->loop, app->st, app->atlas,
+                             &(struct poller_config){
+                                 .tick_ms = app->cfg.poll_tick_ms,
+                                 .first_ms = app->cfg.poll_first_ms,
+                                 .max_interval_ms = app->cfg.poll_max_interval_ms,
+                                 .retry_ms = app->cfg.poll_retry_ms,
+                                 .lease_ms = 2 * app->cfg.atlas_timeout_ms + 5000,
+                                 .stuck_after_ms = app->cfg.stuck_after_ms,
+                                 .concurrency = (unsigned)app->cfg.poll_concurrency,
+                                 .max_rps = (unsigned)app->cfg.poll_max_rps,
+                                 .failures_alert = (unsigned)app->cfg.poll_failures_alert,
+                             });
     uv_signal_init(&app->loop, &app->sigint);
     uv_signal_init(&app->loop, &app->sigterm);
     uv_timer_init(&app->loop, &app->shutdown_timer);
@@ -349,7 +414,10 @@ static int cmd_serve(int argc, char **argv)
             log_info("stopped", "all connections closed");
         }
         httpd_free(app.http);
+        poller_free(app.poller);
+        atlas_client_free(app.atlas);
         intake_free(app.in);
+        api_free(app.api);
         store_free(app.st);
         db_free(app.db);
         if (uv_loop_close(&app.loop) != 0) {
@@ -366,6 +434,61 @@ static int cmd_serve(int argc, char **argv)
     return rc;
 }
 
+/* ---- cases ------------------------------------------------------------------------------ */
+
+static int cmd_cases(int argc, char **argv)
+{
+    const char *pos[3] = {NULL, NULL, NULL};
+    char **flags = xcalloc((size_t)argc + 1, sizeof(*flags));
+    int npos = 0, nflags = 0, status = 0, rc = 2;
+    bool json = false;
+    struct config cfg;
+
+    if (wants_help(argc, argv) || argc == 0) {
+        fputs(cases_help, argc == 0 ? stderr : stdout);
+        free(flags);
+        return argc == 0 ? 2 : 0;
+    }
+    for (int i = 0; i < argc; i++) {
+        if (strcmp(argv[i], "--json") == 0) {
+            json = true;
+        } else if (strncmp(argv[i], "--status", 8) == 0 &&
+                   (argv[i][8] == '=' || (argv[i][8] == '\0' && i + 1 < argc))) {
+            const char *v = argv[i][8] == '=' ? argv[i] + 9 : argv[++i];
+            char *end;
+            long n = strtol(v, &end, 10);
+
+            if (*v == '\0' || *end != '\0' || n < 0 || n > 6) {
+                log_error("usage", "--status: \"%s\" is not a voidStatus from 0 to 6", v);
+                goto out;
+            }
+            status = (int)n;
+        } else if (strncmp(argv[i], "--", 2) == 0) {
+            flags[nflags++] = argv[i];
+            if (strchr(argv[i], '=') == NULL && i + 1 < argc)
+                flags[nflags++] = argv[++i];
+        } else if (npos < 3) {
+            pos[npos++] = argv[i];
+        } else {
+            npos++;
+        }
+    }
+    if (npos != 3 || strcmp(pos[0], "add") != 0) {
+        fputs(cases_help, stderr);
+        goto out;
+    }
+    if (load_config(&cfg, nflags, flags) == 0) {
+        /* A command prints its result; the pool's connection chatter is for servers. */
+        if (getenv("VOIDRECON_LOG_LEVEL") == NULL && cfg.log_level < LOG_WARN)
+            log_set_level(LOG_WARN);
+        rc = cli_cases_add(&cfg, pos[1], pos[2], status, json, stdout);
+    }
+    config_cleanup(&cfg);
+out:
+    free(flags);
+    return rc;
+}
+
 /* ---- entry -------------------------------------------------------------------------------- */
 
 int main(int argc, char **argv)
@@ -374,6 +497,12 @@ int main(int argc, char **argv)
 
     /* Writes to a closed socket must fail with EPIPE, not kill the process. */
     signal(SIGPIPE, SIG_IGN);
+    /* Before any thread exists: libcurl's resolver threads and OpenSSL need it. */
+    if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
+        fprintf(stderr, "voidrecon: libcurl failed to initialise\n");
+        return 1;
+    }
+    atexit(curl_global_cleanup);
     if (cmd == NULL || strcmp(cmd, "help") == 0 || strcmp(cmd, "--help") == 0 ||
         strcmp(cmd, "-h") == 0) {
         fputs(usage_text, cmd ? stdout : stderr);
@@ -383,6 +512,8 @@ int main(int argc, char **argv)
         return cmd_serve(argc - 2, argv + 2);
     if (strcmp(cmd, "migrate") == 0)
         return cmd_migrate(argc - 2, argv + 2);
+    if (strcmp(cmd, "cases") == 0)
+        return cmd_cases(argc - 2, argv + 2);
     if (strcmp(cmd, "version") == 0 || strcmp(cmd, "--version") == 0) {
         if (wants_help(argc - 2, argv + 2)) {
             fputs(version_help, stdout);

@@ -18,12 +18,14 @@ static const char sql_delivery[] =
     " VALUES ($1::text, $2::text, $3::text, $4::bytea, $5::text, $6::text) RETURNING id";
 
 static const char sql_case_select[] =
-    "SELECT status, confirmed, CASE WHEN needs_followup THEN followup_reason END, version"
+    "SELECT status, confirmed, CASE WHEN needs_followup THEN followup_reason END, version,"
+    "       lease_token"
     "  FROM voidrecon.void_cases WHERE order_no = $1::text AND void_code = $2::text";
 
-/* $19 NULL inserts a new case, otherwise the case is updated only if its version is still $19.
- * No row back means another writer won: read again. Deliveries and events reference rows
- * written in the same statement; foreign keys are checked at its end. */
+/* $19 NULL inserts a new case, otherwise the case is updated only if its version is still $19
+ * (and, for a poll, its lease token still $23). No row back means another writer won: read
+ * again. Deliveries and events reference rows written in the same statement; foreign keys are
+ * checked at its end. $29 says the report carries an Atlas answer whose details are kept. */
 static const char sql_void_write[] =
     "WITH ins AS ("
     "  INSERT INTO voidrecon.void_cases (order_no, void_code, status, confirmed, reconciled_at,"
@@ -49,8 +51,23 @@ static const char sql_void_write[] =
     "                        ELSE now() + $18::bigint * interval '1 millisecond' END,"
     "         updated_at = CASE WHEN $20::boolean THEN now() ELSE v.updated_at END,"
     "         last_seen_at = now(),"
-    "         version = v.version + CASE WHEN $20::boolean THEN 1 ELSE 0 END"
+    "         version = v.version + CASE WHEN $20::boolean THEN 1 ELSE 0 END,"
+    "         polls = v.polls + CASE WHEN $23::bigint IS NULL THEN 0 ELSE 1 END,"
+    "         poll_failures = CASE WHEN $23::bigint IS NULL THEN v.poll_failures ELSE 0 END,"
+    "         last_polled_at = CASE WHEN $23::bigint IS NULL THEN v.last_polled_at ELSE now() END,"
+    "         last_poll_error = CASE WHEN $23::bigint IS NULL THEN v.last_poll_error END,"
+    "         lease_token = CASE WHEN $23::bigint IS NULL THEN v.lease_token END,"
+    "         lease_until = CASE WHEN $23::bigint IS NULL THEN v.lease_until END,"
+    "         cancel_reason = CASE WHEN $29::boolean THEN $24::text ELSE v.cancel_reason END,"
+    "         void_method = CASE WHEN $29::boolean THEN $25::text ELSE v.void_method END,"
+    "         expected_confirmation_date = CASE WHEN $29::boolean"
+    "             THEN to_date($26::text, 'YYYYMMDD') ELSE v.expected_confirmation_date END,"
+    "         expected_refund_date = CASE WHEN $29::boolean"
+    "             THEN to_date($27::text, 'YYYYMMDD') ELSE v.expected_refund_date END,"
+    "         atlas_void_order = CASE WHEN $29::boolean THEN $28::jsonb"
+    "                            ELSE v.atlas_void_order END"
     "   WHERE v.order_no = $1::text AND v.void_code = $2::text AND v.version = $19::bigint"
+    "     AND ($23::bigint IS NULL OR v.lease_token = $23::bigint)"
     "  RETURNING 1"
     "), c AS ("
     "  SELECT 1 FROM ins UNION ALL SELECT 1 FROM upd"
@@ -71,11 +88,81 @@ static const char sql_void_write[] =
     "  SELECT $16::text, $1::text, $2::text, jsonb_build_object("
     "             'kind', $16::text, 'order_no', $1::text, 'void_code', $2::text,"
     "             'status', $12::int, 'status_name', $22::text, 'message', $14::text,"
-    "             'source', $9::text, 'followup_reason', $15::text, 'raised_at', now())"
+    "             'source', $9::text, 'followup_reason', $15::text,"
+    "             'cancel_reason', CASE WHEN $29::boolean THEN $24::text END, 'raised_at', now())"
     "    FROM c WHERE $16::text IS NOT NULL"
     "  RETURNING id"
     ")"
     "SELECT (SELECT id FROM d), (SELECT id FROM a), (SELECT id FROM e) FROM c";
+
+/* SKIP LOCKED lets several processes lease at once without waiting for each other; a lease
+ * that outlives its process expires at lease_until. */
+static const char sql_lease_due[] =
+    "WITH due AS ("
+    "  SELECT order_no, void_code FROM voidrecon.void_cases"
+    "   WHERE next_poll_at <= now() AND (lease_until IS NULL OR lease_until < now())"
+    "   ORDER BY next_poll_at"
+    "   LIMIT $1::int"
+    "   FOR UPDATE SKIP LOCKED"
+    ")"
+    "UPDATE voidrecon.void_cases AS v"
+    "   SET lease_token = nextval('voidrecon.poll_lease_seq'),"
+    "       lease_until = now() + $2::bigint * interval '1 millisecond'"
+    "  FROM due WHERE v.order_no = due.order_no AND v.void_code = due.void_code"
+    " RETURNING v.order_no, v.void_code, v.version, v.lease_token, v.polls, v.poll_failures";
+
+/* $5 is the failure count that raises the alert: reached once per run of failures. */
+static const char sql_poll_failed[] =
+    "WITH upd AS ("
+    "  UPDATE voidrecon.void_cases AS v"
+    "     SET poll_failures = v.poll_failures + 1, last_polled_at = now(),"
+    "         last_poll_error = $3::text, lease_token = NULL, lease_until = NULL,"
+    "         next_poll_at = CASE WHEN v.next_poll_at IS NULL THEN NULL"
+    "                        ELSE now() + $4::bigint * interval '1 millisecond' END,"
+    "         needs_followup = v.needs_followup OR v.poll_failures + 1 = $5::int,"
+    "         followup_reason = CASE WHEN v.poll_failures + 1 = $5::int THEN 'poll_failing'"
+    "                           ELSE v.followup_reason END,"
+    "         followup_acked_at = CASE WHEN v.poll_failures + 1 = $5::int THEN NULL"
+    "                             ELSE v.followup_acked_at END,"
+    "         updated_at = CASE WHEN v.poll_failures + 1 = $5::int THEN now()"
+    "                      ELSE v.updated_at END,"
+    "         version = v.version + CASE WHEN v.poll_failures + 1 = $5::int THEN 1 ELSE 0 END"
+    "   WHERE v.order_no = $1::text AND v.void_code = $2::text AND v.lease_token = $6::bigint"
+    "  RETURNING v.poll_failures, v.status"
+    "), a AS ("
+    "  INSERT INTO voidrecon.alerts (kind, order_no, void_code, payload)"
+    "  SELECT 'void_poll_failing', $1::text, $2::text, jsonb_build_object("
+    "             'kind', 'void_poll_failing', 'order_no', $1::text, 'void_code', $2::text,"
+    "             'status', upd.status, 'poll_failures', upd.poll_failures,"
+    "             'message', $3::text, 'followup_reason', 'poll_failing', 'raised_at', now())"
+    "    FROM upd WHERE upd.poll_failures = $5::int"
+    "  RETURNING id"
+    ")"
+    "SELECT upd.poll_failures, (SELECT id FROM a) FROM upd";
+
+/* A stuck case changes its follow-up, so its version moves like any other flag's would. */
+static const char sql_flag_stuck[] =
+    "WITH s AS ("
+    "  UPDATE voidrecon.void_cases AS v"
+    "     SET needs_followup = true, followup_reason = 'stuck', followup_acked_at = NULL,"
+    "         stuck_flagged_at = now(), updated_at = now(), version = v.version + 1"
+    "   WHERE (v.order_no, v.void_code) IN ("
+    "           SELECT order_no, void_code FROM voidrecon.void_cases"
+    "            WHERE is_open AND stuck_flagged_at IS NULL"
+    "              AND created_at <= now() - $1::bigint * interval '1 millisecond'"
+    "            ORDER BY created_at LIMIT $2::int FOR UPDATE SKIP LOCKED)"
+    "     AND v.is_open AND v.stuck_flagged_at IS NULL"
+    "  RETURNING v.order_no, v.void_code, v.status, v.created_at"
+    "), a AS ("
+    "  INSERT INTO voidrecon.alerts (kind, order_no, void_code, payload)"
+    "  SELECT 'void_stuck', s.order_no, s.void_code, jsonb_build_object("
+    "             'kind', 'void_stuck', 'order_no', s.order_no, 'void_code', s.void_code,"
+    "             'status', s.status, 'open_since', s.created_at,"
+    "             'followup_reason', 'stuck', 'raised_at', now())"
+    "    FROM s"
+    "  RETURNING id"
+    ")"
+    "SELECT count(*) FROM a";
 
 /* The cancellation and its delivery point at each other's rows, so the delivery id is drawn
  * first; a repeat of a known order inserts nothing but the delivery, as a duplicate. */
@@ -270,15 +357,30 @@ static const char *poll_mode(const struct store *st, const struct store_void_rep
     return "keep";
 }
 
+/* Why a report was not applied, for the delivery's reason column. */
+static void explain(const struct store_void_report *rep, const struct voidcase_state *cur,
+                    const struct voidcase_decision *dec, char *out, size_t cap)
+{
+    out[0] = '\0';
+    if (dec->outcome == VOIDCASE_STALE || dec->outcome == VOIDCASE_CONFLICT)
+        snprintf(out, cap, "case was at %d (%s)%s", cur->status, voidcase_status_name(cur->status),
+                 rep->source == VOIDCASE_SOURCE_POLL && dec->outcome == VOIDCASE_STALE
+                     ? "; it changed while the poll was out"
+                     : "");
+}
+
 static void void_decided(struct store_op *op, const struct voidcase_state *cur, int64_t version,
                          const struct voidcase_decision *dec)
 {
     const struct store_void_report *rep = op->rep;
     const struct store_delivery *d = op->d;
-    char reported[8], from[8], to[8], delay[24], ver[24], reason[160] = "";
+    /* An answer superseded by a newer change may be older news: its details are not kept. */
+    const struct atlas_void_order *ans = dec->outcome == VOIDCASE_STALE ? NULL : rep->answer;
+    char reported[8], from[8], to[8], delay[24], ver[24], lease[24], reason[160];
     const char *mode;
     uint64_t delay_ms;
     bool changed, reconciled;
+    int lengths[29];
 
     mode = poll_mode(op->st, rep, dec->poll, &delay_ms);
     changed = !cur->exists || dec->to_status != cur->status || dec->confirmed != cur->confirmed ||
@@ -289,15 +391,13 @@ static void void_decided(struct store_op *op, const struct voidcase_state *cur, 
     snprintf(to, sizeof(to), "%d", dec->to_status);
     snprintf(delay, sizeof(delay), "%" PRIu64, delay_ms);
     snprintf(ver, sizeof(ver), "%" PRId64, version);
-    if (dec->outcome == VOIDCASE_STALE || dec->outcome == VOIDCASE_CONFLICT)
-        snprintf(reason, sizeof(reason), "case was at %d (%s)%s", cur->status,
-                 voidcase_status_name(cur->status),
-                 rep->source == VOIDCASE_SOURCE_POLL && dec->outcome == VOIDCASE_STALE
-                     ? "; it changed while the poll was out"
-                     : "");
+    snprintf(lease, sizeof(lease), "%" PRId64, rep->lease_token);
+    explain(rep, cur, dec, reason, sizeof(reason));
     op->result.outcome = voidcase_outcome_name(dec->outcome);
+    op->result.created = !cur->exists;
+    op->result.to_status = dec->to_status;
 
-    const char *params[22] = {
+    const char *params[29] = {
         rep->order_no,
         rep->void_code,
         d ? d->provider : NULL,
@@ -320,21 +420,28 @@ static void void_decided(struct store_op *op, const struct voidcase_state *cur, 
         changed ? "true" : "false",
         reconciled ? "true" : "false",
         voidcase_status_name(dec->to_status),
+        rep->source == VOIDCASE_SOURCE_POLL ? lease : NULL,
+        ans ? ans->cancel_reason : NULL,
+        ans ? ans->void_method : NULL,
+        ans ? ans->expected_confirmation_date : NULL,
+        ans ? ans->expected_refund_date : NULL,
+        ans ? ans->item_json : NULL,
+        ans ? "true" : "false",
     };
-    int lengths[22];
     for (size_t i = 0; i < ARRAY_SIZE(lengths); i++)
         lengths[i] = -1;
     lengths[5] = d ? (int)d->body_len : -1;
-    db_session_query(op->s, sql_void_write, 22, params, lengths, void_written, op);
+    db_session_query(op->s, sql_void_write, 29, params, lengths, void_written, op);
 }
 
 static void void_selected(struct db_session *s, PGresult *res, int status, void *arg)
 {
     struct store_op *op = arg;
+    const struct store_void_report *rep = op->rep;
     struct voidcase_state cur = {0};
     struct voidcase_decision dec;
     char pending[32] = "";
-    int64_t version = 0;
+    int64_t version = 0, lease = 0;
     bool superseded;
 
     (void)s;
@@ -351,12 +458,17 @@ static void void_selected(struct db_session *s, PGresult *res, int status, void 
             cur.followup_reason = pending;
         }
         version = field_i64(res, 3);
+        lease = field_i64(res, 4);
     }
-    superseded =
-        op->rep->source == VOIDCASE_SOURCE_POLL && cur.exists && op->rep->seen_version != version;
-    if (voidcase_decide(&cur, op->rep->status, op->rep->source, superseded, &dec) != 0) {
+    if (rep->source == VOIDCASE_SOURCE_POLL && (!cur.exists || lease != rep->lease_token)) {
+        /* The lease expired and another process took the case: its answer counts, not ours. */
+        op_finish(op, VR_ESTATE);
+        return;
+    }
+    superseded = rep->source == VOIDCASE_SOURCE_POLL && rep->seen_version != version;
+    if (voidcase_decide(&cur, rep->status, rep->source, superseded, &dec) != 0) {
         log_error("store_bad_status", "order=%s void=%s: status %d or stored %d is invalid",
-                  op->rep->order_no, op->rep->void_code, op->rep->status, cur.status);
+                  rep->order_no, rep->void_code, rep->status, cur.status);
         op_finish(op, VR_EDB);
         return;
     }
@@ -389,6 +501,118 @@ void store_apply_void(struct store *st, const struct store_delivery *d,
 
     op->rep = rep;
     db_acquire(st->db, void_acquired, op);
+}
+
+/* ---- polling ------------------------------------------------------------------------------ */
+
+struct lease_op {
+    store_lease_cb cb;
+    void *arg;
+};
+
+static void leased(struct db_session *s, PGresult *res, int status, void *arg)
+{
+    struct lease_op *op = arg;
+    struct store_lease *leases = NULL;
+    size_t n = 0;
+
+    (void)s;
+    if (status != 0) {
+        op->cb(classify(res, status, "leasing due cases"), NULL, 0, op->arg);
+        free(op);
+        return;
+    }
+    n = (size_t)PQntuples(res);
+    if (n > 0)
+        leases = xcalloc(n, sizeof(*leases));
+    for (size_t i = 0; i < n; i++) {
+        leases[i].order_no = PQgetvalue(res, (int)i, 0);
+        leases[i].void_code = PQgetvalue(res, (int)i, 1);
+        leases[i].version = strtoll(PQgetvalue(res, (int)i, 2), NULL, 10);
+        leases[i].lease_token = strtoll(PQgetvalue(res, (int)i, 3), NULL, 10);
+        leases[i].polls = (int)strtol(PQgetvalue(res, (int)i, 4), NULL, 10);
+        leases[i].poll_failures = (int)strtol(PQgetvalue(res, (int)i, 5), NULL, 10);
+    }
+    op->cb(0, leases, n, op->arg);
+    free(leases);
+    free(op);
+}
+
+void store_lease_due(struct store *st, unsigned max, uint64_t lease_ms, store_lease_cb cb,
+                     void *arg)
+{
+    struct lease_op *op = xcalloc(1, sizeof(*op));
+    char limit[16], ms[24];
+    const char *params[2] = {limit, ms};
+
+    op->cb = cb;
+    op->arg = arg;
+    snprintf(limit, sizeof(limit), "%u", max);
+    snprintf(ms, sizeof(ms), "%" PRIu64, lease_ms);
+    db_query(st->db, sql_lease_due, 2, params, NULL, leased, op);
+}
+
+static void poll_failure_written(struct db_session *s, PGresult *res, int status, void *arg)
+{
+    struct store_op *op = arg;
+
+    (void)s;
+    if (status != 0) {
+        op_finish(op, classify(res, status, "recording a failed poll"));
+        return;
+    }
+    if (PQntuples(res) == 0) {
+        op_finish(op, VR_ESTATE); /* the lease was taken over */
+        return;
+    }
+    op->result.outcome = "failed";
+    op->result.alert_id = field_i64(res, 1);
+    op_finish(op, 0);
+}
+
+void store_poll_failed(struct store *st, const char *order_no, const char *void_code,
+                       int64_t lease_token, const char *error, uint64_t retry_ms,
+                       unsigned failures_alert, store_done_cb cb, void *arg)
+{
+    struct store_op *op = op_new(st, NULL, cb, arg);
+    char delay[24], threshold[16], lease[24];
+    const char *params[6] = {order_no, void_code, error, delay, threshold, lease};
+
+    snprintf(delay, sizeof(delay), "%" PRIu64, retry_ms);
+    snprintf(threshold, sizeof(threshold), "%u", failures_alert);
+    snprintf(lease, sizeof(lease), "%" PRId64, lease_token);
+    db_query(st->db, sql_poll_failed, 6, params, NULL, poll_failure_written, op);
+}
+
+struct count_op {
+    store_count_cb cb;
+    void *arg;
+};
+
+static void counted(struct db_session *s, PGresult *res, int status, void *arg)
+{
+    struct count_op *op = arg;
+
+    (void)s;
+    if (status != 0)
+        op->cb(classify(res, status, "flagging stuck cases"), 0, op->arg);
+    else
+        op->cb(0, field_i64(res, 0), op->arg);
+    free(op);
+}
+
+void store_flag_stuck(struct store *st, uint64_t stuck_after_ms, unsigned max, store_count_cb cb,
+                      void *arg)
+{
+    struct count_op *op = xcalloc(1, sizeof(*op));
+    char ms[24], limit[16];
+    const char *params[2] = {ms, limit};
+
+    op->cb = cb;
+    op->arg = arg;
+    snprintf(ms, sizeof(ms), "%" PRIu64, stuck_after_ms);
+    snprintf(limit, sizeof(limit), "%u", max);
+    db_query(st->db, sql_flag_stuck, 2, params, NULL, counted, op);
 }
 
 /* ---- cancellations ------------------------------------------------------------------------ */

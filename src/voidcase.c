@@ -4,7 +4,7 @@
 #include <string.h>
 
 static const char *const status_names[] = {
-    "ATLAS_PROCESSING", "AIRLINE_PROCESSING", "VOIDED", "AIRLINE_VOIDING",
+    "ATLAS_PROCESSING", "AIRLINE_PROCESSING", "VOIDED",   "AIRLINE_VOIDING",
     "REJECTED",         "COMPLETED",          "WITHDREW",
 };
 
@@ -38,8 +38,8 @@ static int open_rank(int status)
  * when the case is not already waiting for a person for the same reason. */
 static void flag(const struct voidcase_state *cur, struct voidcase_decision *d, bool conflict)
 {
-    bool entered_rejected = d->to_status == VOIDCASE_REJECTED &&
-                            (!cur->exists || cur->status != VOIDCASE_REJECTED);
+    bool entered_rejected =
+        d->to_status == VOIDCASE_REJECTED && (!cur->exists || cur->status != VOIDCASE_REJECTED);
 
     if (entered_rejected) {
         d->followup_reason = "rejected";
@@ -118,7 +118,8 @@ static void decide_hint(const struct voidcase_state *cur, int s, struct voidcase
 int voidcase_decide(const struct voidcase_state *cur, int reported, enum voidcase_source source,
                     bool superseded, struct voidcase_decision *out)
 {
-    if (!voidcase_status_is_valid(reported) || (cur->exists && !voidcase_status_is_valid(cur->status)))
+    if (!voidcase_status_is_valid(reported) ||
+        (cur->exists && !voidcase_status_is_valid(cur->status)))
         return VR_EINVAL;
     memset(out, 0, sizeof(*out));
     if (source == VOIDCASE_SOURCE_POLL)

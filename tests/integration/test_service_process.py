@@ -174,11 +174,11 @@ def test_migrate_runs_once_even_when_started_twice_at_once():
                  for _ in range(3)]
         errs = [p.communicate(timeout=60)[1] for p in procs]
         eq([p.returncode for p in procs], [0, 0, 0], "\n".join(errs))
-        eq(db.scalar("select count(*) from voidrecon.schema_migrations"), "1")
+        eq(db.scalar("select count(*) from voidrecon.schema_migrations"), "2")
         applied = sorted(json.loads(line)["msg"] for e in errs for line in e.splitlines()
                          if '"migrated"' in line)
-        eq(applied, ["applied 0 migration(s); schema at version 1"] * 2 +
-           ["applied 1 migration(s); schema at version 1"])
+        eq(applied, ["applied 0 migration(s); schema at version 2"] * 2 +
+           ["applied 2 migration(s); schema at version 2"])
         missing = db.scalar(
             "select count(*) from pg_class c join pg_namespace n on n.oid = c.relnamespace"
             " where n.nspname = 'voidrecon' and c.relkind in ('r', 'v')"

@@ -163,9 +163,122 @@ static void atlas_keeps_type_of_a_rejected_body(void)
     ASSERT_TRUE(ev.order_no == NULL);
 }
 
+static void atlas_query_body_is_the_documented_shape(void)
+{
+    char *b = atlas_query_body("TESTA20250512100600259", "202505-0012");
+
+    ASSERT_STR_EQ(b, "{\"orderNo\":\"TESTA20250512100600259\",\"voidCode\":\"202505-0012\"}");
+    free(b);
+    b = atlas_query_body("A\"B", "V\\1");
+    ASSERT_STR_EQ(b, "{\"orderNo\":\"A\\\"B\",\"voidCode\":\"V\\\\1\"}");
+    free(b);
+}
+
+static void atlas_query_picks_the_item_of_the_void_code(void)
+{
+    struct atlas_void_order o;
+    size_t len;
+    char *body = slurp("query_ok.json", &len);
+    char err[256] = "";
+    int st = -1;
+
+    ASSERT_EQ(atlas_query_parse(body, len, "202505-0012", &o, &st, err, sizeof(err)), 0);
+    ASSERT_EQ(st, 0);
+    ASSERT_EQ(o.void_status, 1);
+    ASSERT_TRUE(o.cancel_reason == NULL);
+    ASSERT_STR_EQ(o.void_method, "CashBackToOriginalPayment");
+    ASSERT_STR_EQ(o.expected_confirmation_date, "20250513");
+    ASSERT_TRUE(o.expected_refund_date == NULL);
+    ASSERT_CONTAINS(o.item_json, "\"estimatedRefundAmount\":165.48");
+    ASSERT_CONTAINS(o.item_json, "\"voidCode\":\"202505-0012\"");
+    atlas_void_order_cleanup(&o);
+    ASSERT_EQ(atlas_query_parse(body, len, "202505-0011", &o, &st, err, sizeof(err)), 0);
+    ASSERT_EQ(o.void_status, 2);
+    ASSERT_STR_EQ(o.void_method, "Voucher");
+    atlas_void_order_cleanup(&o);
+    free(body);
+}
+
+static void atlas_query_rejects_broken_answers_naming_the_problem(void)
+{
+    char line[1024];
+    FILE *f = fopen(VR_TEST_DATA_DIR "/atlas/query_broken.tsv", "r");
+    int n = 0;
+
+    ASSERT_TRUE(f != NULL);
+    while (fgets(line, sizeof(line), f) != NULL) {
+        struct atlas_void_order o;
+        char err[256] = "", *tab1, *tab2;
+        int st, want, got;
+
+        if (line[0] == '#' || line[0] == '\n')
+            continue;
+        line[strcspn(line, "\n")] = '\0';
+        tab1 = strchr(line, '\t');
+        tab2 = tab1 ? strchr(tab1 + 1, '\t') : NULL;
+        ASSERT_TRUE(tab1 && tab2);
+        *tab1 = *tab2 = '\0';
+        want = strcmp(tab1 + 1, "EPARSE") == 0    ? VR_EPARSE
+               : strcmp(tab1 + 1, "EREMOTE") == 0 ? VR_EREMOTE
+                                                  : VR_ENOENT;
+        got = atlas_query_parse(line, strlen(line), "V1", &o, &st, err, sizeof(err));
+        if (got != want)
+            fprintf(stderr, "body: %s\n", line);
+        ASSERT_EQ(got, want);
+        ASSERT_CONTAINS(err, tab2 + 1);
+        ASSERT_TRUE(o.item_json == NULL);
+        n++;
+    }
+    fclose(f);
+    ASSERT_TRUE(n >= 15);
+}
+
+static void atlas_query_keeps_only_real_dates(void)
+{
+    static const char *const cases[][2] = {
+        {"20250513", "20250513"}, {"20240229", "20240229"}, {"20250229", NULL},
+        {"20001231", "20001231"}, {"19000229", NULL},       {"20251301", NULL},
+        {"20250431", NULL},       {"2025-05-13", NULL},     {"2025051", NULL},
+    };
+    char body[256], err[128];
+    struct atlas_void_order o;
+    int st;
+
+    for (size_t i = 0; i < ARRAY_SIZE(cases); i++) {
+        snprintf(body, sizeof(body),
+                 "{\"status\":0,\"voidOrders\":[{\"voidCode\":\"V1\",\"voidStatus\":1,"
+                 "\"expectedConfirmationDate\":\"%s\"}]}",
+                 cases[i][0]);
+        ASSERT_EQ(atlas_query_parse(body, strlen(body), "V1", &o, &st, err, sizeof(err)), 0);
+        if (cases[i][1] == NULL)
+            ASSERT_TRUE(o.expected_confirmation_date == NULL);
+        else
+            ASSERT_STR_EQ(o.expected_confirmation_date, cases[i][1]);
+        ASSERT_CONTAINS(o.item_json, cases[i][0]);
+        atlas_void_order_cleanup(&o);
+    }
+}
+
+static void atlas_reads_retry_after_of_a_rate_limit_answer(void)
+{
+    static const char doc[] = "{\"code\": 429, \"message\": \"Rate limit exceeded. Please retry "
+                              "after the current window resets\", \"limitType\": \"SEARCH_QPS\", "
+                              "\"limit\": 1, \"retryAfter\": 1}";
+
+    ASSERT_EQ(atlas_retry_after_parse(doc, strlen(doc)), 1);
+    ASSERT_EQ(atlas_retry_after_parse("{\"retryAfter\":2.5}", 18), 3);
+    ASSERT_EQ(atlas_retry_after_parse("{}", 2), -1);
+    ASSERT_EQ(atlas_retry_after_parse("oops", 4), -1);
+    ASSERT_EQ(atlas_retry_after_parse("{\"retryAfter\":-4}", 17), -1);
+}
+
 CHECK_MAIN(CASE(atlas_parses_void_success_sample),
            CASE(atlas_parses_void_rejection_and_chinese_samples),
            CASE(atlas_void_message_is_optional), CASE(atlas_parses_both_cancelled_spellings),
            CASE(atlas_keeps_other_types_as_other),
            CASE(atlas_rejects_broken_bodies_naming_the_field),
-           CASE(atlas_keeps_type_of_a_rejected_body))
+           CASE(atlas_keeps_type_of_a_rejected_body), CASE(atlas_query_body_is_the_documented_shape),
+           CASE(atlas_query_picks_the_item_of_the_void_code),
+           CASE(atlas_query_rejects_broken_answers_naming_the_problem),
+           CASE(atlas_query_keeps_only_real_dates),
+           CASE(atlas_reads_retry_after_of_a_rate_limit_answer))

@@ -1,0 +1,43 @@
+/* The reconciliation loop: a repeating timer that leases due cases, asks Atlas about each with
+ * bounded concurrency and rate, and applies every answer through the state machine; it also
+ * flags cases that stay open too long. */
+#ifndef VR_POLLER_H
+#define VR_POLLER_H
+
+#include <stdint.h>
+
+#include <uv.h>
+
+#include "atlas_client.h"
+#include "common.h"
+#include "store.h"
+
+/* Zero fields take the defaults in parentheses. */
+struct poller_config {
+    uint64_t tick_ms;         /* how often to look for due cases (1000) */
+    uint64_t first_ms;        /* base of the growing interval between polls of an open case */
+    uint64_t max_interval_ms; /* cap of that interval and of the error backoff (3600000) */
+    uint64_t retry_ms;        /* first retry after a failed poll, doubling after (10000) */
+    uint64_t lease_ms;        /* how long a leased case stays ours (2 x request timeout + 5 s) */
+    uint64_t stuck_after_ms;  /* a case open this long is flagged stuck (86400000) */
+    unsigned concurrency;     /* requests in flight (8) */
+    unsigned max_rps;         /* requests started per second (10) */
+    unsigned failures_alert;  /* failed polls in a row that flag poll_failing (10) */
+};
+
+struct poller;
+
+/* Creates and starts the poller on loop. client NULL: no polling (Atlas not configured), only
+ * the stuck sweep. st and client are borrowed and must outlive it. */
+struct poller *poller_new(uv_loop_t *loop, struct store *st, struct atlas_client *client,
+                          const struct poller_config *cfg);
+
+/* Stops leasing; answers already in hand are applied, then done_cb(arg) runs from the loop.
+ * Requests still waiting for Atlas end (as VR_ECLOSED, leases left to expire) when the caller
+ * closes the Atlas client, which it may do right after this call. */
+void poller_stop(struct poller *p, void (*done_cb)(void *arg), void *arg);
+
+/* Frees a stopped poller (after done_cb); accepts NULL. */
+void poller_free(struct poller *p);
+
+#endif

@@ -1,0 +1,340 @@
+/* Leases due cases, polls Atlas within a token bucket and a concurrency cap, applies answers as
+ * source "poll", backs off on failures, and sweeps for stuck cases. */
+#include "poller.h"
+
+#include <inttypes.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "log.h"
+
+#define DEFAULT_TICK_MS         1000
+#define DEFAULT_FIRST_MS        300000
+#define DEFAULT_MAX_INTERVAL_MS 3600000
+#define DEFAULT_RETRY_MS        10000
+#define DEFAULT_LEASE_MS        25000
+#define DEFAULT_STUCK_AFTER_MS  86400000
+#define DEFAULT_CONCURRENCY     8
+#define DEFAULT_MAX_RPS         10
+#define DEFAULT_FAILURES_ALERT  10
+/* The stuck sweep is one indexed statement; once a second is plenty for a 24 h threshold. */
+#define SWEEP_EVERY_MS  1000
+#define SWEEP_MAX_CASES 1000
+/* A 429 without retryAfter still pauses polling this long. */
+#define RATE_LIMIT_PAUSE_MS 1000
+
+struct poll_job {
+    struct poller *p;
+    struct poll_job *next; /* waiting for a rate-limit pause to end */
+    char *order_no;
+    char *void_code;
+    int64_t version;
+    int64_t lease_token;
+    int polls;
+    int poll_failures;
+    struct atlas_void_order answer;
+    struct store_void_report rep;
+};
+
+struct poller {
+    uv_loop_t *loop;
+    struct store *st;
+    struct atlas_client *client;
+    struct poller_config cfg;
+    uv_timer_t tick;
+    double tokens;
+    uint64_t refilled_at;
+    uint64_t paused_until;
+    uint64_t swept_at;
+    uint64_t rng;
+    unsigned in_flight;
+    struct poll_job *paused; /* leased while a 429 pause began: sent when it ends */
+    bool leasing;
+    bool sweeping;
+    bool stopping;
+    void (*done_cb)(void *arg);
+    void *done_arg;
+};
+
+static void poller_maybe_done(struct poller *p);
+
+static uint64_t next_rand(struct poller *p)
+{
+    /* xorshift64: jitter only. */
+    p->rng ^= p->rng << 13;
+    p->rng ^= p->rng >> 7;
+    p->rng ^= p->rng << 17;
+    return p->rng;
+}
+
+/* base doubled n times, capped, then spread over its last fifth so that cases that appeared
+ * together do not stay in step. */
+static uint64_t grow(struct poller *p, uint64_t base, int n)
+{
+    uint64_t v = base ? base : 1;
+
+    for (int i = 0; i < n && v < p->cfg.max_interval_ms; i++)
+        v *= 2;
+    if (v > p->cfg.max_interval_ms)
+        v = p->cfg.max_interval_ms;
+    return v - (v / 5 ? next_rand(p) % (v / 5 + 1) : 0);
+}
+
+static void job_free(struct poll_job *j)
+{
+    free(j->order_no);
+    free(j->void_code);
+    atlas_void_order_cleanup(&j->answer);
+    free(j);
+}
+
+static void job_done(struct poll_job *j)
+{
+    struct poller *p = j->p;
+
+    job_free(j);
+    p->in_flight--;
+    poller_maybe_done(p);
+}
+
+/* ---- answers ------------------------------------------------------------------------------ */
+
+static void applied(int status, const struct store_result *res, void *arg)
+{
+    struct poll_job *j = arg;
+
+    if (status == 0 && strcmp(res->outcome, "duplicate") != 0)
+        log_info("poll_applied", "order=%s void=%s status=%d outcome=%s alert=%" PRId64,
+                 j->order_no, j->void_code, j->rep.status, res->outcome, res->alert_id);
+    else if (status == VR_ESTATE)
+        log_debug("poll_lease_lost", "order=%s void=%s: answer dropped", j->order_no, j->void_code);
+    else if (status != 0)
+        log_warn("poll_not_stored", "order=%s void=%s: %s", j->order_no, j->void_code,
+                 vr_strerror(status));
+    job_done(j);
+}
+
+static void failure_stored(int status, const struct store_result *res, void *arg)
+{
+    struct poll_job *j = arg;
+
+    if (status == 0 && res->alert_id != 0)
+        log_warn("poll_failing", "order=%s void=%s: %d polls failed in a row; alert %" PRId64,
+                 j->order_no, j->void_code, j->poll_failures + 1, res->alert_id);
+    job_done(j);
+}
+
+static void answered(const struct atlas_reply *reply, void *arg)
+{
+    struct poll_job *j = arg;
+    struct poller *p = j->p;
+    uint64_t delay;
+
+    if (reply->status == VR_ECLOSED) {
+        job_done(j); /* shutting down: the lease expires and another poll takes the case */
+        return;
+    }
+    if (reply->status == 0) {
+        /* The reply is borrowed: keep our own copy of what the store will write. */
+        j->answer.void_status = reply->order.void_status;
+        j->answer.cancel_reason =
+            reply->order.cancel_reason ? xstrdup(reply->order.cancel_reason) : NULL;
+        j->answer.void_method = reply->order.void_method ? xstrdup(reply->order.void_method) : NULL;
+        j->answer.expected_confirmation_date =
+            reply->order.expected_confirmation_date
+                ? xstrdup(reply->order.expected_confirmation_date)
+                : NULL;
+        j->answer.expected_refund_date =
+            reply->order.expected_refund_date ? xstrdup(reply->order.expected_refund_date) : NULL;
+        j->answer.item_json = xstrdup(reply->order.item_json);
+        j->rep = (struct store_void_report){
+            .order_no = j->order_no,
+            .void_code = j->void_code,
+            .status = reply->order.void_status,
+            .message = j->answer.cancel_reason,
+            .source = VOIDCASE_SOURCE_POLL,
+            .seen_version = j->version,
+            .lease_token = j->lease_token,
+            .next_poll_ms = grow(p, p->cfg.first_ms, j->polls),
+            .answer = &j->answer,
+        };
+        store_apply_void(p->st, NULL, &j->rep, applied, j);
+        return;
+    }
+    delay = grow(p, p->cfg.retry_ms, j->poll_failures);
+    if (reply->http_status == 429) {
+        uint64_t pause = reply->retry_after_ms ? reply->retry_after_ms : RATE_LIMIT_PAUSE_MS;
+
+        /* The limit is the client's, not the case's: every poll waits. */
+        if (uv_now(p->loop) + pause > p->paused_until)
+            p->paused_until = uv_now(p->loop) + pause;
+        if (delay < pause)
+            delay = pause;
+    }
+    log_warn("poll_failed", "order=%s void=%s: %s; retry in %" PRIu64 " ms", j->order_no,
+             j->void_code, reply->error, delay);
+    store_poll_failed(p->st, j->order_no, j->void_code, j->lease_token, reply->error, delay,
+                      p->cfg.failures_alert, failure_stored, j);
+}
+
+/* ---- leasing and sweeping ----------------------------------------------------------------- */
+
+static void leased(int status, const struct store_lease *leases, size_t n, void *arg)
+{
+    struct poller *p = arg;
+
+    p->leasing = false;
+    if (status != 0) {
+        log_debug("poll_lease_failed", "%s", vr_strerror(status));
+        poller_maybe_done(p);
+        return;
+    }
+    for (size_t i = 0; i < n; i++) {
+        struct poll_job *j = xcalloc(1, sizeof(*j));
+
+        j->p = p;
+        j->order_no = xstrdup(leases[i].order_no);
+        j->void_code = xstrdup(leases[i].void_code);
+        j->version = leases[i].version;
+        j->lease_token = leases[i].lease_token;
+        j->polls = leases[i].polls;
+        j->poll_failures = leases[i].poll_failures;
+        p->tokens -= 1;
+        p->in_flight++;
+        if (p->stopping) {
+            job_done(j); /* the lease expires; the next process to run polls the case */
+            continue;
+        }
+        if (uv_now(p->loop) < p->paused_until) {
+            /* A 429 came back while this lease was being taken: hold it (the lease outlives
+             * any pause) rather than ask again too soon. */
+            j->next = p->paused;
+            p->paused = j;
+            continue;
+        }
+        atlas_client_query(p->client, j->order_no, j->void_code, answered, j);
+    }
+    poller_maybe_done(p);
+}
+
+static void send_paused(struct poller *p)
+{
+    struct poll_job *j;
+
+    while ((j = p->paused) != NULL) {
+        p->paused = j->next;
+        atlas_client_query(p->client, j->order_no, j->void_code, answered, j);
+    }
+}
+
+static void swept(int status, int64_t count, void *arg)
+{
+    struct poller *p = arg;
+
+    p->sweeping = false;
+    if (status == 0 && count > 0)
+        log_warn("void_stuck",
+                 "%" PRId64 " case(s) open for more than %" PRIu64 " ms flagged stuck", count,
+                 p->cfg.stuck_after_ms);
+    poller_maybe_done(p);
+}
+
+static void on_tick(uv_timer_t *t)
+{
+    struct poller *p = t->data;
+    uint64_t now = uv_now(p->loop);
+    double budget;
+
+    p->tokens += (double)(now - p->refilled_at) * p->cfg.max_rps / 1000.0;
+    if (p->tokens > p->cfg.max_rps)
+        p->tokens = p->cfg.max_rps; /* bursts of at most one second's worth */
+    p->refilled_at = now;
+    if (!p->sweeping && now - p->swept_at >= SWEEP_EVERY_MS) {
+        p->sweeping = true;
+        p->swept_at = now;
+        store_flag_stuck(p->st, p->cfg.stuck_after_ms, SWEEP_MAX_CASES, swept, p);
+    }
+    if (p->client == NULL || now < p->paused_until)
+        return;
+    send_paused(p);
+    if (p->leasing)
+        return;
+    budget = p->cfg.concurrency - p->in_flight;
+    if (budget > p->tokens)
+        budget = p->tokens;
+    if (budget < 1)
+        return;
+    p->leasing = true;
+    store_lease_due(p->st, (unsigned)budget, p->cfg.lease_ms, leased, p);
+}
+
+/* ---- lifecycle ---------------------------------------------------------------------------- */
+
+struct poller *poller_new(uv_loop_t *loop, struct store *st, struct atlas_client *client,
+                          const struct poller_config *cfg)
+{
+    struct poller *p = xcalloc(1, sizeof(*p));
+
+    p->loop = loop;
+    p->st = st;
+    p->client = client;
+    p->cfg = *cfg;
+#define DEFAULT(field, value)                                                                      \
+    if (p->cfg.field == 0)                                                                         \
+    p->cfg.field = (value)
+    DEFAULT(tick_ms, DEFAULT_TICK_MS);
+    DEFAULT(first_ms, DEFAULT_FIRST_MS);
+    DEFAULT(max_interval_ms, DEFAULT_MAX_INTERVAL_MS);
+    DEFAULT(retry_ms, DEFAULT_RETRY_MS);
+    DEFAULT(lease_ms, DEFAULT_LEASE_MS);
+    DEFAULT(stuck_after_ms, DEFAULT_STUCK_AFTER_MS);
+    DEFAULT(concurrency, DEFAULT_CONCURRENCY);
+    DEFAULT(max_rps, DEFAULT_MAX_RPS);
+    DEFAULT(failures_alert, DEFAULT_FAILURES_ALERT);
+#undef DEFAULT
+    p->rng = uv_hrtime() | 1;
+    p->refilled_at = uv_now(loop);
+    p->tokens = p->cfg.max_rps < p->cfg.concurrency ? p->cfg.max_rps : p->cfg.concurrency;
+    uv_timer_init(loop, &p->tick);
+    p->tick.data = p;
+    uv_timer_start(&p->tick, on_tick, 0, p->cfg.tick_ms);
+    return p;
+}
+
+static void tick_closed(uv_handle_t *h)
+{
+    struct poller *p = h->data;
+
+    p->done_cb(p->done_arg);
+}
+
+static void poller_maybe_done(struct poller *p)
+{
+    if (!p->stopping || p->in_flight > 0 || p->leasing || p->sweeping || p->done_cb == NULL ||
+        uv_is_closing((uv_handle_t *)&p->tick))
+        return;
+    uv_close((uv_handle_t *)&p->tick, tick_closed);
+}
+
+void poller_stop(struct poller *p, void (*done_cb)(void *arg), void *arg)
+{
+    struct poll_job *j;
+
+    p->stopping = true;
+    p->done_cb = done_cb;
+    p->done_arg = arg;
+    uv_timer_stop(&p->tick);
+    /* Held leases are not polled now; they expire and another poll takes the cases. */
+    while ((j = p->paused) != NULL) {
+        p->paused = j->next;
+        job_done(j);
+    }
+    poller_maybe_done(p);
+}
+
+void poller_free(struct poller *p)
+{
+    free(p);
+}
