@@ -32,6 +32,15 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 OPEN = (0, 1, 3)
 CLOSED = (2, 4, 5, 6)
+MESSAGES = {
+    0: "Void request received.",
+    1: "Void submitted to the airline.",
+    2: "Void successful and confirmed by the airline.",
+    3: "The airline is voiding the ticket.",
+    4: "Automatic void processing failed after 10 retries.",
+    5: "Void fulfilment completed.",
+    6: "Void withdrawn.",
+}
 
 
 def documented_path(rng, deposit=None):
@@ -118,7 +127,7 @@ class Sim:
     def _push(self, due, status, case):
         payload = {"cid": "SIM", "type": "order.void", "status": -1,
                    "data": {"orderNo": case.order_no, "voidCode": case.void_code,
-                            "voidStatus": status, "message": "status %d" % status}}
+                            "voidStatus": status, "message": MESSAGES[status]}}
         self.seq += 1
         heapq.heappush(self.queue, (due, self.seq, payload))
 
