@@ -46,4 +46,11 @@ char *xstrndup(const char *s, size_t n);
 
 #define ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
 
+/* For configuration structs where zero means "the default". */
+#define VR_DEFAULT(lvalue, value)                                                                  \
+    do {                                                                                           \
+        if ((lvalue) == 0)                                                                         \
+            (lvalue) = (value);                                                                    \
+    } while (0)
+
 #endif

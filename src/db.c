@@ -866,17 +866,13 @@ int db_new(struct db **out, uv_loop_t *loop, const struct db_config *cfg)
     db->cfg = *cfg;
     db->conninfo = xstrdup(cfg->conninfo);
     db->cfg.conninfo = NULL;
-#define DEFAULT(field, value)                                                                      \
-    if (db->cfg.field == 0)                                                                        \
-    db->cfg.field = (value)
-    DEFAULT(pool_size, DB_DEFAULT_POOL_SIZE);
-    DEFAULT(connect_timeout_ms, DB_DEFAULT_CONNECT_MS);
-    DEFAULT(reconnect_min_ms, DB_DEFAULT_RECONNECT_MIN);
-    DEFAULT(reconnect_max_ms, DB_DEFAULT_RECONNECT_MAX);
-    DEFAULT(query_timeout_ms, DB_DEFAULT_QUERY_MS);
-    DEFAULT(max_waiters, DB_DEFAULT_MAX_WAITERS);
-    DEFAULT(acquire_timeout_ms, DB_DEFAULT_ACQUIRE_MS);
-#undef DEFAULT
+    VR_DEFAULT(db->cfg.pool_size, DB_DEFAULT_POOL_SIZE);
+    VR_DEFAULT(db->cfg.connect_timeout_ms, DB_DEFAULT_CONNECT_MS);
+    VR_DEFAULT(db->cfg.reconnect_min_ms, DB_DEFAULT_RECONNECT_MIN);
+    VR_DEFAULT(db->cfg.reconnect_max_ms, DB_DEFAULT_RECONNECT_MAX);
+    VR_DEFAULT(db->cfg.query_timeout_ms, DB_DEFAULT_QUERY_MS);
+    VR_DEFAULT(db->cfg.max_waiters, DB_DEFAULT_MAX_WAITERS);
+    VR_DEFAULT(db->cfg.acquire_timeout_ms, DB_DEFAULT_ACQUIRE_MS);
     if (db->cfg.reconnect_max_ms < db->cfg.reconnect_min_ms)
         db->cfg.reconnect_max_ms = db->cfg.reconnect_min_ms;
     snprintf(db->timeout_param, sizeof(db->timeout_param), "%llu",

@@ -643,16 +643,12 @@ int httpd_start(struct httpd **out, uv_loop_t *loop, const struct httpd_config *
     h->cfg.host = h->host;
     h->handler = handler;
     h->arg = arg;
-#define DEFAULT(field, value)                                                                      \
-    if (h->cfg.field == 0)                                                                         \
-    h->cfg.field = (value)
-    DEFAULT(max_header_bytes, HTTPREQ_DEFAULT_MAX_HEADER_BYTES);
-    DEFAULT(max_body_bytes, HTTPREQ_DEFAULT_MAX_BODY_BYTES);
-    DEFAULT(header_timeout_ms, 10000);
-    DEFAULT(idle_timeout_ms, 60000);
-    DEFAULT(max_connections, 1024);
-    DEFAULT(body_timeout_ms, h->cfg.header_timeout_ms);
-#undef DEFAULT
+    VR_DEFAULT(h->cfg.max_header_bytes, HTTPREQ_DEFAULT_MAX_HEADER_BYTES);
+    VR_DEFAULT(h->cfg.max_body_bytes, HTTPREQ_DEFAULT_MAX_BODY_BYTES);
+    VR_DEFAULT(h->cfg.header_timeout_ms, 10000);
+    VR_DEFAULT(h->cfg.idle_timeout_ms, 60000);
+    VR_DEFAULT(h->cfg.max_connections, 1024);
+    VR_DEFAULT(h->cfg.body_timeout_ms, h->cfg.header_timeout_ms);
     uv_tcp_init(loop, &h->listener);
     h->listener.data = h;
     h->listener_open = true;

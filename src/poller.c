@@ -281,19 +281,15 @@ struct poller *poller_new(uv_loop_t *loop, struct store *st, struct atlas_client
     p->st = st;
     p->client = client;
     p->cfg = *cfg;
-#define DEFAULT(field, value)                                                                      \
-    if (p->cfg.field == 0)                                                                         \
-    p->cfg.field = (value)
-    DEFAULT(tick_ms, DEFAULT_TICK_MS);
-    DEFAULT(first_ms, DEFAULT_FIRST_MS);
-    DEFAULT(max_interval_ms, DEFAULT_MAX_INTERVAL_MS);
-    DEFAULT(retry_ms, DEFAULT_RETRY_MS);
-    DEFAULT(lease_ms, DEFAULT_LEASE_MS);
-    DEFAULT(stuck_after_ms, DEFAULT_STUCK_AFTER_MS);
-    DEFAULT(concurrency, DEFAULT_CONCURRENCY);
-    DEFAULT(max_rps, DEFAULT_MAX_RPS);
-    DEFAULT(failures_alert, DEFAULT_FAILURES_ALERT);
-#undef DEFAULT
+    VR_DEFAULT(p->cfg.tick_ms, DEFAULT_TICK_MS);
+    VR_DEFAULT(p->cfg.first_ms, DEFAULT_FIRST_MS);
+    VR_DEFAULT(p->cfg.max_interval_ms, DEFAULT_MAX_INTERVAL_MS);
+    VR_DEFAULT(p->cfg.retry_ms, DEFAULT_RETRY_MS);
+    VR_DEFAULT(p->cfg.lease_ms, DEFAULT_LEASE_MS);
+    VR_DEFAULT(p->cfg.stuck_after_ms, DEFAULT_STUCK_AFTER_MS);
+    VR_DEFAULT(p->cfg.concurrency, DEFAULT_CONCURRENCY);
+    VR_DEFAULT(p->cfg.max_rps, DEFAULT_MAX_RPS);
+    VR_DEFAULT(p->cfg.failures_alert, DEFAULT_FAILURES_ALERT);
     p->rng = uv_hrtime() | 1;
     p->refilled_at = uv_now(loop);
     p->tokens = p->cfg.max_rps < p->cfg.concurrency ? p->cfg.max_rps : p->cfg.concurrency;
