@@ -15,7 +15,8 @@
 /* Zero fields take the defaults in parentheses. */
 struct poller_config {
     uint64_t tick_ms;         /* how often to look for due cases (1000) */
-    uint64_t first_ms;        /* base of the growing interval between polls of an open case */
+    uint64_t first_ms;        /* base of the growing interval between polls of an open case
+                                 (never below tick_ms) */
     uint64_t max_interval_ms; /* cap of that interval and of the error backoff (3600000) */
     uint64_t retry_ms;        /* first retry after a failed poll, doubling after (10000) */
     uint64_t lease_ms;        /* how long a leased case stays ours (2 x request timeout + 5 s) */

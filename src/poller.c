@@ -11,7 +11,6 @@
 #include "log.h"
 
 #define DEFAULT_TICK_MS         1000
-#define DEFAULT_FIRST_MS        300000
 #define DEFAULT_MAX_INTERVAL_MS 3600000
 #define DEFAULT_RETRY_MS        10000
 #define DEFAULT_LEASE_MS        25000
@@ -157,7 +156,9 @@ static void answered(const struct atlas_reply *reply, void *arg)
             .source = VOIDCASE_SOURCE_POLL,
             .seen_version = j->version,
             .lease_token = j->lease_token,
-            .next_poll_ms = grow(p, p->cfg.first_ms, j->polls),
+            /* A first poll at once (first_ms 0) still does not make every later one so. */
+            .next_poll_ms = grow(
+                p, p->cfg.first_ms > p->cfg.tick_ms ? p->cfg.first_ms : p->cfg.tick_ms, j->polls),
             .answer = &j->answer,
         };
         store_apply_void(p->st, NULL, &j->rep, applied, j);
@@ -282,7 +283,6 @@ struct poller *poller_new(uv_loop_t *loop, struct store *st, struct atlas_client
     p->client = client;
     p->cfg = *cfg;
     VR_DEFAULT(p->cfg.tick_ms, DEFAULT_TICK_MS);
-    VR_DEFAULT(p->cfg.first_ms, DEFAULT_FIRST_MS);
     VR_DEFAULT(p->cfg.max_interval_ms, DEFAULT_MAX_INTERVAL_MS);
     VR_DEFAULT(p->cfg.retry_ms, DEFAULT_RETRY_MS);
     VR_DEFAULT(p->cfg.lease_ms, DEFAULT_LEASE_MS);
