@@ -1,5 +1,5 @@
-/* Atlas API client on libcurl's multi-socket interface driven by libuv: queryVoidOrders.do
- * requests that never block the loop. Rate and concurrency are the caller's business. */
+/* Atlas API client over httpc: queryVoidOrders.do requests that never block the loop, their
+ * answers read into replies. Rate and concurrency are the caller's business. */
 #ifndef VR_ATLAS_CLIENT_H
 #define VR_ATLAS_CLIENT_H
 
@@ -40,7 +40,8 @@ typedef void (*atlas_client_cb)(const struct atlas_reply *reply, void *arg);
 struct atlas_client;
 
 /* Creates a client on loop; 0, or VR_EINVAL with a message in err. Caller ends it with
- * atlas_client_close, then atlas_client_free after done_cb. Needs curl_global_init first. */
+ * atlas_client_close, then atlas_client_free after done_cb. Needs curl_global_init first.
+ * Accept-Encoding: gzip is always sent (httpc), since Atlas may compress. */
 int atlas_client_new(struct atlas_client **out, uv_loop_t *loop,
                      const struct atlas_client_config *cfg, char *err, size_t errlen) VR_MUSTCHECK;
 

@@ -1,290 +1,77 @@
-/* queryVoidOrders.do over libcurl multi on libuv: one uv_poll_t per socket curl asks for, one
- * uv_timer_t for curl's timeout, results delivered after curl has returned. */
+/* queryVoidOrders.do over httpc: the request Atlas documents, and its answer read as a reply. */
 #include "atlas_client.h"
 
-#include <assert.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include <curl/curl.h>
-#include <uv.h>
+#include "httpc.h"
 
-#include "log.h"
-
-#define DEFAULT_TIMEOUT_MS         10000
-#define DEFAULT_CONNECT_TIMEOUT_MS 3000
-#define DEFAULT_MAX_RESPONSE_BYTES ((size_t)4 << 20)
-#define QUERY_PATH                 "queryVoidOrders.do"
-
-struct atlas_req {
-    struct atlas_client *c;
-    struct atlas_req *prev, *next;
-    CURL *easy;
-    char *body;
-    char *void_code;
-    char *resp;
-    size_t resp_len;
-    size_t resp_cap;
-    bool too_big;
-    atlas_client_cb cb;
-    void *arg;
-    char curl_err[CURL_ERROR_SIZE];
-};
-
-/* One socket curl wants watched; freed in its close callback only. */
-struct sock_ctx {
-    uv_poll_t poll;
-    struct atlas_client *c;
-    curl_socket_t fd;
-};
+#define QUERY_PATH   "queryVoidOrders.do"
+#define MAX_ID_BYTES 200
+#define HEADER_LINES 4
 
 struct atlas_client {
-    uv_loop_t *loop;
-    CURLM *multi;
-    uv_timer_t timer;
+    struct httpc *http;
     char *url;
-    struct curl_slist *headers;
-    uint64_t timeout_ms;
-    uint64_t connect_timeout_ms;
-    size_t max_response_bytes;
-    struct atlas_req *reqs;  /* in flight */
-    struct atlas_req *ready; /* finished before they started (closed client) */
-    unsigned in_flight;
-    unsigned handles_open;
-    bool closing;
+    char *headers[HEADER_LINES + 1]; /* the id and secret lines are never logged */
     void (*done_cb)(void *arg);
     void *done_arg;
 };
 
-static void check_multi_info(struct atlas_client *c);
+struct atlas_req {
+    char *void_code;
+    atlas_client_cb cb;
+    void *arg;
+};
 
-/* ---- replies ------------------------------------------------------------------------------ */
-
-static void req_free(struct atlas_req *r)
+static void answered(const struct httpc_response *r, void *arg)
 {
-    if (r->easy != NULL)
-        curl_easy_cleanup(r->easy);
-    free(r->body);
-    free(r->void_code);
-    free(r->resp);
-    free(r);
-}
+    struct atlas_req *q = arg;
+    struct atlas_reply rep;
 
-static void req_unlink(struct atlas_req *r)
-{
-    struct atlas_client *c = r->c;
+    memset(&rep, 0, sizeof(rep));
+    rep.http_status = r->http_status;
+    if (r->status != 0) {
+        /* A transport failure; an oversized answer counts as a malformed one. */
+        rep.status = r->status == VR_ETOOBIG ? VR_EPARSE : r->status;
+        snprintf(rep.error, sizeof(rep.error), "%s", r->error);
+    } else if (r->http_status == 200) {
+        rep.status = atlas_query_parse(r->body, r->body_len, q->void_code, &rep.order,
+                                       &rep.atlas_status, rep.error, sizeof(rep.error));
+    } else if (r->http_status == 429) {
+        long s = atlas_retry_after_parse(r->body, r->body_len);
 
-    if (r->prev)
-        r->prev->next = r->next;
-    else
-        c->reqs = r->next;
-    if (r->next)
-        r->next->prev = r->prev;
-    r->prev = r->next = NULL;
-    c->in_flight--;
-}
-
-static void reply_http(struct atlas_req *r, struct atlas_reply *rep)
-{
-    curl_off_t retry_after = 0;
-
-    if (rep->http_status == 200) {
-        rep->status =
-            atlas_query_parse(r->resp ? r->resp : "", r->resp_len, r->void_code, &rep->order,
-                              &rep->atlas_status, rep->error, sizeof(rep->error));
-        return;
-    }
-    rep->status = VR_EREMOTE;
-    if (rep->http_status == 429) {
-        long s = atlas_retry_after_parse(r->resp ? r->resp : "", r->resp_len);
-
-        if (s < 0 && curl_easy_getinfo(r->easy, CURLINFO_RETRY_AFTER, &retry_after) == CURLE_OK)
-            s = (long)retry_after;
-        rep->retry_after_ms = s > 0 ? (uint64_t)s * 1000 : 0;
-        snprintf(rep->error, sizeof(rep->error), "HTTP 429: rate limited, retry after %ld s",
+        if (s < 0)
+            s = r->retry_after_s;
+        rep.status = VR_EREMOTE;
+        rep.retry_after_ms = s > 0 ? (uint64_t)s * 1000 : 0;
+        snprintf(rep.error, sizeof(rep.error), "HTTP 429: rate limited, retry after %ld s",
                  s > 0 ? s : 0);
-        return;
-    }
-    snprintf(rep->error, sizeof(rep->error), "HTTP %ld from Atlas", rep->http_status);
-}
-
-static void req_finish(struct atlas_req *r, CURLcode result)
-{
-    struct atlas_reply rep;
-
-    memset(&rep, 0, sizeof(rep));
-    if (result == CURLE_OK) {
-        curl_easy_getinfo(r->easy, CURLINFO_RESPONSE_CODE, &rep.http_status);
-        reply_http(r, &rep);
-    } else if (r->too_big) {
-        rep.status = VR_EPARSE;
-        snprintf(rep.error, sizeof(rep.error), "answer larger than %zu bytes",
-                 r->c->max_response_bytes);
-    } else if (result == CURLE_OPERATION_TIMEDOUT) {
-        rep.status = VR_ETIMEDOUT;
-        snprintf(rep.error, sizeof(rep.error), "timed out: %.200s",
-                 r->curl_err[0] ? r->curl_err : curl_easy_strerror(result));
     } else {
-        rep.status = VR_EIO;
-        snprintf(rep.error, sizeof(rep.error), "%.200s",
-                 r->curl_err[0] ? r->curl_err : curl_easy_strerror(result));
+        rep.status = VR_EREMOTE;
+        snprintf(rep.error, sizeof(rep.error), "HTTP %ld from Atlas", r->http_status);
     }
-    r->cb(&rep, r->arg);
+    q->cb(&rep, q->arg);
     atlas_void_order_cleanup(&rep.order);
+    free(q->void_code);
+    free(q);
 }
 
-static void req_fail_closed(struct atlas_req *r)
+static char *header_line(const char *name, const char *value)
 {
-    struct atlas_reply rep;
+    size_t n = strlen(name) + strlen(value) + 1;
+    char *s = xmalloc(n);
 
-    memset(&rep, 0, sizeof(rep));
-    rep.status = VR_ECLOSED;
-    snprintf(rep.error, sizeof(rep.error), "client closed");
-    r->cb(&rep, r->arg);
+    snprintf(s, n, "%s%s", name, value);
+    return s;
 }
-
-/* ---- curl's socket and timer callbacks ---------------------------------------------------- */
-
-static void sock_closed(uv_handle_t *h)
-{
-    struct sock_ctx *s = h->data;
-    struct atlas_client *c = s->c;
-
-    free(s);
-    if (--c->handles_open == 0 && c->done_cb != NULL)
-        c->done_cb(c->done_arg);
-}
-
-static void on_poll(uv_poll_t *h, int status, int events)
-{
-    struct sock_ctx *s = h->data;
-    struct atlas_client *c = s->c;
-    int flags = 0, running;
-
-    /* An error on the socket must reach curl, or the transfer would wait for its timeout. */
-    if (status < 0)
-        flags = CURL_CSELECT_ERR;
-    if (events & UV_READABLE)
-        flags |= CURL_CSELECT_IN;
-    if (events & UV_WRITABLE)
-        flags |= CURL_CSELECT_OUT;
-    curl_multi_socket_action(c->multi, s->fd, flags, &running);
-    check_multi_info(c);
-}
-
-static int on_socket(CURL *easy, curl_socket_t fd, int what, void *userp, void *socketp)
-{
-    struct atlas_client *c = userp;
-    struct sock_ctx *s = socketp;
-    int events = 0;
-
-    (void)easy;
-    if (what == CURL_POLL_REMOVE) {
-        if (s != NULL) {
-            uv_poll_stop(&s->poll);
-            uv_close((uv_handle_t *)&s->poll, sock_closed);
-            curl_multi_assign(c->multi, fd, NULL);
-        }
-        return 0;
-    }
-    if (s == NULL) {
-        /* While closing, curl may ask to watch cached connections one last time. */
-        if (c->closing)
-            return 0;
-        s = xcalloc(1, sizeof(*s));
-        s->c = c;
-        s->fd = fd;
-        if (uv_poll_init_socket(c->loop, &s->poll, fd) != 0) {
-            free(s);
-            return -1;
-        }
-        s->poll.data = s;
-        c->handles_open++;
-        curl_multi_assign(c->multi, fd, s);
-    }
-    if (what == CURL_POLL_IN || what == CURL_POLL_INOUT)
-        events |= UV_READABLE;
-    if (what == CURL_POLL_OUT || what == CURL_POLL_INOUT)
-        events |= UV_WRITABLE;
-    return uv_poll_start(&s->poll, events, on_poll) == 0 ? 0 : -1;
-}
-
-static void on_timeout(uv_timer_t *t)
-{
-    struct atlas_client *c = t->data;
-    int running;
-
-    curl_multi_socket_action(c->multi, CURL_SOCKET_TIMEOUT, 0, &running);
-    check_multi_info(c);
-}
-
-static int on_timer(CURLM *multi, long timeout_ms, void *userp)
-{
-    struct atlas_client *c = userp;
-
-    (void)multi;
-    if (timeout_ms < 0)
-        uv_timer_stop(&c->timer);
-    else
-        uv_timer_start(&c->timer, on_timeout, (uint64_t)timeout_ms, 0);
-    return 0;
-}
-
-/* Runs outside of curl's calls, so a callback may start the next request at once. */
-static void check_multi_info(struct atlas_client *c)
-{
-    CURLMsg *msg;
-    int left;
-
-    while ((msg = curl_multi_info_read(c->multi, &left)) != NULL) {
-        struct atlas_req *r = NULL;
-        CURLcode result;
-        CURL *easy;
-
-        if (msg->msg != CURLMSG_DONE)
-            continue;
-        easy = msg->easy_handle;
-        result = msg->data.result; /* msg is invalid after the handle is removed */
-        curl_easy_getinfo(easy, CURLINFO_PRIVATE, (char **)&r);
-        curl_multi_remove_handle(c->multi, easy);
-        req_unlink(r);
-        req_finish(r, result);
-        req_free(r);
-    }
-}
-
-static size_t on_write(char *data, size_t size, size_t n, void *userp)
-{
-    struct atlas_req *r = userp;
-    size_t len = size * n;
-
-    if (len > r->c->max_response_bytes - r->resp_len) {
-        r->too_big = true;
-        return 0; /* curl then fails the transfer with CURLE_WRITE_ERROR */
-    }
-    if (r->resp_len + len + 1 > r->resp_cap) {
-        size_t cap = r->resp_cap ? r->resp_cap : 4096;
-
-        while (cap < r->resp_len + len + 1)
-            cap *= 2;
-        r->resp = xrealloc(r->resp, cap);
-        r->resp_cap = cap;
-    }
-    memcpy(r->resp + r->resp_len, data, len);
-    r->resp_len += len;
-    r->resp[r->resp_len] = '\0';
-    return len;
-}
-
-/* ---- public API --------------------------------------------------------------------------- */
 
 int atlas_client_new(struct atlas_client **out, uv_loop_t *loop,
                      const struct atlas_client_config *cfg, char *err, size_t errlen)
 {
     struct atlas_client *c;
-    char line[512];
     size_t n;
 
     *out = NULL;
@@ -295,41 +82,24 @@ int atlas_client_new(struct atlas_client **out, uv_loop_t *loop,
     }
     if (cfg->client_id == NULL || cfg->client_secret == NULL ||
         strpbrk(cfg->client_id, "\r\n") != NULL || strpbrk(cfg->client_secret, "\r\n") != NULL ||
-        strlen(cfg->client_id) > 200 || strlen(cfg->client_secret) > 200) {
+        strlen(cfg->client_id) > MAX_ID_BYTES || strlen(cfg->client_secret) > MAX_ID_BYTES) {
         snprintf(err, errlen, "client id and secret must be set, one line each");
         return VR_EINVAL;
     }
     c = xcalloc(1, sizeof(*c));
-    c->loop = loop;
-    c->timeout_ms = cfg->timeout_ms ? cfg->timeout_ms : DEFAULT_TIMEOUT_MS;
-    c->connect_timeout_ms =
-        cfg->connect_timeout_ms ? cfg->connect_timeout_ms : DEFAULT_CONNECT_TIMEOUT_MS;
-    if (c->connect_timeout_ms > c->timeout_ms)
-        c->connect_timeout_ms = c->timeout_ms;
-    c->max_response_bytes =
-        cfg->max_response_bytes ? cfg->max_response_bytes : DEFAULT_MAX_RESPONSE_BYTES;
     n = strlen(cfg->base_url);
     c->url = xmalloc(n + sizeof(QUERY_PATH) + 1);
     snprintf(c->url, n + sizeof(QUERY_PATH) + 1, "%s%s" QUERY_PATH, cfg->base_url,
              n > 0 && cfg->base_url[n - 1] == '/' ? "" : "/");
-    c->headers = curl_slist_append(NULL, "Content-Type: application/json");
-    c->headers = curl_slist_append(c->headers, "Accept: application/json");
-    c->headers = curl_slist_append(c->headers, "Expect:");
-    snprintf(line, sizeof(line), "x-atlas-client-id: %s", cfg->client_id);
-    c->headers = curl_slist_append(c->headers, line);
-    snprintf(line, sizeof(line), "x-atlas-client-secret: %s", cfg->client_secret);
-    c->headers = curl_slist_append(c->headers, line);
-    memset(line, 0, sizeof(line));
-    c->multi = curl_multi_init();
-    if (c->headers == NULL || c->multi == NULL)
-        abort(); /* libcurl fails these only when out of memory */
-    curl_multi_setopt(c->multi, CURLMOPT_SOCKETFUNCTION, on_socket);
-    curl_multi_setopt(c->multi, CURLMOPT_SOCKETDATA, c);
-    curl_multi_setopt(c->multi, CURLMOPT_TIMERFUNCTION, on_timer);
-    curl_multi_setopt(c->multi, CURLMOPT_TIMERDATA, c);
-    uv_timer_init(loop, &c->timer);
-    c->timer.data = c;
-    c->handles_open = 1;
+    c->headers[0] = xstrdup("Content-Type: application/json");
+    c->headers[1] = xstrdup("Accept: application/json");
+    c->headers[2] = header_line("x-atlas-client-id: ", cfg->client_id);
+    c->headers[3] = header_line("x-atlas-client-secret: ", cfg->client_secret);
+    c->http = httpc_new(loop, &(struct httpc_config){
+                                  .timeout_ms = cfg->timeout_ms,
+                                  .connect_timeout_ms = cfg->connect_timeout_ms,
+                                  .max_response_bytes = cfg->max_response_bytes,
+                              });
     *out = c;
     return 0;
 }
@@ -337,80 +107,33 @@ int atlas_client_new(struct atlas_client **out, uv_loop_t *loop,
 void atlas_client_query(struct atlas_client *c, const char *order_no, const char *void_code,
                         atlas_client_cb cb, void *arg)
 {
-    struct atlas_req *r = xcalloc(1, sizeof(*r));
+    struct atlas_req *q = xcalloc(1, sizeof(*q));
+    char *body = atlas_query_body(order_no, void_code);
 
-    r->c = c;
-    r->cb = cb;
-    r->arg = arg;
-    r->void_code = xstrdup(void_code);
-    assert(!c->closing);
-    r->body = atlas_query_body(order_no, void_code);
-    r->easy = curl_easy_init();
-    if (r->easy == NULL)
-        abort();
-    curl_easy_setopt(r->easy, CURLOPT_URL, c->url);
-    curl_easy_setopt(r->easy, CURLOPT_PROTOCOLS_STR, "http,https");
-    curl_easy_setopt(r->easy, CURLOPT_HTTPHEADER, c->headers);
-    curl_easy_setopt(r->easy, CURLOPT_POSTFIELDS, r->body);
-    curl_easy_setopt(r->easy, CURLOPT_POSTFIELDSIZE, (long)strlen(r->body));
-    /* Atlas may compress (gzip) or not when the answer is small; curl handles both. */
-    curl_easy_setopt(r->easy, CURLOPT_ACCEPT_ENCODING, "gzip");
-    curl_easy_setopt(r->easy, CURLOPT_TIMEOUT_MS, (long)c->timeout_ms);
-    curl_easy_setopt(r->easy, CURLOPT_CONNECTTIMEOUT_MS, (long)c->connect_timeout_ms);
-    curl_easy_setopt(r->easy, CURLOPT_NOSIGNAL, 1L);
-    curl_easy_setopt(r->easy, CURLOPT_USERAGENT, "voidrecon/" VOIDRECON_VERSION);
-    curl_easy_setopt(r->easy, CURLOPT_WRITEFUNCTION, on_write);
-    curl_easy_setopt(r->easy, CURLOPT_WRITEDATA, r);
-    curl_easy_setopt(r->easy, CURLOPT_ERRORBUFFER, r->curl_err);
-    curl_easy_setopt(r->easy, CURLOPT_PRIVATE, (char *)r);
-    r->next = c->reqs;
-    if (c->reqs)
-        c->reqs->prev = r;
-    c->reqs = r;
-    c->in_flight++;
-    /* Only registers the transfer and arms the timer: the work starts from the loop. */
-    if (curl_multi_add_handle(c->multi, r->easy) != CURLM_OK)
-        abort();
+    q->void_code = xstrdup(void_code);
+    q->cb = cb;
+    q->arg = arg;
+    httpc_post(c->http, c->url, (const char *const *)c->headers, body, strlen(body), answered, q);
+    free(body);
 }
 
 unsigned atlas_client_in_flight(const struct atlas_client *c)
 {
-    return c->in_flight;
-}
-
-static void timer_closed(uv_handle_t *h)
-{
-    struct atlas_client *c = h->data;
-
-    if (--c->handles_open == 0 && c->done_cb != NULL)
-        c->done_cb(c->done_arg);
+    return httpc_in_flight(c->http);
 }
 
 void atlas_client_close(struct atlas_client *c, void (*done_cb)(void *arg), void *arg)
 {
-    struct atlas_req *r;
-
-    c->closing = true;
-    c->done_cb = done_cb;
-    c->done_arg = arg;
-    while ((r = c->reqs) != NULL) {
-        curl_multi_remove_handle(c->multi, r->easy);
-        req_unlink(r);
-        req_fail_closed(r);
-        req_free(r);
-    }
-    /* Cleanup fires the socket callbacks (REMOVE) for cached connections; the timer closes
-     * after it, since curl may still touch it until then. */
-    curl_multi_cleanup(c->multi);
-    c->multi = NULL;
-    uv_close((uv_handle_t *)&c->timer, timer_closed);
+    httpc_close(c->http, done_cb, arg);
 }
 
 void atlas_client_free(struct atlas_client *c)
 {
     if (c == NULL)
         return;
-    curl_slist_free_all(c->headers);
+    httpc_free(c->http);
+    for (size_t i = 0; i < HEADER_LINES; i++)
+        free(c->headers[i]);
     free(c->url);
     free(c);
 }
