@@ -41,6 +41,13 @@ struct config {
     uint64_t poll_max_rps;
     uint64_t poll_failures_alert;
     uint64_t stuck_after_ms;
+    char *alert_url;
+    char *alert_secret;
+    uint64_t alert_timeout_ms;
+    uint64_t alert_tick_ms;
+    uint64_t alert_retry_ms;
+    uint64_t alert_retry_max_ms;
+    uint64_t alert_concurrency;
 };
 
 /* Sets every field to its default. Caller frees with config_cleanup. */

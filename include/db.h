@@ -75,4 +75,10 @@ void db_release(struct db_session *s);
 void db_query(struct db *db, const char *sql, int nparams, const char *const *params,
               const int *lengths, db_result_cb cb, void *arg);
 
+/* Sorts a failed query's status for the caller's answer: VR_EUNAVAIL when a retry may cure it
+ * (connection lost or closed, timeouts and cancellations, server shutdown, lack of resources,
+ * lock and serialization failures), VR_EDB otherwise; other statuses pass through. Logs the
+ * server's message (what names the operation) at warn or error: callers need not. */
+int db_classify(const PGresult *res, int status, const char *what);
+
 #endif

@@ -2,22 +2,35 @@
 #include "api.h"
 
 #include <inttypes.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 
 #include <cjson/cJSON.h>
+#include <curl/curl.h>
 #include <openssl/crypto.h>
 
 #include "atlas.h"
 #include "log.h"
+#include "ops.h"
 
 #define JSON "application/json"
 
+#define MAX_BY_BYTES   200
+#define MAX_NOTE_BYTES 2000
+
 struct api {
     struct store *st;
+    struct db *db;
     char *token;
+};
+
+/* A request answered by an ops query; its strings are owned here until the answer. */
+struct query {
+    struct httpd_request *req;
+    char *a, *b, *c, *d;
 };
 
 struct registration {
@@ -26,11 +39,12 @@ struct registration {
     struct store_void_report rep;
 };
 
-struct api *api_new(struct store *st, const char *admin_token)
+struct api *api_new(struct store *st, struct db *db, const char *admin_token)
 {
     struct api *a = xcalloc(1, sizeof(*a));
 
     a->st = st;
+    a->db = db;
     a->token = xstrdup(admin_token ? admin_token : "");
     return a;
 }
@@ -125,9 +139,247 @@ static void register_case(struct api *a, struct httpd_request *req)
     store_apply_void(a->st, NULL, &r->rep, registered, r);
 }
 
+/* ---- queries ------------------------------------------------------------------------------ */
+
+static void query_free(struct query *q)
+{
+    free(q->a);
+    free(q->b);
+    free(q->c);
+    free(q->d);
+    free(q);
+}
+
+static void queried(int status, const char *json, void *arg)
+{
+    struct query *q = arg;
+
+    switch (status) {
+    case 0:
+        httpd_respond(q->req, 200, JSON, NULL, json, strlen(json));
+        break;
+    case VR_ENOENT:
+        httpd_respond_error(q->req, 404, "not_found", "no such void case", NULL);
+        break;
+    case VR_ESTATE:
+        httpd_respond_error(q->req, 409, "no_followup",
+                            "the case has no follow-up waiting to be acknowledged", NULL);
+        break;
+    case VR_EINVAL:
+        httpd_respond_error(q->req, 400, "invalid_cursor", "cursor: not one this API gave out",
+                            NULL);
+        break;
+    case VR_EUNAVAIL:
+        httpd_respond_error(q->req, 503, "unavailable", "database unavailable; retry later",
+                            "Retry-After: 5\r\n");
+        break;
+    default:
+        httpd_respond_error(q->req, 500, "internal", "the query failed", NULL);
+        break;
+    }
+    query_free(q);
+}
+
+/* The decoded value of name in a query string ("a=1&b=2"), or NULL when absent; sets *bad when
+ * the value does not decode to text. Caller frees. */
+static char *query_param(const char *query, const char *name, bool *bad)
+{
+    size_t n = strlen(name);
+
+    for (const char *p = query; p != NULL && *p; p = strchr(p, '&') ? strchr(p, '&') + 1 : NULL) {
+        size_t len = strcspn(p, "&");
+        int out = 0;
+        char *v, *copy;
+
+        if (len <= n || strncmp(p, name, n) != 0 || p[n] != '=')
+            continue;
+        /* curl ignores its handle argument here since 7.82. */
+        v = curl_easy_unescape(NULL, p + n + 1, (int)(len - n - 1), &out);
+        if (v == NULL || (size_t)out != strlen(v)) {
+            curl_free(v);
+            *bad = true;
+            return NULL;
+        }
+        copy = xstrdup(v);
+        curl_free(v);
+        return copy;
+    }
+    return NULL;
+}
+
+/* limit=N (1..OPS_MAX_LIMIT) and cursor=...; answers 400 itself and returns -1 when bad. */
+static int paging(struct httpd_request *req, unsigned *limit, char **cursor)
+{
+    bool bad = false;
+    char *lim = query_param(httpd_request_query(req), "limit", &bad);
+    char *end = NULL;
+    long n = 0;
+
+    *limit = 0;
+    *cursor = query_param(httpd_request_query(req), "cursor", &bad);
+    if (lim != NULL) {
+        n = strtol(lim, &end, 10);
+        bad = bad || *lim == '\0' || *end != '\0' || n < 1 || n > OPS_MAX_LIMIT;
+        *limit = (unsigned)n;
+    }
+    free(lim);
+    if (*cursor != NULL && (strlen(*cursor) > 4096 || (*cursor)[0] == '\0'))
+        bad = true;
+    if (bad) {
+        free(*cursor);
+        *cursor = NULL;
+        httpd_respond_error(req, 400, "invalid_query",
+                            "limit must be 1 to 500 and cursor one this API gave out", NULL);
+        return -1;
+    }
+    return 0;
+}
+
+static struct query *query_new(struct httpd_request *req)
+{
+    struct query *q = xcalloc(1, sizeof(*q));
+
+    q->req = req;
+    return q;
+}
+
+static void list(struct api *a, struct httpd_request *req, const char *what)
+{
+    bool bad = false;
+    char *state = query_param(httpd_request_query(req), "state", &bad);
+    const char *def = strcmp(what, "alerts") == 0 ? "all" : "open";
+    struct query *q;
+    unsigned limit;
+    char *cursor;
+
+    if (state == NULL)
+        state = xstrdup(def);
+    if (bad || (strcmp(what, "cases") == 0 && !ops_case_state_valid(state)) ||
+        (strcmp(what, "alerts") == 0 && !ops_alert_state_valid(state))) {
+        httpd_respond_error(req, 400, "invalid_query",
+                            strcmp(what, "cases") == 0
+                                ? "state must be open, followup, rejected or all"
+                                : "state must be pending, delivered or all",
+                            NULL);
+        free(state);
+        return;
+    }
+    if (paging(req, &limit, &cursor) != 0) {
+        free(state);
+        return;
+    }
+    q = query_new(req);
+    q->a = state;
+    q->b = cursor;
+    if (strcmp(what, "cases") == 0)
+        ops_cases_list(a->db, q->a, limit, q->b, queried, q);
+    else if (strcmp(what, "alerts") == 0)
+        ops_alerts_list(a->db, q->a, limit, q->b, queried, q);
+    else
+        ops_cancellations_list(a->db, limit, q->b, queried, q);
+}
+
+/* {"by": "name", "note": "text"?} */
+static void acknowledge(struct api *a, struct httpd_request *req, char *order, char *code)
+{
+    size_t len;
+    const char *body = httpd_request_body(req, &len);
+    cJSON *root = cJSON_ParseWithLength(body, len);
+    const cJSON *by = cJSON_GetObjectItemCaseSensitive(root, "by");
+    const cJSON *note = cJSON_GetObjectItemCaseSensitive(root, "note");
+    const char *err = NULL;
+    struct query *q;
+
+    if (!cJSON_IsObject(root))
+        err = "body: expected a JSON object {\"by\": ..., \"note\": ...}";
+    else if (!cJSON_IsString(by) || by->valuestring[0] == '\0')
+        err = "by: expected the name of who acknowledges";
+    else if (strlen(by->valuestring) > MAX_BY_BYTES)
+        err = "by: longer than 200 bytes";
+    else if (note != NULL && !cJSON_IsNull(note) && !cJSON_IsString(note))
+        err = "note: expected a string";
+    else if (cJSON_IsString(note) && strlen(note->valuestring) > MAX_NOTE_BYTES)
+        err = "note: longer than 2000 bytes";
+    if (err != NULL) {
+        httpd_respond_error(req, 400, "invalid_payload", err, NULL);
+        cJSON_Delete(root);
+        free(order);
+        free(code);
+        return;
+    }
+    q = query_new(req);
+    q->a = order;
+    q->b = code;
+    q->c = xstrdup(by->valuestring);
+    q->d = cJSON_IsString(note) ? xstrdup(note->valuestring) : NULL;
+    cJSON_Delete(root);
+    log_info("followup_ack", "order=%s void=%s by=%s", q->a, q->b, q->c);
+    ops_case_ack(a->db, q->a, q->b, q->c, q->d, queried, q);
+}
+
+/* Decodes one path segment; NULL when empty, too long or not text. */
+static char *segment(const char *s, size_t len)
+{
+    int out = 0;
+    char *v, *copy;
+
+    if (len == 0 || len > 3 * ATLAS_MAX_KEY_BYTES)
+        return NULL;
+    v = curl_easy_unescape(NULL, s, (int)len, &out);
+    if (v == NULL || (size_t)out != strlen(v) || out == 0 || out > ATLAS_MAX_KEY_BYTES) {
+        curl_free(v);
+        return NULL;
+    }
+    copy = xstrdup(v);
+    curl_free(v);
+    return copy;
+}
+
+/* /v1/cases/{orderNo}/{voidCode}[/ack] */
+static void one_case(struct api *a, struct httpd_request *req, const char *rest)
+{
+    const char *method = httpd_request_method(req);
+    size_t l1 = strcspn(rest, "/"), l2;
+    const char *tail;
+    char *order, *code;
+
+    l2 = rest[l1] == '/' ? strcspn(rest + l1 + 1, "/") : 0;
+    tail = rest[l1] == '/' ? rest + l1 + 1 + l2 : "";
+    order = segment(rest, l1);
+    code = l2 ? segment(rest + l1 + 1, l2) : NULL;
+    if (order == NULL || code == NULL || (strcmp(tail, "") != 0 && strcmp(tail, "/ack") != 0)) {
+        free(order);
+        free(code);
+        httpd_respond_error(req, 404, "not_found", "no such endpoint", NULL);
+        return;
+    }
+    if (strcmp(tail, "/ack") == 0) {
+        if (strcmp(method, "POST") != 0) {
+            free(order);
+            free(code);
+            httpd_respond_error(req, 405, "method_not_allowed", "use POST", "Allow: POST\r\n");
+            return;
+        }
+        acknowledge(a, req, order, code);
+        return;
+    }
+    if (strcmp(method, "GET") != 0 && strcmp(method, "HEAD") != 0) {
+        free(order);
+        free(code);
+        httpd_respond_error(req, 405, "method_not_allowed", "use GET", "Allow: GET, HEAD\r\n");
+        return;
+    }
+    struct query *q = query_new(req);
+    q->a = order;
+    q->b = code;
+    ops_case_show(a->db, q->a, q->b, queried, q);
+}
+
 void api_handle(struct api *a, struct httpd_request *req)
 {
     const char *path = httpd_request_path(req);
+    const char *method = httpd_request_method(req);
+    bool get = strcmp(method, "GET") == 0 || strcmp(method, "HEAD") == 0;
 
     if (a->token[0] == '\0') {
         httpd_respond_error(req, 404, "api_disabled",
@@ -137,11 +389,24 @@ void api_handle(struct api *a, struct httpd_request *req)
     if (check_token(a, req) != 0)
         return;
     if (strcmp(path, "/v1/cases") == 0) {
-        if (strcmp(httpd_request_method(req), "POST") != 0) {
-            httpd_respond_error(req, 405, "method_not_allowed", "use POST", "Allow: POST\r\n");
-            return;
-        }
-        register_case(a, req);
+        if (strcmp(method, "POST") == 0)
+            register_case(a, req);
+        else if (get)
+            list(a, req, "cases");
+        else
+            httpd_respond_error(req, 405, "method_not_allowed", "use GET or POST",
+                                "Allow: GET, HEAD, POST\r\n");
+        return;
+    }
+    if (strncmp(path, "/v1/cases/", 10) == 0) {
+        one_case(a, req, path + 10);
+        return;
+    }
+    if (strcmp(path, "/v1/alerts") == 0 || strcmp(path, "/v1/cancellations") == 0) {
+        if (get)
+            list(a, req, path + 4);
+        else
+            httpd_respond_error(req, 405, "method_not_allowed", "use GET", "Allow: GET, HEAD\r\n");
         return;
     }
     httpd_respond_error(req, 404, "not_found", "no such endpoint", NULL);

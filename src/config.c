@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "acl.h"
+#include "alert.h"
 
 #define PREFIX "VOIDRECON_"
 
@@ -81,6 +82,16 @@ static const struct config_entry entries[] = {
       "failed polls in a row that flag poll_failing"),
     U("STUCK_AFTER_MS", stuck_after_ms, "86400000", 1, 365 * DAY_MS,
       "age at which a still-open case is flagged stuck"),
+    K("ALERT_URL", alert_url, "alert receiver (unset: outbox and NOTIFY only)"),
+    K("ALERT_SECRET", alert_secret,
+      "Standard Webhooks signing secret, whsec_<base64> (unset: alerts are not signed)"),
+    U("ALERT_TIMEOUT_MS", alert_timeout_ms, "15000", 10, DAY_MS, "one delivery attempt"),
+    U("ALERT_TICK_MS", alert_tick_ms, "250", 1, DAY_MS, "how often to look for alerts to send"),
+    U("ALERT_RETRY_MS", alert_retry_ms, "5000", 1, DAY_MS,
+      "first retry after a failed delivery; doubles with each failure"),
+    U("ALERT_RETRY_MAX_MS", alert_retry_max_ms, "3600000", 1, 30 * DAY_MS,
+      "cap of the delivery backoff"),
+    U("ALERT_CONCURRENCY", alert_concurrency, "4", 1, 1024, "deliveries in flight"),
 };
 
 static int set_value(struct config *cfg, const struct config_entry *e, const char *value, char *err,
@@ -236,6 +247,21 @@ int config_validate(struct config *cfg, char *err, size_t errlen)
             return VR_EINVAL;
         }
     }
+    if (cfg->alert_url[0] != '\0' && strncmp(cfg->alert_url, "http://", 7) != 0 &&
+        strncmp(cfg->alert_url, "https://", 8) != 0) {
+        snprintf(err, errlen, PREFIX "ALERT_URL: \"%s\" is not an http(s) URL", cfg->alert_url);
+        return VR_EINVAL;
+    }
+    if (cfg->alert_secret[0] != '\0') {
+        unsigned char *key = NULL;
+        size_t len;
+
+        if (alert_key_parse(cfg->alert_secret, &key, &len) != 0) {
+            snprintf(err, errlen, PREFIX "ALERT_SECRET: a whsec_ secret must be base64");
+            return VR_EINVAL;
+        }
+        free(key);
+    }
     if (strpbrk(cfg->atlas_client_id, "\r\n") || strpbrk(cfg->atlas_client_secret, "\r\n")) {
         snprintf(err, errlen, PREFIX "ATLAS_CLIENT_ID/_SECRET: must be one line");
         return VR_EINVAL;
@@ -298,6 +324,13 @@ void config_log(const struct config *cfg)
         if (e->type == CT_SECRET && v[0] != '\0') {
             if (e->offset == offsetof(struct config, database_url)) {
                 config_mask_url(v, masked, sizeof(masked));
+                v = masked;
+            } else if (e->offset == offsetof(struct config, alert_url)) {
+                /* Chat tools put their secret in the path: show only where alerts go. */
+                const char *host = strstr(v, "://");
+                size_t keep = host ? strcspn(host + 3, "/?#") + (size_t)(host + 3 - v) : 0;
+
+                snprintf(masked, sizeof(masked), "%.*s/***", (int)keep, v);
                 v = masked;
             } else {
                 v = "***";

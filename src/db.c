@@ -1086,3 +1086,28 @@ void db_query(struct db *db, const char *sql, int nparams, const char *const *pa
     }
     db_acquire(db, oneshot_acquired, o);
 }
+
+/* ---- errors --------------------------------------------------------------------------- */
+
+/* Failures that a retry may cure become VR_EUNAVAIL: connection loss, timeouts and
+ * cancellations, server shutdown, lack of resources, lock and serialization failures. */
+int db_classify(const PGresult *res, int status, const char *what)
+{
+    const char *state, *msg;
+
+    if (status != VR_EDB)
+        return status == VR_ECLOSED || status == VR_ETIMEDOUT ? VR_EUNAVAIL : status;
+    state = PQresultErrorField(res, PG_DIAG_SQLSTATE);
+    msg = PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY);
+    if (state == NULL)
+        state = "";
+    if (strncmp(state, "08", 2) == 0 || strncmp(state, "57", 2) == 0 ||
+        strncmp(state, "53", 2) == 0 || strncmp(state, "40", 2) == 0 ||
+        strcmp(state, "55P03") == 0) {
+        log_warn("db_transient", "%s: %s (%s)", what, msg ? msg : "?", state);
+        return VR_EUNAVAIL;
+    }
+    log_error("db_error", "%s: %s (%s)", what, msg ? msg : "?", state);
+    return VR_EDB;
+}
+

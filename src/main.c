@@ -16,10 +16,13 @@
 #include "common.h"
 #include "config.h"
 #include "db.h"
+#include "httpc.h"
 #include "httpd.h"
 #include "intake.h"
 #include "log.h"
 #include "migrate.h"
+#include "notifier.h"
+#include "ops.h"
 #include "poller.h"
 #include "store.h"
 
@@ -36,7 +39,8 @@ static const char usage_text[] =
     "  serve     run the HTTP service and the poller in the foreground (SIGINT/SIGTERM stop\n"
     "            it cleanly)\n"
     "  migrate   apply pending database migrations, then exit\n"
-    "  cases     cases add ORDER_NO VOID_CODE: register a void case so that it is polled\n"
+    "  cases     add, list, show or acknowledge void cases (voidrecon cases --help)\n"
+    "  alerts    list alerts and their delivery state\n"
     "  version   print the version\n"
     "  help      print this help; 'voidrecon COMMAND --help' describes one command\n";
 
@@ -57,12 +61,28 @@ static const char migrate_help[] =
 static const char version_help[] = "usage: voidrecon version\n\nPrints the version.\n";
 
 static const char cases_help[] =
-    "usage: voidrecon cases add ORDER_NO VOID_CODE [--status N] [--json] [--setting=VALUE ...]\n"
+    "usage: voidrecon cases add ORDER_NO VOID_CODE [--status N] [--json]\n"
+    "       voidrecon cases list [--state open|followup|rejected|all] [--limit N] [--cursor C]\n"
+    "                            [--json]\n"
+    "       voidrecon cases show ORDER_NO VOID_CODE [--json]\n"
+    "       voidrecon cases ack ORDER_NO VOID_CODE --by NAME [--note TEXT] [--json]\n"
     "\n"
-    "Registers a void case right after void.do, so that it is polled even if no webhook ever\n"
-    "arrives (the same as POST /v1/cases). Idempotent: a known case is left as it is.\n"
-    "--status N gives the voidStatus void.do answered (default 0). Works on the database\n"
-    "directly; no running server is needed.\n";
+    "Work straight on the database (VOIDRECON_DATABASE_URL or --database-url); no running\n"
+    "server is needed.\n"
+    "  add   registers a void case right after void.do, so that it is polled even if no\n"
+    "        webhook ever arrives (as POST /v1/cases); a known case is left as it is.\n"
+    "        --status N gives the voidStatus void.do answered (default 0).\n"
+    "  list  cases by state (default open), 50 a page; --cursor continues a listing.\n"
+    "  show  one case with its history, alerts and acknowledgements.\n"
+    "  ack   acknowledges the case's follow-up: it leaves the follow-up list, and who and\n"
+    "        why are recorded.\n"
+    "Tables by default; --json prints what the /v1 API answers.\n";
+
+static const char alerts_help[] =
+    "usage: voidrecon alerts list [--state pending|delivered|all] [--limit N] [--cursor C]\n"
+    "                             [--json]\n"
+    "\n"
+    "Lists alerts newest first with their delivery state, straight from the database.\n";
 
 struct app {
     uv_loop_t loop;
@@ -75,6 +95,8 @@ struct app {
     struct api *api;
     struct atlas_client *atlas;
     struct poller *poller;
+    struct httpc *alert_http;
+    struct notifier *notifier;
     uv_signal_t sigint, sigterm;
     uv_timer_t shutdown_timer;
     bool stopping;
@@ -255,13 +277,17 @@ static void on_signal(uv_signal_t *s, int signum)
     app->stopping = true;
     log_info("stopping", "signal %d: no new connections; finishing requests in flight", signum);
     uv_timer_start(&app->shutdown_timer, on_shutdown_timeout, app->cfg.shutdown_timeout_ms, 0);
-    app->stops_pending = app->atlas != NULL ? 3 : 2;
+    app->stops_pending = 2 + (app->atlas != NULL) + 2 * (app->notifier != NULL);
     httpd_stop(app->http, part_stopped, app);
     poller_stop(app->poller, part_stopped, app);
-    /* A poll waiting for Atlas is not worth a slow shutdown: its lease expires and the case is
-     * polled again. Answers already in hand are still applied. */
+    if (app->notifier != NULL)
+        notifier_stop(app->notifier, part_stopped, app);
+    /* A poll or delivery still waiting for its peer is not worth a slow shutdown: its lease
+     * expires and it is made again. Answers already in hand are still recorded. */
     if (app->atlas != NULL)
         atlas_client_close(app->atlas, part_stopped, app);
+    if (app->alert_http != NULL)
+        httpc_close(app->alert_http, part_stopped, app);
 }
 
 /* Start-up check: refuses a schema that is behind; an unreachable database is only a
@@ -315,7 +341,7 @@ static int app_start(struct app *app, bool schema_current)
                                      .poll_first_ms = app->cfg.poll_first_ms,
                                      .poll_confirm_ms = app->cfg.poll_confirm_ms,
                                  });
-    app->api = api_new(app->st, app->cfg.admin_token);
+    app->api = api_new(app->st, app->db, app->cfg.admin_token);
     app->in = intake_new(&app->loop, app->db, app->st,
                          &(struct intake_config){
                              .atlas_webhook_token = app->cfg.atlas_webhook_token,
@@ -360,6 +386,27 @@ static int app_start(struct app *app, bool schema_current)
     } else {
         log_warn("poller_off", "VOIDRECON_ATLAS_BASE_URL is not set: cases are not polled, "
                                "so closings reported by webhooks stay unconfirmed");
+    }
+    if (app->cfg.alert_url[0] != '\0') {
+        app->alert_http = httpc_new(&app->loop, &(struct httpc_config){
+                                                    .timeout_ms = app->cfg.alert_timeout_ms,
+                                                });
+        if (notifier_new(&app->notifier, &app->loop, app->db, app->alert_http,
+                         &(struct notifier_config){
+                             .url = app->cfg.alert_url,
+                             .secret = app->cfg.alert_secret,
+                             .tick_ms = app->cfg.alert_tick_ms,
+                             .retry_ms = app->cfg.alert_retry_ms,
+                             .retry_max_ms = app->cfg.alert_retry_max_ms,
+                             .lease_ms = 2 * app->cfg.alert_timeout_ms + 5000,
+                             .concurrency = (unsigned)app->cfg.alert_concurrency,
+                         }) != 0)
+            abort(); /* config_validate has checked the secret */
+        log_info("alerts_on", "delivering alerts to the VOIDRECON_ALERT_URL receiver, %s",
+                 app->cfg.alert_secret[0] ? "signed" : "unsigned");
+    } else {
+        log_info("alerts_off", "VOIDRECON_ALERT_URL is not set: alerts stay in the outbox "
+                               "(voidrecon.alerts, NOTIFY voidrecon_alerts)");
     }
     app->poller = poller_new(&app->loop, app->st, app->atlas,
                              &(struct poller_config){
@@ -416,6 +463,8 @@ static int cmd_serve(int argc, char **argv)
         httpd_free(app.http);
         poller_free(app.poller);
         atlas_client_free(app.atlas);
+        notifier_free(app.notifier);
+        httpc_free(app.alert_http);
         intake_free(app.in);
         api_free(app.api);
         store_free(app.st);
@@ -434,58 +483,166 @@ static int cmd_serve(int argc, char **argv)
     return rc;
 }
 
-/* ---- cases ------------------------------------------------------------------------------ */
+/* ---- cases and alerts --------------------------------------------------------------------- */
+
+/* A command's own options; the other --flags are settings (load_config). */
+struct cmd_opts {
+    bool json;
+    const char *state, *cursor, *by, *note;
+    unsigned limit;
+    int status;
+    const char *pos[4];
+    int npos;
+    char **flags;
+    int nflags;
+};
+
+static const char *const valued_opts[] = {"state", "cursor", "by", "note", "limit", "status"};
+
+/* Returns 0, or 2 after saying what is wrong. */
+static int cmd_opts_parse(int argc, char **argv, struct cmd_opts *o)
+{
+    memset(o, 0, sizeof(*o));
+    o->flags = xcalloc((size_t)argc + 1, sizeof(*o->flags));
+    for (int i = 0; i < argc; i++) {
+        const char *a = argv[i], *eq, *v = NULL;
+        size_t n;
+        bool mine = false;
+
+        if (strcmp(a, "--json") == 0) {
+            o->json = true;
+            continue;
+        }
+        if (strncmp(a, "--", 2) != 0) {
+            if (o->npos == (int)ARRAY_SIZE(o->pos)) {
+                log_error("usage", "unexpected argument \"%s\"", a);
+                return 2;
+            }
+            o->pos[o->npos++] = a;
+            continue;
+        }
+        eq = strchr(a, '=');
+        n = eq ? (size_t)(eq - a - 2) : strlen(a + 2);
+        for (size_t k = 0; k < ARRAY_SIZE(valued_opts); k++)
+            mine = mine || (strlen(valued_opts[k]) == n && strncmp(a + 2, valued_opts[k], n) == 0);
+        if (!mine) {
+            o->flags[o->nflags++] = argv[i];
+            if (eq == NULL && i + 1 < argc)
+                o->flags[o->nflags++] = argv[++i];
+            continue;
+        }
+        if (eq != NULL)
+            v = eq + 1;
+        else if (i + 1 < argc)
+            v = argv[++i];
+        if (v == NULL) {
+            log_error("usage", "%s needs a value", a);
+            return 2;
+        }
+        if (strncmp(a + 2, "state", n) == 0) {
+            o->state = v;
+        } else if (strncmp(a + 2, "cursor", n) == 0) {
+            o->cursor = v;
+        } else if (strncmp(a + 2, "by", n) == 0) {
+            o->by = v;
+        } else if (strncmp(a + 2, "note", n) == 0) {
+            o->note = v;
+        } else {
+            char *end;
+            long num = strtol(v, &end, 10);
+            bool status = strncmp(a + 2, "status", n) == 0;
+
+            if (*v == '\0' || *end != '\0' || num < (status ? 0 : 1) ||
+                num > (status ? 6 : OPS_MAX_LIMIT)) {
+                log_error("usage", "--%.*s: \"%s\" is not a number from %d to %d", (int)n, a + 2, v,
+                          status ? 0 : 1, status ? 6 : OPS_MAX_LIMIT);
+                return 2;
+            }
+            if (status)
+                o->status = (int)num;
+            else
+                o->limit = (unsigned)num;
+        }
+    }
+    return 0;
+}
+
+/* Loads the settings among the flags; a command prints its result, so the pool's connection
+ * chatter is hidden unless VOIDRECON_LOG_LEVEL asks for it. */
+static int cmd_config(struct cmd_opts *o, struct config *cfg)
+{
+    if (load_config(cfg, o->nflags, o->flags) != 0)
+        return 2;
+    if (getenv("VOIDRECON_LOG_LEVEL") == NULL && cfg->log_level < LOG_WARN)
+        log_set_level(LOG_WARN);
+    return 0;
+}
 
 static int cmd_cases(int argc, char **argv)
 {
-    const char *pos[3] = {NULL, NULL, NULL};
-    char **flags = xcalloc((size_t)argc + 1, sizeof(*flags));
-    int npos = 0, nflags = 0, status = 0, rc = 2;
-    bool json = false;
+    struct cmd_opts o;
     struct config cfg;
+    const char *sub;
+    int rc = 2;
 
-    if (wants_help(argc, argv) || argc == 0) {
-        fputs(cases_help, argc == 0 ? stderr : stdout);
-        free(flags);
-        return argc == 0 ? 2 : 0;
+    config_init(&cfg);
+    if (wants_help(argc, argv)) {
+        fputs(cases_help, stdout);
+        rc = 0;
+        goto out_help;
     }
-    for (int i = 0; i < argc; i++) {
-        if (strcmp(argv[i], "--json") == 0) {
-            json = true;
-        } else if (strncmp(argv[i], "--status", 8) == 0 &&
-                   (argv[i][8] == '=' || (argv[i][8] == '\0' && i + 1 < argc))) {
-            const char *v = argv[i][8] == '=' ? argv[i] + 9 : argv[++i];
-            char *end;
-            long n = strtol(v, &end, 10);
-
-            if (*v == '\0' || *end != '\0' || n < 0 || n > 6) {
-                log_error("usage", "--status: \"%s\" is not a voidStatus from 0 to 6", v);
-                goto out;
-            }
-            status = (int)n;
-        } else if (strncmp(argv[i], "--", 2) == 0) {
-            flags[nflags++] = argv[i];
-            if (strchr(argv[i], '=') == NULL && i + 1 < argc)
-                flags[nflags++] = argv[++i];
-        } else if (npos < 3) {
-            pos[npos++] = argv[i];
-        } else {
-            npos++;
-        }
-    }
-    if (npos != 3 || strcmp(pos[0], "add") != 0) {
+    if (cmd_opts_parse(argc, argv, &o) != 0)
+        goto out;
+    sub = o.npos > 0 ? o.pos[0] : "";
+    if ((strcmp(sub, "add") == 0 || strcmp(sub, "show") == 0 || strcmp(sub, "ack") == 0)
+            ? o.npos != 3
+            : (strcmp(sub, "list") != 0 || o.npos != 1)) {
         fputs(cases_help, stderr);
         goto out;
     }
-    if (load_config(&cfg, nflags, flags) == 0) {
-        /* A command prints its result; the pool's connection chatter is for servers. */
-        if (getenv("VOIDRECON_LOG_LEVEL") == NULL && cfg.log_level < LOG_WARN)
-            log_set_level(LOG_WARN);
-        rc = cli_cases_add(&cfg, pos[1], pos[2], status, json, stdout);
+    config_cleanup(&cfg);
+    if ((rc = cmd_config(&o, &cfg)) != 0)
+        goto out;
+    if (strcmp(sub, "add") == 0)
+        rc = cli_cases_add(&cfg, o.pos[1], o.pos[2], o.status, o.json, stdout);
+    else if (strcmp(sub, "list") == 0)
+        rc = cli_cases_list(&cfg, o.state ? o.state : "open", o.limit, o.cursor, o.json, stdout);
+    else if (strcmp(sub, "show") == 0)
+        rc = cli_cases_show(&cfg, o.pos[1], o.pos[2], o.json, stdout);
+    else
+        rc = cli_cases_ack(&cfg, o.pos[1], o.pos[2], o.by, o.note, o.json, stdout);
+out:
+    free(o.flags);
+out_help:
+    config_cleanup(&cfg);
+    return rc;
+}
+
+static int cmd_alerts(int argc, char **argv)
+{
+    struct cmd_opts o;
+    struct config cfg;
+    int rc = 2;
+
+    config_init(&cfg);
+    if (wants_help(argc, argv)) {
+        fputs(alerts_help, stdout);
+        rc = 0;
+        goto out_help;
+    }
+    if (cmd_opts_parse(argc, argv, &o) != 0)
+        goto out;
+    if (o.npos != 1 || strcmp(o.pos[0], "list") != 0) {
+        fputs(alerts_help, stderr);
+        goto out;
     }
     config_cleanup(&cfg);
+    if ((rc = cmd_config(&o, &cfg)) == 0)
+        rc = cli_alerts_list(&cfg, o.state ? o.state : "all", o.limit, o.cursor, o.json, stdout);
 out:
-    free(flags);
+    free(o.flags);
+out_help:
+    config_cleanup(&cfg);
     return rc;
 }
 
@@ -514,6 +671,8 @@ int main(int argc, char **argv)
         return cmd_migrate(argc - 2, argv + 2);
     if (strcmp(cmd, "cases") == 0)
         return cmd_cases(argc - 2, argv + 2);
+    if (strcmp(cmd, "alerts") == 0)
+        return cmd_alerts(argc - 2, argv + 2);
     if (strcmp(cmd, "version") == 0 || strcmp(cmd, "--version") == 0) {
         if (wants_help(argc - 2, argv + 2)) {
             fputs(version_help, stdout);

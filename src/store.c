@@ -226,28 +226,6 @@ void store_free(struct store *st)
     free(st);
 }
 
-/* Failures that a retry may cure become VR_EUNAVAIL: connection loss, timeouts and
- * cancellations, server shutdown, lack of resources, lock and serialization failures. */
-static int classify(const PGresult *res, int status, const char *what)
-{
-    const char *state, *msg;
-
-    if (status != VR_EDB)
-        return status == VR_ECLOSED || status == VR_ETIMEDOUT ? VR_EUNAVAIL : status;
-    state = PQresultErrorField(res, PG_DIAG_SQLSTATE);
-    msg = PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY);
-    if (state == NULL)
-        state = "";
-    if (strncmp(state, "08", 2) == 0 || strncmp(state, "57", 2) == 0 ||
-        strncmp(state, "53", 2) == 0 || strncmp(state, "40", 2) == 0 ||
-        strcmp(state, "55P03") == 0) {
-        log_warn("db_transient", "%s: %s (%s)", what, msg ? msg : "?", state);
-        return VR_EUNAVAIL;
-    }
-    log_error("db_error", "%s: %s (%s)", what, msg ? msg : "?", state);
-    return VR_EDB;
-}
-
 static void op_finish(struct store_op *op, int status)
 {
     if (op->s != NULL)
@@ -283,7 +261,7 @@ static void delivery_written(struct db_session *s, PGresult *res, int status, vo
 
     (void)s;
     if (status != 0) {
-        op_finish(op, classify(res, status, "storing a delivery"));
+        op_finish(op, db_classify(res, status, "storing a delivery"));
         return;
     }
     op->result.delivery_id = field_i64(res, 0);
@@ -312,7 +290,7 @@ static void void_written(struct db_session *s, PGresult *res, int status, void *
 
     (void)s;
     if (status != 0) {
-        op_finish(op, classify(res, status, "applying a void report"));
+        op_finish(op, db_classify(res, status, "applying a void report"));
         return;
     }
     if (PQntuples(res) == 0) {
@@ -446,7 +424,7 @@ static void void_selected(struct db_session *s, PGresult *res, int status, void 
 
     (void)s;
     if (status != 0) {
-        op_finish(op, classify(res, status, "reading a void case"));
+        op_finish(op, db_classify(res, status, "reading a void case"));
         return;
     }
     if (PQntuples(res) == 1) {
@@ -487,7 +465,7 @@ static void void_acquired(struct db_session *s, int status, void *arg)
     struct store_op *op = arg;
 
     if (status != 0) {
-        op_finish(op, classify(NULL, status, "acquiring a connection"));
+        op_finish(op, db_classify(NULL, status, "acquiring a connection"));
         return;
     }
     op->s = s;
@@ -518,7 +496,7 @@ static void leased(struct db_session *s, PGresult *res, int status, void *arg)
 
     (void)s;
     if (status != 0) {
-        op->cb(classify(res, status, "leasing due cases"), NULL, 0, op->arg);
+        op->cb(db_classify(res, status, "leasing due cases"), NULL, 0, op->arg);
         free(op);
         return;
     }
@@ -558,7 +536,7 @@ static void poll_failure_written(struct db_session *s, PGresult *res, int status
 
     (void)s;
     if (status != 0) {
-        op_finish(op, classify(res, status, "recording a failed poll"));
+        op_finish(op, db_classify(res, status, "recording a failed poll"));
         return;
     }
     if (PQntuples(res) == 0) {
@@ -595,7 +573,7 @@ static void counted(struct db_session *s, PGresult *res, int status, void *arg)
 
     (void)s;
     if (status != 0)
-        op->cb(classify(res, status, "flagging stuck cases"), 0, op->arg);
+        op->cb(db_classify(res, status, "flagging stuck cases"), 0, op->arg);
     else
         op->cb(0, field_i64(res, 0), op->arg);
     free(op);
@@ -623,7 +601,7 @@ static void cancellation_written(struct db_session *s, PGresult *res, int status
 
     (void)s;
     if (status != 0) {
-        op_finish(op, classify(res, status, "storing an order cancellation"));
+        op_finish(op, db_classify(res, status, "storing an order cancellation"));
         return;
     }
     op->result.delivery_id = field_i64(res, 0);
