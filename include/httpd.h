@@ -20,6 +20,9 @@ struct httpd_config {
     uint64_t idle_timeout_ms;   /* keep-alive connection waiting for its next request (60 s) */
     unsigned max_connections;   /* open connections; more get 503 with Retry-After (1024) */
     uint64_t body_timeout_ms;   /* for the body once the head is in (header_timeout_ms); 408 */
+    /* Called with every answer a handler gives: the request's path, the status, and the
+     * seconds from the request's arrival to its answer. NULL: not called. */
+    void (*observe_cb)(const char *path, int status, double seconds);
 };
 
 struct httpd;

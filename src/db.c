@@ -1110,4 +1110,3 @@ int db_classify(const PGresult *res, int status, const char *what)
     log_error("db_error", "%s: %s (%s)", what, msg ? msg : "?", state);
     return VR_EDB;
 }
-

@@ -51,6 +51,7 @@ struct conn {
 struct httpd_request {
     struct conn *c;
     struct httpreq_request *r;
+    uint64_t arrived_ns; /* for observe_cb */
 };
 
 struct httpd {
@@ -440,6 +441,7 @@ static void conn_dispatch(struct conn *c, struct httpreq_request *r)
 
     req->c = c;
     req->r = r;
+    req->arrived_ns = uv_hrtime();
     c->inflight = req;
     c->requests++;
     conn_read_stop(c);
@@ -727,6 +729,8 @@ void httpd_respond(struct httpd_request *req, int status, const char *content_ty
         body = "{\"error\":{\"code\":\"internal\",\"message\":\"internal error\"}}";
         len = strlen(body);
     }
+    if (c->h->cfg.observe_cb != NULL)
+        c->h->cfg.observe_cb(req->r->path, status, (double)(uv_hrtime() - req->arrived_ns) / 1e9);
     keep_alive = req->r->keep_alive && !c->h->stopping && !c->peer_eof && !c->close_after_write;
     head = strcmp(req->r->method, "HEAD") == 0;
     httpreq_request_free(req->r);

@@ -13,6 +13,7 @@
 
 #include "atlas.h"
 #include "log.h"
+#include "metrics.h"
 #include "migrate.h"
 
 #define ATLAS_PREFIX       "/webhooks/atlas"
@@ -166,6 +167,33 @@ static void ready_checked(struct db_session *s, PGresult *res, int status, void 
     respond_json(req, 200, body);
 }
 
+/* ---- metrics ------------------------------------------------------------------------------ */
+
+/* Partial indexes keep these counts cheap (void_cases_open_idx, void_cases_followup_idx,
+ * alerts_due_idx). */
+static const char sql_gauges[] =
+    "SELECT (SELECT count(*) FROM voidrecon.void_cases WHERE is_open),"
+    "       (SELECT count(*) FROM voidrecon.void_cases WHERE needs_followup),"
+    "       (SELECT count(*) FROM voidrecon.alerts WHERE delivered_at IS NULL)";
+
+static void gauges_read(struct db_session *s, PGresult *res, int status, void *arg)
+{
+    struct httpd_request *req = arg;
+    struct metrics_gauges g = {0};
+    char *text;
+
+    (void)s;
+    if (status == 0 && PQntuples(res) == 1) {
+        g.db_up = g.have_counts = true;
+        g.open_cases = strtoll(PQgetvalue(res, 0, 0), NULL, 10);
+        g.followup_cases = strtoll(PQgetvalue(res, 0, 1), NULL, 10);
+        g.alert_backlog = strtoll(PQgetvalue(res, 0, 2), NULL, 10);
+    }
+    text = metrics_render(&g);
+    httpd_respond(req, 200, "text/plain; version=0.0.4; charset=utf-8", NULL, text, strlen(text));
+    free(text);
+}
+
 /* ---- Atlas webhooks ----------------------------------------------------------------------- */
 
 static void webhook_free(struct webhook *w)
@@ -180,6 +208,7 @@ static void webhook_stored(int status, const struct store_result *res, void *arg
     struct httpd_request *req = w->req;
     char body[160];
 
+    metrics_webhook(w->d.provider, status == 0 ? res->outcome : "failed");
     if (status != 0) {
         log_warn("webhook_not_stored", "provider=%s type=%s peer=%s: %s", w->d.provider,
                  w->d.event_type ? w->d.event_type : "-", w->d.remote_addr, vr_strerror(status));
@@ -209,6 +238,7 @@ static void rejected_stored(int status, const struct store_result *res, void *ar
 {
     struct webhook *w = arg;
 
+    metrics_webhook(w->d.provider, "rejected");
     log_info("webhook_rejected", "provider=%s peer=%s status=%d delivery=%" PRId64 ": %s",
              w->d.provider, w->d.remote_addr, w->reject_status, status == 0 ? res->delivery_id : 0,
              w->error);
@@ -343,6 +373,14 @@ void intake_handle(struct httpd_request *req, void *arg)
     }
     if (in->api != NULL && strncmp(path, "/v1", 3) == 0 && (path[3] == '\0' || path[3] == '/')) {
         api_handle(in->api, req);
+        return;
+    }
+    if (strcmp(path, "/metrics") == 0) {
+        if (!method_is(req, "GET") && !method_is(req, "HEAD")) {
+            httpd_respond_error(req, 405, "method_not_allowed", "use GET", "Allow: GET, HEAD\r\n");
+            return;
+        }
+        db_query(in->db, sql_gauges, 0, NULL, NULL, gauges_read, req);
         return;
     }
     if (strcmp(path, "/healthz") == 0 || strcmp(path, "/readyz") == 0) {

@@ -20,6 +20,7 @@
 #include "httpd.h"
 #include "intake.h"
 #include "log.h"
+#include "metrics.h"
 #include "migrate.h"
 #include "notifier.h"
 #include "ops.h"
@@ -358,6 +359,7 @@ static int app_start(struct app *app, bool schema_current)
                         .header_timeout_ms = app->cfg.header_timeout_ms,
                         .idle_timeout_ms = app->cfg.idle_timeout_ms,
                         .max_connections = (unsigned)app->cfg.max_connections,
+                        .observe_cb = metrics_http,
                     },
                     intake_handle, app->in, err, sizeof(err)) != 0) {
         log_error("listen_failed", "VOIDRECON_LISTEN: %s", err);

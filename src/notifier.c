@@ -11,6 +11,7 @@
 
 #include "alert.h"
 #include "log.h"
+#include "metrics.h"
 
 #define DEFAULT_TICK_MS      250
 #define DEFAULT_RETRY_MS     5000
@@ -126,6 +127,7 @@ static void answered(const struct httpc_response *r, void *arg)
     if (r->status == 0 && r->http_status >= 200 && r->http_status < 300) {
         const char *params[2] = {id, lease};
 
+        metrics_alert_delivery(true);
         log_info("alert_delivered", "alert=%" PRId64 " kind=%s attempt=%d status=%ld", d->id,
                  d->kind, d->attempts, r->http_status);
         db_query(n->db, sql_delivered, 2, params, NULL, recorded, d);
@@ -135,6 +137,7 @@ static void answered(const struct httpc_response *r, void *arg)
         snprintf(d->error, sizeof(d->error), "%s", r->error);
     else
         snprintf(d->error, sizeof(d->error), "HTTP %ld from the alert receiver", r->http_status);
+    metrics_alert_delivery(false);
     wait = backoff(n, d->attempts);
     if (r->retry_after_s > 0 && (uint64_t)r->retry_after_s * 1000 > wait)
         wait = (uint64_t)r->retry_after_s * 1000;

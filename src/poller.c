@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "log.h"
+#include "metrics.h"
 
 #define DEFAULT_TICK_MS         1000
 #define DEFAULT_MAX_INTERVAL_MS 3600000
@@ -104,6 +105,8 @@ static void applied(int status, const struct store_result *res, void *arg)
 {
     struct poll_job *j = arg;
 
+    if (status == 0 || status == VR_ESTATE)
+        metrics_poll(status == 0 ? "ok" : "lease_lost");
     if (status == 0 && strcmp(res->outcome, "duplicate") != 0)
         log_info("poll_applied", "order=%s void=%s status=%d outcome=%s alert=%" PRId64,
                  j->order_no, j->void_code, j->rep.status, res->outcome, res->alert_id);
@@ -174,6 +177,7 @@ static void answered(const struct atlas_reply *reply, void *arg)
         if (delay < pause)
             delay = pause;
     }
+    metrics_poll("failed");
     log_warn("poll_failed", "order=%s void=%s: %s; retry in %" PRIu64 " ms", j->order_no,
              j->void_code, reply->error, delay);
     store_poll_failed(p->st, j->order_no, j->void_code, j->lease_token, reply->error, delay,

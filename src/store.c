@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "log.h"
+#include "metrics.h"
 
 /* Retries of a void report that lost a race with another writer of the same case. */
 #define STORE_MAX_ATTEMPTS 8
@@ -308,6 +309,7 @@ static void void_written(struct db_session *s, PGresult *res, int status, void *
     }
     op->result.delivery_id = field_i64(res, 0);
     op->result.alert_id = field_i64(res, 1);
+    metrics_transition(voidcase_source_name(op->rep->source), op->result.outcome);
     op_finish(op, 0);
 }
 

@@ -9,7 +9,7 @@ import subprocess
 import threading
 import time
 
-from harness import Db, Service, ServiceError, eq, own_cluster, psql_bin, run
+from harness import Db, Service, eq, own_cluster, psql_bin, run, source_dir
 
 PATH = "/webhooks/atlas"
 
@@ -174,11 +174,14 @@ def test_migrate_runs_once_even_when_started_twice_at_once():
                  for _ in range(3)]
         errs = [p.communicate(timeout=60)[1] for p in procs]
         eq([p.returncode for p in procs], [0, 0, 0], "\n".join(errs))
-        eq(db.scalar("select count(*) from voidrecon.schema_migrations"), "2")
+        files = sorted(f for f in os.listdir(os.path.join(source_dir(), "migrations"))
+                       if f.endswith(".sql"))
+        latest = int(files[-1].split("_")[0])
+        eq(db.scalar("select count(*) from voidrecon.schema_migrations"), str(len(files)))
         applied = sorted(json.loads(line)["msg"] for e in errs for line in e.splitlines()
                          if '"migrated"' in line)
-        eq(applied, ["applied 0 migration(s); schema at version 2"] * 2 +
-           ["applied 2 migration(s); schema at version 2"])
+        eq(applied, ["applied 0 migration(s); schema at version %d" % latest] * 2 +
+           ["applied %d migration(s); schema at version %d" % (len(files), latest)])
         missing = db.scalar(
             "select count(*) from pg_class c join pg_namespace n on n.oid = c.relnamespace"
             " where n.nspname = 'voidrecon' and c.relkind in ('r', 'v')"
@@ -277,14 +280,18 @@ def test_help_and_version():
 
 
 def test_logs_are_json_and_never_hold_secrets(db):
-    secrets = {"VOIDRECON_ATLAS_WEBHOOK_TOKEN": "tok-9f8e7d"}
+    secrets = {"VOIDRECON_ATLAS_WEBHOOK_TOKEN": "tok-9f8e7d", "VOIDRECON_ADMIN_TOKEN": "adm-1a2b3c",
+               "VOIDRECON_ATLAS_CLIENT_SECRET": "cls-4d5e6f",
+               "VOIDRECON_ALERT_SECRET": "whsec_c2VjcmV0LWtleS1mb3ItYWxlcnRz"}
+    env = dict(secrets, VOIDRECON_ATLAS_BASE_URL="http://127.0.0.1:9/", VOIDRECON_ATLAS_CLIENT_ID="id",
+               VOIDRECON_ALERT_URL="http://127.0.0.1:9/services/T0/B0/path-secret-8x")
     url = db.url.replace("postgres@", "postgres:pw-3m4n5o@")
-    with Service(db, database_url=url, env=secrets) as svc:
+    with Service(db, database_url=url, env=env) as svc:
         svc.post_json(PATH + "/tok-9f8e7d", void("SEC", "V", 0))
         svc.post_json(PATH + "/wrong", void("SEC", "V", 1))
         svc.post_json(PATH + "/tok-9f8e7d", b"{not json")
     text = svc.log_text()
-    for value in list(secrets.values()) + ["pw-3m4n5o"]:
+    for value in list(secrets.values()) + ["pw-3m4n5o", "path-secret-8x"]:
         assert value not in text, value
     assert "***" in text
     for line in text.splitlines():

@@ -1,0 +1,223 @@
+/* Fixed label sets, so the exposition cannot grow with what clients send. */
+#include "metrics.h"
+
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static const char *const providers[] = {"atlas", "xsolla", "xendbridge"};
+static const char *const webhook_outcomes[] = {"applied", "duplicate", "stale", "conflict",
+                                               "ignored", "rejected",  "failed"};
+static const char *const handlers[] = {"webhooks_atlas",
+                                       "webhooks_xsolla",
+                                       "webhooks_xendbridge",
+                                       "api",
+                                       "healthz",
+                                       "readyz",
+                                       "metrics",
+                                       "other"};
+static const char *const sources[] = {"webhook", "poll", "api"};
+static const char *const transition_outcomes[] = {"applied", "duplicate", "stale", "conflict"};
+static const char *const poll_results[] = {"ok", "failed", "lease_lost"};
+/* Seconds; from a fast health check to a request that waited for a slow database. */
+static const double buckets[] = {0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05,
+                                 0.1,    0.25,  0.5,    1,     2.5,  5,     10};
+
+#define NPROV ARRAY_SIZE(providers)
+#define NWOUT ARRAY_SIZE(webhook_outcomes)
+#define NHAND ARRAY_SIZE(handlers)
+#define NSRC  ARRAY_SIZE(sources)
+#define NTOUT ARRAY_SIZE(transition_outcomes)
+#define NPOLL ARRAY_SIZE(poll_results)
+#define NBUCK ARRAY_SIZE(buckets)
+
+static struct {
+    uint64_t webhooks[NPROV][NWOUT];
+    uint64_t requests[NHAND][6]; /* by status class 1xx..5xx; [0] unused */
+    uint64_t duration_buckets[NHAND][NBUCK];
+    uint64_t duration_count[NHAND];
+    double duration_sum[NHAND];
+    uint64_t transitions[NSRC][NTOUT];
+    uint64_t polls[NPOLL];
+    uint64_t alerts_delivered;
+    uint64_t alerts_failed;
+} m;
+
+static int index_of(const char *const *names, size_t n, const char *name)
+{
+    for (size_t i = 0; i < n; i++) {
+        if (strcmp(names[i], name) == 0)
+            return (int)i;
+    }
+    return -1;
+}
+
+void metrics_webhook(const char *provider, const char *outcome)
+{
+    int p = index_of(providers, NPROV, provider), o = index_of(webhook_outcomes, NWOUT, outcome);
+
+    if (p >= 0 && o >= 0)
+        m.webhooks[p][o]++;
+}
+
+static int handler_of(const char *path)
+{
+    if (strncmp(path, "/webhooks/atlas", 15) == 0)
+        return 0;
+    if (strncmp(path, "/webhooks/xsolla", 16) == 0)
+        return 1;
+    if (strncmp(path, "/webhooks/xendbridge", 20) == 0)
+        return 2;
+    if (strncmp(path, "/v1", 3) == 0 && (path[3] == '\0' || path[3] == '/'))
+        return 3;
+    if (strcmp(path, "/healthz") == 0)
+        return 4;
+    if (strcmp(path, "/readyz") == 0)
+        return 5;
+    if (strcmp(path, "/metrics") == 0)
+        return 6;
+    return 7;
+}
+
+void metrics_http(const char *path, int status, double seconds)
+{
+    int h = handler_of(path);
+
+    if (status >= 100 && status < 600)
+        m.requests[h][status / 100]++;
+    for (size_t b = 0; b < NBUCK; b++) {
+        if (seconds <= buckets[b])
+            m.duration_buckets[h][b]++;
+    }
+    m.duration_count[h]++;
+    m.duration_sum[h] += seconds;
+}
+
+void metrics_transition(const char *source, const char *outcome)
+{
+    int s = index_of(sources, NSRC, source), o = index_of(transition_outcomes, NTOUT, outcome);
+
+    if (s >= 0 && o >= 0)
+        m.transitions[s][o]++;
+}
+
+void metrics_poll(const char *result)
+{
+    int r = index_of(poll_results, NPOLL, result);
+
+    if (r >= 0)
+        m.polls[r]++;
+}
+
+void metrics_alert_delivery(bool delivered)
+{
+    if (delivered)
+        m.alerts_delivered++;
+    else
+        m.alerts_failed++;
+}
+
+/* ---- rendering ---------------------------------------------------------------------------- */
+
+struct out {
+    char *buf;
+    size_t len, cap;
+};
+
+static void put(struct out *o, const char *fmt, ...) VR_PRINTF(2, 3);
+
+static void put(struct out *o, const char *fmt, ...)
+{
+    va_list ap;
+    int n;
+
+    for (;;) {
+        va_start(ap, fmt);
+        n = vsnprintf(o->buf + o->len, o->cap - o->len, fmt, ap);
+        va_end(ap);
+        if (n >= 0 && (size_t)n < o->cap - o->len)
+            break;
+        o->cap = o->cap * 2 + (size_t)(n > 0 ? n : 0);
+        o->buf = xrealloc(o->buf, o->cap);
+    }
+    o->len += (size_t)n;
+}
+
+static void family(struct out *o, const char *name, const char *type, const char *help)
+{
+    put(o, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
+}
+
+char *metrics_render(const struct metrics_gauges *g)
+{
+    struct out o = {.buf = xmalloc(8192), .len = 0, .cap = 8192};
+
+    family(&o, "voidrecon_build_info", "gauge", "The running version.");
+    put(&o, "voidrecon_build_info{version=\"%s\"} 1\n", VOIDRECON_VERSION);
+
+    family(&o, "voidrecon_webhooks_received_total", "counter",
+           "Webhooks received, by provider and what became of them.");
+    for (size_t p = 0; p < NPROV; p++)
+        for (size_t w = 0; w < NWOUT; w++)
+            put(&o,
+                "voidrecon_webhooks_received_total{provider=\"%s\",outcome=\"%s\"} %" PRIu64 "\n",
+                providers[p], webhook_outcomes[w], m.webhooks[p][w]);
+
+    family(&o, "voidrecon_http_requests_total", "counter",
+           "HTTP requests answered, by handler and status class.");
+    for (size_t h = 0; h < NHAND; h++)
+        for (int c = 1; c <= 5; c++)
+            if (m.requests[h][c] > 0)
+                put(&o, "voidrecon_http_requests_total{handler=\"%s\",code=\"%dxx\"} %" PRIu64 "\n",
+                    handlers[h], c, m.requests[h][c]);
+
+    family(&o, "voidrecon_http_request_duration_seconds", "histogram",
+           "Time from a request's arrival to its answer, by handler.");
+    for (size_t h = 0; h < NHAND; h++) {
+        for (size_t b = 0; b < NBUCK; b++)
+            put(&o,
+                "voidrecon_http_request_duration_seconds_bucket{handler=\"%s\",le=\"%g\"} %" PRIu64
+                "\n",
+                handlers[h], buckets[b], m.duration_buckets[h][b]);
+        put(&o,
+            "voidrecon_http_request_duration_seconds_bucket{handler=\"%s\",le=\"+Inf\"} %" PRIu64
+            "\n",
+            handlers[h], m.duration_count[h]);
+        put(&o, "voidrecon_http_request_duration_seconds_sum{handler=\"%s\"} %.6f\n", handlers[h],
+            m.duration_sum[h]);
+        put(&o, "voidrecon_http_request_duration_seconds_count{handler=\"%s\"} %" PRIu64 "\n",
+            handlers[h], m.duration_count[h]);
+    }
+
+    family(&o, "voidrecon_transitions_total", "counter",
+           "Void reports through the state machine, by source and outcome.");
+    for (size_t s = 0; s < NSRC; s++)
+        for (size_t t = 0; t < NTOUT; t++)
+            put(&o, "voidrecon_transitions_total{source=\"%s\",outcome=\"%s\"} %" PRIu64 "\n",
+                sources[s], transition_outcomes[t], m.transitions[s][t]);
+
+    family(&o, "voidrecon_polls_total", "counter", "Polls of queryVoidOrders.do, by result.");
+    for (size_t r = 0; r < NPOLL; r++)
+        put(&o, "voidrecon_polls_total{result=\"%s\"} %" PRIu64 "\n", poll_results[r], m.polls[r]);
+
+    family(&o, "voidrecon_alert_deliveries_total", "counter",
+           "Alert delivery attempts, by result.");
+    put(&o, "voidrecon_alert_deliveries_total{result=\"delivered\"} %" PRIu64 "\n",
+        m.alerts_delivered);
+    put(&o, "voidrecon_alert_deliveries_total{result=\"failed\"} %" PRIu64 "\n", m.alerts_failed);
+
+    family(&o, "voidrecon_database_up", "gauge",
+           "1 when the database answered this scrape's query, else 0.");
+    put(&o, "voidrecon_database_up %d\n", g->db_up ? 1 : 0);
+    if (g->have_counts) {
+        family(&o, "voidrecon_open_cases", "gauge", "Void cases whose status is open.");
+        put(&o, "voidrecon_open_cases %" PRId64 "\n", g->open_cases);
+        family(&o, "voidrecon_followup_cases", "gauge", "Void cases waiting for a person.");
+        put(&o, "voidrecon_followup_cases %" PRId64 "\n", g->followup_cases);
+        family(&o, "voidrecon_alert_backlog", "gauge", "Alerts not delivered yet.");
+        put(&o, "voidrecon_alert_backlog %" PRId64 "\n", g->alert_backlog);
+    }
+    return o.buf;
+}

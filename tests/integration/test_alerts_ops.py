@@ -1,0 +1,346 @@
+"""People in the loop: signed alert delivery to a real receiver (retries, a hanging receiver,
+restarts, two processes), the /v1 operations API, the CLI, and /metrics."""
+
+import base64
+import hashlib
+import hmac
+import json
+import os
+import re
+import subprocess
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+from harness import Service, eq, run
+
+DATA = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "data", "atlas")
+ADMIN = "ops-token-7"
+SECRET = "whsec_" + base64.b64encode(b"0123456789abcdef01234567").decode()
+AUTH = {"Authorization": "Bearer " + ADMIN}
+
+
+class Receiver:
+    """An alert receiver: answers each POST with the next of plan ("ok", "fail", "hang"), then
+    "ok"; keeps every request's headers and body."""
+
+    def __init__(self, plan=()):
+        self.plan = list(plan)
+        self.got = []
+        self.lock = threading.Lock()
+        outer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *a):
+                pass
+
+            def do_POST(self):
+                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                with outer.lock:
+                    step = outer.plan.pop(0) if outer.plan else "ok"
+                    outer.got.append({"headers": {k.lower(): v for k, v in self.headers.items()},
+                                      "body": body, "at": time.time(), "answer": step})
+                if step == "hang":
+                    time.sleep(3)
+                    return
+                status = 200 if step == "ok" else 500
+                self.send_response(status)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.url = "http://127.0.0.1:%d/hooks/voidrecon" % self.server.server_address[1]
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+    def ok_deliveries(self):
+        with self.lock:
+            return [g for g in self.got if g["answer"] == "ok"]
+
+
+def verify(headers, body, secret=SECRET, tolerance=300):
+    """Standard Webhooks verification, written from the specification, not from voidrecon."""
+    key = base64.b64decode(secret[len("whsec_"):])
+    msg_id, ts = headers["webhook-id"], headers["webhook-timestamp"]
+    assert abs(time.time() - int(ts)) <= tolerance, "timestamp outside the tolerance"
+    want = base64.b64encode(hmac.new(key, b"%s.%s.%s" % (msg_id.encode(), ts.encode(), body),
+                                     hashlib.sha256).digest())
+    sigs = [s.split(",", 1)[1].encode() for s in headers["webhook-signature"].split()
+            if s.startswith("v1,")]
+    return any(hmac.compare_digest(want, s) for s in sigs)
+
+
+def rejected(order, code="V1"):
+    return {"cid": "C", "type": "order.void", "status": -1,
+            "data": {"orderNo": order, "voidCode": code, "voidStatus": 4,
+                     "message": "Automatic void processing failed after 10 retries."}}
+
+
+def alert_env(receiver, **extra):
+    env = {"VOIDRECON_ALERT_URL": receiver.url, "VOIDRECON_ALERT_SECRET": SECRET,
+           "VOIDRECON_ALERT_TICK_MS": "50", "VOIDRECON_ADMIN_TOKEN": ADMIN}
+    env.update(extra)
+    return env
+
+
+def wait_for(pred, timeout=10, what="condition"):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        got = pred()
+        if got:
+            return got
+        time.sleep(0.02)
+    raise AssertionError("timed out waiting for " + what)
+
+
+def cli(db, *args):
+    env = {k: v for k, v in os.environ.items() if not k.startswith("VOIDRECON_")}
+    env["VOIDRECON_DATABASE_URL"] = db.url
+    return subprocess.run([os.environ["VOIDRECON_BIN"]] + list(args), env=env,
+                          capture_output=True, text=True, timeout=30)
+
+
+# ---- delivery ------------------------------------------------------------------------------
+
+
+def test_rejected_void_reaches_the_receiver_signed_within_a_second_then_is_acknowledged(db):
+    rx = Receiver()
+    try:
+        with Service(db, env=alert_env(rx)) as svc:
+            with open(os.path.join(DATA, "void_retry_failure.json"), "rb") as f:
+                sent = time.time()
+                eq(svc.post_json("/webhooks/atlas", f.read())[0], 200)
+            got = wait_for(rx.ok_deliveries, timeout=2, what="the alert")[0]
+            took = got["at"] - sent
+            assert took < 1.0, "delivered after %.3f s" % took
+            assert verify(got["headers"], got["body"]), "signature does not verify"
+            assert not verify(got["headers"], got["body"] + b" "), "a changed body must not verify"
+            eq(got["headers"]["content-type"], "application/json")
+            alert_id = db.scalar("select id from voidrecon.alerts")
+            eq(got["headers"]["webhook-id"], alert_id)
+            body = json.loads(got["body"])
+            eq((body["kind"], body["type"], body["order_no"], body["void_code"], body["status"]),
+               ("void_rejected", "voidrecon.void_rejected", "TESTA20250512100600259",
+                "202505-0012", 4))
+            eq(body["text"], "[voidrecon] Void REJECTED: order TESTA20250512100600259, void "
+                             "202505-0012: Automatic void processing failed after 10 retries.")
+            eq(body["followup_reason"], "rejected")
+            wait_for(lambda: db.scalar("select delivered_at is not null from voidrecon.alerts")
+                     == "t", what="delivered_at")
+            eq(db.scalar("select attempts from voidrecon.alerts"), "1")
+            time.sleep(0.3)
+            eq(len(rx.got), 1, "delivered once")
+        p = cli(db, "cases", "list", "--state", "followup")
+        eq(p.returncode, 0, p.stderr)
+        assert re.search(r"TESTA20250512100600259\s+202505-0012\s+4\s+REJECTED\s+no\s+yes\s+"
+                         r"rejected", p.stdout), p.stdout
+        p = cli(db, "cases", "ack", "TESTA20250512100600259", "202505-0012", "--by", "ana",
+                "--note", "rebooked by phone")
+        eq((p.returncode, p.stdout.strip()),
+           (0, "TESTA20250512100600259 202505-0012: follow-up (rejected) acknowledged by ana"))
+        p = cli(db, "cases", "list", "--state", "followup")
+        assert "TESTA20250512100600259" not in p.stdout, p.stdout
+        eq(db.query("select subject, reason, acked_by, note from voidrecon.acknowledgements"),
+           [["void_case", "rejected", "ana", "rebooked by phone"]])
+        eq(db.scalar("select count(*) from voidrecon.followups"), "0")
+    finally:
+        rx.close()
+
+
+def test_delivery_retries_through_failures_and_a_hanging_receiver(db):
+    rx = Receiver(["fail", "fail", "hang", "ok"])
+    try:
+        env = alert_env(rx, VOIDRECON_ALERT_TIMEOUT_MS="400", VOIDRECON_ALERT_RETRY_MS="100")
+        with Service(db, env=env) as svc:
+            svc.post_json("/webhooks/atlas", rejected("RETRY1"))
+            wait_for(lambda: db.scalar("select delivered_at is not null from voidrecon.alerts")
+                     == "t", timeout=15, what="delivery after retries")
+            eq([g["answer"] for g in rx.got], ["fail", "fail", "hang", "ok"])
+            eq({g["headers"]["webhook-id"] for g in rx.got}, {db.scalar("select id from voidrecon.alerts")},
+               "the same webhook-id on every attempt")
+            assert all(verify(g["headers"], g["body"]) for g in rx.got)
+            eq(db.scalar("select attempts from voidrecon.alerts"), "4")
+            gaps = [b["at"] - a["at"] for a, b in zip(rx.got, rx.got[1:])]
+            assert gaps[1] > gaps[0] * 1.2, "the backoff grows: %r" % gaps
+            failed = [line for line in svc.logs() if line["event"] == "alert_delivery_failed"]
+            eq(len(failed), 3)
+            assert "HTTP 500" in failed[0]["msg"] and "timed out" in failed[2]["msg"], failed
+    finally:
+        rx.close()
+
+
+def test_an_alert_is_never_lost_across_a_restart(db):
+    rx = Receiver(["fail"] * 1000)
+    try:
+        env = alert_env(rx, VOIDRECON_ALERT_RETRY_MS="50", VOIDRECON_ALERT_RETRY_MAX_MS="200")
+        svc = Service(db, env=env)
+        svc.post_json("/webhooks/atlas", rejected("RESTART1"))
+        wait_for(lambda: len(rx.got) >= 2, what="failing attempts")
+        svc.kill()
+        eq(db.scalar("select delivered_at from voidrecon.alerts"), None)
+        with rx.lock:
+            rx.plan = []
+        svc.start()
+        wait_for(rx.ok_deliveries, timeout=10, what="delivery after the restart")
+        time.sleep(0.3)
+        eq(len(rx.ok_deliveries()), 1)
+        svc.stop()
+        eq(db.scalar("select delivered_at is not null from voidrecon.alerts"), "t")
+    finally:
+        rx.close()
+
+
+def test_two_processes_deliver_each_alert_once(db):
+    rx = Receiver()
+    try:
+        env = alert_env(rx, VOIDRECON_ALERT_CONCURRENCY="2")
+        a, b = Service(db, env=env), Service(db, env=env)
+        for i in range(30):
+            (a if i % 2 else b).post_json("/webhooks/atlas", rejected("TWO%02d" % i))
+        wait_for(lambda: db.scalar("select count(*) from voidrecon.alerts"
+                                   " where delivered_at is null") == "0", what="all delivered")
+        time.sleep(0.3)
+        ids = [g["headers"]["webhook-id"] for g in rx.got]
+        eq(len(ids), 30)
+        eq(len(set(ids)), 30, "no alert delivered twice")
+        senders = {p: sum(1 for line in p.logs() if line["event"] == "alert_delivered")
+                   for p in (a, b)}
+        eq(sum(senders.values()), 30)
+        a.stop()
+        b.stop()
+    finally:
+        rx.close()
+
+
+# ---- the operations API ----------------------------------------------------------------------
+
+
+def test_operations_api(db):
+    with Service(db, env={"VOIDRECON_ADMIN_TOKEN": ADMIN}) as svc:
+        eq(svc.get("/v1/cases")[0], 401)
+        eq(svc.get("/v1/cases", headers={"Authorization": "Bearer wrong"})[0], 403)
+        for i, s in enumerate([0, 1, 3, 4, 2, 4, 0]):
+            svc.post_json("/webhooks/atlas", {"type": "order.void", "data": {
+                "orderNo": "API%d" % i, "voidCode": "V", "voidStatus": s}})
+        svc.post_json("/webhooks/atlas", {"type": "order.cancelled",
+                                          "data": {"orderNo": "CXL1", "errorCode": "604"}})
+
+        def get(path):
+            status, _, body = svc.get(path, headers=AUTH)
+            eq(status, 200, path)
+            return json.loads(body)
+
+        seen, cursor, pages = [], None, 0
+        while True:
+            page = get("/v1/cases?state=all&limit=3" + ("&cursor=" + cursor if cursor else ""))
+            seen += [(c["order_no"], c["void_code"]) for c in page["cases"]]
+            pages += 1
+            cursor = page["next_cursor"]
+            if cursor is None:
+                break
+        eq(seen, [("API%d" % i, "V") for i in range(7)], "every case once, in key order")
+        eq(pages, 3)
+        eq([c["order_no"] for c in get("/v1/cases")["cases"]], ["API0", "API1", "API2", "API6"],
+           "open by default")
+        eq([c["order_no"] for c in get("/v1/cases?state=rejected")["cases"]], ["API3", "API5"])
+        eq([c["order_no"] for c in get("/v1/cases?state=followup")["cases"]], ["API3", "API5"])
+        shown = get("/v1/cases/API3/V")
+        eq(shown["case"]["status_name"], "REJECTED")
+        eq([h["outcome"] for h in shown["history"]], ["applied"])
+        eq([a["kind"] for a in shown["alerts"]], ["void_rejected"])
+        status, _, body = svc.post_json("/v1/cases/API3/V/ack", {"by": "li", "note": "refunded"},
+                                        headers=AUTH)
+        eq(status, 200)
+        eq(json.loads(body)["case"]["followup_acked_by"], "li")
+        eq([c["order_no"] for c in get("/v1/cases?state=followup")["cases"]], ["API5"])
+        eq(get("/v1/cases/API3/V")["acknowledgements"][0]["note"], "refunded")
+        status, _, body = svc.post_json("/v1/cases/API3/V/ack", {"by": "li"}, headers=AUTH)
+        eq((status, json.loads(body)["error"]["code"]), (409, "no_followup"))
+        status, _, body = svc.post_json("/v1/cases/NOPE/V/ack", {"by": "li"}, headers=AUTH)
+        eq(status, 404)
+        status, _, body = svc.post_json("/v1/cases/API5/V/ack", {"note": "x"}, headers=AUTH)
+        eq((status, json.loads(body)["error"]["message"]),
+           (400, "by: expected the name of who acknowledges"))
+        eq(svc.get("/v1/cases/NOPE/V", headers=AUTH)[0], 404)
+        eq(svc.get("/v1/cases?state=weird", headers=AUTH)[0], 400)
+        eq(svc.get("/v1/cases?limit=0", headers=AUTH)[0], 400)
+        eq(svc.get("/v1/cases?cursor=nothex", headers=AUTH)[0], 400)
+        alerts = get("/v1/alerts?state=pending")["alerts"]
+        eq(sorted(a["kind"] for a in alerts), ["order_cancelled", "void_rejected", "void_rejected"])
+        eq({a["delivered_at"] for a in alerts}, {None})
+        eq(get("/v1/alerts?limit=2")["next_cursor"] is not None, True)
+        cancellations = get("/v1/cancellations")["cancellations"]
+        eq([(c["provider"], c["order_ref"], c["error_code"]) for c in cancellations],
+           [("atlas", "CXL1", "604")])
+        # The CLI prints what the API answers.
+        p = cli(db, "cases", "list", "--state", "all", "--limit", "3", "--json")
+        eq(json.loads(p.stdout), get("/v1/cases?state=all&limit=3"))
+        p = cli(db, "cases", "show", "API5", "V", "--json")
+        eq(json.loads(p.stdout), get("/v1/cases/API5/V"))
+        p = cli(db, "alerts", "list", "--state", "pending")
+        eq(p.returncode, 0, p.stderr)
+        assert p.stdout.splitlines()[0].split() == ["ID", "KIND", "ORDER_NO", "VOID_CODE",
+                                                    "RAISED", "DELIVERED", "ATTEMPTS",
+                                                    "LAST_ERROR"], p.stdout
+        eq(len(p.stdout.splitlines()), 4)
+        p = cli(db, "cases", "show", "API5", "V")
+        assert "status_name        REJECTED" in p.stdout and "History:" in p.stdout, p.stdout
+        p = cli(db, "cases", "show", "NOPE", "V")
+        eq(p.returncode, 1)
+        assert "no such void case" in p.stderr
+        p = cli(db, "cases", "list", "--state", "weird")
+        eq(p.returncode, 2)
+
+
+# ---- metrics --------------------------------------------------------------------------------
+
+
+def scrape(svc):
+    status, hdrs, body = svc.get("/metrics")
+    eq(status, 200)
+    assert hdrs["content-type"].startswith("text/plain; version=0.0.4"), hdrs
+    values = {}
+    for line in body.decode().splitlines():
+        if line.startswith("#") or not line.strip():
+            continue
+        name, _, value = line.rpartition(" ")
+        values[name] = float(value)
+    return values
+
+
+def test_metrics_move_with_the_work(svc):
+    before = scrape(svc)
+    eq(before["voidrecon_database_up"], 1)
+    eq(before["voidrecon_open_cases"], 0)
+    svc.post_json("/webhooks/atlas", {"type": "order.void", "data": {
+        "orderNo": "M1", "voidCode": "V", "voidStatus": 0}})
+    svc.post_json("/webhooks/atlas", {"type": "order.void", "data": {
+        "orderNo": "M1", "voidCode": "V", "voidStatus": 0}})
+    svc.post_json("/webhooks/atlas", rejected("M2"))
+    svc.post_json("/webhooks/atlas", b"{broken")
+    after = scrape(svc)
+    key = 'voidrecon_webhooks_received_total{provider="atlas",outcome="%s"}'
+    eq(after[key % "applied"] - before[key % "applied"], 2)
+    eq(after[key % "duplicate"] - before[key % "duplicate"], 1)
+    eq(after[key % "rejected"] - before[key % "rejected"], 1)
+    tkey = 'voidrecon_transitions_total{source="webhook",outcome="%s"}'
+    eq(after[tkey % "applied"] - before[tkey % "applied"], 2)
+    hkey = 'voidrecon_http_request_duration_seconds_count{handler="webhooks_atlas"}'
+    eq(after[hkey] - before[hkey], 4)
+    eq(after['voidrecon_http_requests_total{handler="webhooks_atlas",code="4xx"}'], 1)
+    eq(after["voidrecon_open_cases"], 1)
+    eq(after["voidrecon_followup_cases"], 1)
+    eq(after["voidrecon_alert_backlog"], 1)
+    buckets = [v for k, v in after.items()
+               if k.startswith('voidrecon_http_request_duration_seconds_bucket{handler="webhooks_atlas"')]
+    eq(buckets, sorted(buckets), "cumulative buckets")
+
+
+if __name__ == "__main__":
+    run()
