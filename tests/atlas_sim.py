@@ -315,6 +315,12 @@ class SimServer(ThreadingHTTPServer):
     daemon_threads = True
     request_queue_size = 128
 
+    def handle_error(self, request, client_address):
+        # A client that gave up (a timeout, a shutdown) is not the simulator's fault.
+        if isinstance(sys.exc_info()[1], (BrokenPipeError, ConnectionResetError)):
+            return
+        super().handle_error(request, client_address)
+
 
 def start(port=0, client_id="sim-id", client_secret="sim-secret", webhook_url=None, seed=1):
     """Starts a simulator in this process; returns (sim, server). server.shutdown() stops it."""
