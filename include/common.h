@@ -3,6 +3,7 @@
 #define VR_COMMON_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #define VR_MUSTCHECK    __attribute__((warn_unused_result))
 #define VR_PRINTF(f, a) __attribute__((format(printf, f, a)))
@@ -45,6 +46,14 @@ char *xstrndup(const char *s, size_t n);
 #define container_of(ptr, type, member) ((type *)((char *)(ptr)-offsetof(type, member)))
 
 #define ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
+
+/* The next number of a xorshift64 sequence kept in *state (never 0): for jitter, not for
+ * anything that must be unpredictable. */
+uint64_t vr_rand(uint64_t *state);
+
+/* base doubled n times and capped at cap, then lowered by up to a fifth at random, so that
+ * work that failed or started together does not stay in step. */
+uint64_t vr_backoff(uint64_t base, int n, uint64_t cap, uint64_t *rng);
 
 /* For configuration structs where zero means "the default". */
 #define VR_DEFAULT(lvalue, value)                                                                  \

@@ -63,3 +63,25 @@ char *xstrndup(const char *s, size_t n)
     p[n] = '\0';
     return p;
 }
+
+uint64_t vr_rand(uint64_t *state)
+{
+    uint64_t x = *state ? *state : 0x9e3779b97f4a7c15ull;
+
+    x ^= x << 13;
+    x ^= x >> 7;
+    x ^= x << 17;
+    *state = x;
+    return x;
+}
+
+uint64_t vr_backoff(uint64_t base, int n, uint64_t cap, uint64_t *rng)
+{
+    uint64_t v = base ? base : 1;
+
+    for (int i = 0; i < n && v < cap; i++)
+        v *= 2;
+    if (v > cap)
+        v = cap;
+    return v - (v / 5 ? vr_rand(rng) % (v / 5 + 1) : 0);
+}

@@ -184,17 +184,6 @@ static void notice_cb(void *arg, const char *msg)
     log_debug("db_notice", "conn=%u %s", c->index, reason);
 }
 
-static uint64_t db_rand(struct db *db)
-{
-    /* xorshift64: jitter only, no need for quality. */
-    uint64_t x = db->rng;
-    x ^= x << 13;
-    x ^= x >> 7;
-    x ^= x << 17;
-    db->rng = x;
-    return x;
-}
-
 static int result_is_error(const PGresult *res)
 {
     ExecStatusType st = PQresultStatus(res);
@@ -505,7 +494,7 @@ static void conn_retry(struct db_conn *c)
         base = c->backoff_ms * 2 > db->cfg.reconnect_max_ms ? db->cfg.reconnect_max_ms
                                                             : c->backoff_ms * 2;
     c->backoff_ms = base;
-    delay = base / 2 + db_rand(db) % (base / 2 + 1);
+    delay = base / 2 + vr_rand(&db->rng) % (base / 2 + 1);
     log_debug("db_conn_retry", "conn=%u in_ms=%llu", c->index, (unsigned long long)delay);
     uv_timer_start(&c->timer, conn_on_timer, delay, 0);
 }

@@ -96,21 +96,6 @@ static void recorded(struct db_session *s, PGresult *res, int status, void *arg)
     delivery_done(d);
 }
 
-/* Exponential from retry_ms, capped, with the top fifth spread at random. */
-static uint64_t backoff(struct notifier *n, int attempts)
-{
-    uint64_t v = n->cfg.retry_ms;
-
-    for (int i = 1; i < attempts && v < n->cfg.retry_max_ms; i++)
-        v *= 2;
-    if (v > n->cfg.retry_max_ms)
-        v = n->cfg.retry_max_ms;
-    n->rng ^= n->rng << 13;
-    n->rng ^= n->rng >> 7;
-    n->rng ^= n->rng << 17;
-    return v - (v / 5 ? n->rng % (v / 5 + 1) : 0);
-}
-
 static void answered(const struct httpc_response *r, void *arg)
 {
     struct delivery *d = arg;
@@ -138,7 +123,7 @@ static void answered(const struct httpc_response *r, void *arg)
     else
         snprintf(d->error, sizeof(d->error), "HTTP %ld from the alert receiver", r->http_status);
     metrics_alert_delivery(false);
-    wait = backoff(n, d->attempts);
+    wait = vr_backoff(n->cfg.retry_ms, d->attempts - 1, n->cfg.retry_max_ms, &n->rng);
     if (r->retry_after_s > 0 && (uint64_t)r->retry_after_s * 1000 > wait)
         wait = (uint64_t)r->retry_after_s * 1000;
     snprintf(delay, sizeof(delay), "%" PRIu64, wait);

@@ -60,26 +60,9 @@ struct poller {
 
 static void poller_maybe_done(struct poller *p);
 
-static uint64_t next_rand(struct poller *p)
-{
-    /* xorshift64: jitter only. */
-    p->rng ^= p->rng << 13;
-    p->rng ^= p->rng >> 7;
-    p->rng ^= p->rng << 17;
-    return p->rng;
-}
-
-/* base doubled n times, capped, then spread over its last fifth so that cases that appeared
- * together do not stay in step. */
 static uint64_t grow(struct poller *p, uint64_t base, int n)
 {
-    uint64_t v = base ? base : 1;
-
-    for (int i = 0; i < n && v < p->cfg.max_interval_ms; i++)
-        v *= 2;
-    if (v > p->cfg.max_interval_ms)
-        v = p->cfg.max_interval_ms;
-    return v - (v / 5 ? next_rand(p) % (v / 5 + 1) : 0);
+    return vr_backoff(base, n, p->cfg.max_interval_ms, &p->rng);
 }
 
 static void job_free(struct poll_job *j)

@@ -38,7 +38,7 @@ import uuid
 
 __all__ = [
     "Db", "DbError", "Service", "ServiceError", "Cluster", "own_cluster", "raw", "free_port",
-    "eq", "run", "source_dir", "seeds_dir", "psql_bin",
+    "eq", "run", "source_dir", "seeds_dir", "psql_bin", "wait_until",
 ]
 
 # psql output: fields end at \x1f, rows at NUL (which text values can never contain), and a
@@ -113,6 +113,17 @@ def free_port():
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def wait_until(pred, timeout=10, what="condition", every=0.02):
+    """Calls pred until it returns something true, and returns that; fails after timeout s."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        got = pred()
+        if got:
+            return got
+        time.sleep(every)
+    raise AssertionError("timed out after %ss waiting for %s" % (timeout, what))
 
 
 def eq(actual, expected, what=""):

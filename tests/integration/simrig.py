@@ -4,9 +4,8 @@ poll it with short timings, for the poller and convergence tests."""
 import json
 import os
 import sys
-import time
 
-from harness import Service
+from harness import Service, wait_until
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 import atlas_sim  # noqa: E402
@@ -74,13 +73,7 @@ class Rig:
                 "confirmation_date": r[10], "item": json.loads(r[11]) if r[11] else None}
 
     def wait(self, pred, timeout=20, what="condition"):
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            got = pred()
-            if got:
-                return got
-            time.sleep(0.05)
-        raise AssertionError("timed out waiting for " + what)
+        return wait_until(pred, timeout, what, every=0.05)
 
     def close(self):
         for s in self.services:

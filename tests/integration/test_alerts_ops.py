@@ -12,7 +12,7 @@ import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-from harness import Service, eq, run
+from harness import Service, eq, run, wait_until
 
 DATA = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "data", "atlas")
 ADMIN = "ops-token-7"
@@ -89,16 +89,6 @@ def alert_env(receiver, **extra):
     return env
 
 
-def wait_for(pred, timeout=10, what="condition"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        got = pred()
-        if got:
-            return got
-        time.sleep(0.02)
-    raise AssertionError("timed out waiting for " + what)
-
-
 def cli(db, *args):
     env = {k: v for k, v in os.environ.items() if not k.startswith("VOIDRECON_")}
     env["VOIDRECON_DATABASE_URL"] = db.url
@@ -116,7 +106,7 @@ def test_rejected_void_reaches_the_receiver_signed_within_a_second_then_is_ackno
             with open(os.path.join(DATA, "void_retry_failure.json"), "rb") as f:
                 sent = time.time()
                 eq(svc.post_json("/webhooks/atlas", f.read())[0], 200)
-            got = wait_for(rx.ok_deliveries, timeout=2, what="the alert")[0]
+            got = wait_until(rx.ok_deliveries, timeout=2, what="the alert")[0]
             took = got["at"] - sent
             print("alert delivered %.0f ms after the webhook was posted" % (took * 1000))
             assert took < 1.0, "delivered after %.3f s" % took
@@ -132,7 +122,7 @@ def test_rejected_void_reaches_the_receiver_signed_within_a_second_then_is_ackno
             eq(body["text"], "[voidrecon] Void REJECTED: order TESTA20250512100600259, void "
                              "202505-0012: Automatic void processing failed after 10 retries.")
             eq(body["followup_reason"], "rejected")
-            wait_for(lambda: db.scalar("select delivered_at is not null from voidrecon.alerts")
+            wait_until(lambda: db.scalar("select delivered_at is not null from voidrecon.alerts")
                      == "t", what="delivered_at")
             eq(db.scalar("select attempts from voidrecon.alerts"), "1")
             time.sleep(0.3)
@@ -160,7 +150,7 @@ def test_delivery_retries_through_failures_and_a_hanging_receiver(db):
         env = alert_env(rx, VOIDRECON_ALERT_TIMEOUT_MS="400", VOIDRECON_ALERT_RETRY_MS="100")
         with Service(db, env=env) as svc:
             svc.post_json("/webhooks/atlas", rejected("RETRY1"))
-            wait_for(lambda: db.scalar("select delivered_at is not null from voidrecon.alerts")
+            wait_until(lambda: db.scalar("select delivered_at is not null from voidrecon.alerts")
                      == "t", timeout=15, what="delivery after retries")
             eq([g["answer"] for g in rx.got], ["fail", "fail", "hang", "ok"])
             eq({g["headers"]["webhook-id"] for g in rx.got}, {db.scalar("select id from voidrecon.alerts")},
@@ -182,13 +172,13 @@ def test_an_alert_is_never_lost_across_a_restart(db):
         env = alert_env(rx, VOIDRECON_ALERT_RETRY_MS="50", VOIDRECON_ALERT_RETRY_MAX_MS="200")
         svc = Service(db, env=env)
         svc.post_json("/webhooks/atlas", rejected("RESTART1"))
-        wait_for(lambda: len(rx.got) >= 2, what="failing attempts")
+        wait_until(lambda: len(rx.got) >= 2, what="failing attempts")
         svc.kill()
         eq(db.scalar("select delivered_at from voidrecon.alerts"), None)
         with rx.lock:
             rx.plan = []
         svc.start()
-        wait_for(rx.ok_deliveries, timeout=10, what="delivery after the restart")
+        wait_until(rx.ok_deliveries, timeout=10, what="delivery after the restart")
         time.sleep(0.3)
         eq(len(rx.ok_deliveries()), 1)
         svc.stop()
@@ -204,7 +194,7 @@ def test_two_processes_deliver_each_alert_once(db):
         a, b = Service(db, env=env), Service(db, env=env)
         for i in range(30):
             (a if i % 2 else b).post_json("/webhooks/atlas", rejected("TWO%02d" % i))
-        wait_for(lambda: db.scalar("select count(*) from voidrecon.alerts"
+        wait_until(lambda: db.scalar("select count(*) from voidrecon.alerts"
                                    " where delivered_at is null") == "0", what="all delivered")
         time.sleep(0.3)
         ids = [g["headers"]["webhook-id"] for g in rx.got]
