@@ -2,12 +2,23 @@
 #ifndef VR_CONFIG_H
 #define VR_CONFIG_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
 
 #include "common.h"
 #include "log.h"
+
+/* The settings every webhook provider has (VOIDRECON_<PROVIDER>_*). */
+struct config_provider {
+    const char *name;    /* "atlas", "xsolla", "xendbridge"; static */
+    char *webhook_token; /* required path token of /webhooks/<name>/<token>; "" none */
+    char *allowed_cidrs; /* source addresses allowed; "" any */
+    char *alerts;        /* "on" or "off": order_cancelled alerts for its cancellations */
+    bool alerts_on;      /* parsed from alerts */
+    char *secret;        /* its signing secret ("" none); only providers that sign have one */
+};
 
 struct config {
     char *database_url; /* libpq conninfo or URI; "" means libpq's own defaults (PG* variables) */
@@ -30,8 +41,6 @@ struct config {
     char *atlas_client_secret;
     uint64_t atlas_timeout_ms;
     uint64_t atlas_connect_timeout_ms;
-    char *atlas_webhook_token;
-    char *atlas_allowed_cidrs;
     uint64_t poll_tick_ms;
     uint64_t poll_first_ms;
     uint64_t poll_max_interval_ms;
@@ -48,6 +57,7 @@ struct config {
     uint64_t alert_retry_ms;
     uint64_t alert_retry_max_ms;
     uint64_t alert_concurrency;
+    struct config_provider providers[3]; /* atlas, xsolla, xendbridge */
 };
 
 /* Sets every field to its default. Caller frees with config_cleanup. */
@@ -73,6 +83,9 @@ void config_log(const struct config *cfg);
 void config_print_help(FILE *f);
 
 void config_cleanup(struct config *cfg);
+
+/* The settings of provider name, or NULL for an unknown name. */
+const struct config_provider *config_provider_find(const struct config *cfg, const char *name);
 
 /* Copies url into out with any password replaced by "***" (URI user:pass@ or password=). */
 void config_mask_url(const char *url, char *out, size_t outlen);

@@ -1,5 +1,6 @@
-/* The HTTP endpoints: webhooks in, health and readiness out. Routes a request, checks who sent
- * it, parses the body and answers only after the store has committed its effects. */
+/* The HTTP endpoints: webhooks of every provider in, /v1, health, readiness and metrics out.
+ * Routes a request, checks who sent it, parses the body through its provider's table and
+ * answers only after the store has committed its effects. */
 #ifndef VR_INTAKE_H
 #define VR_INTAKE_H
 
@@ -13,14 +14,24 @@
 #include "common.h"
 #include "db.h"
 #include "httpd.h"
+#include "provider.h"
 #include "store.h"
 
+/* One provider's endpoint, POST /webhooks/<name>[/<token>]. */
+struct intake_provider {
+    const struct provider *provider;
+    const char *webhook_token; /* "" or NULL: no path token; copied */
+    const struct acl *acl;     /* NULL or empty: any source; borrowed */
+    const char *secret;        /* its signing secret, "" or NULL when none; copied */
+    bool alerts;               /* raise order_cancelled alerts for its cancellations */
+};
+
 struct intake_config {
-    const char *atlas_webhook_token; /* "" or NULL: no path token; copied */
-    const struct acl *atlas_acl;     /* NULL or empty: any source; borrowed */
-    struct api *api;                 /* serves /v1; borrowed */
-    bool schema_current;             /* start-up found the schema current */
-    uint64_t schema_recheck_ms;      /* while not known current, how often to look (5000) */
+    const struct intake_provider *providers; /* copied */
+    size_t nproviders;
+    struct api *api;            /* serves /v1; borrowed */
+    bool schema_current;        /* start-up found the schema current */
+    uint64_t schema_recheck_ms; /* while not known current, how often to look (5000) */
 };
 
 struct intake;

@@ -47,6 +47,8 @@ struct store_cancellation {
     const char *error_code;    /* NULL when none */
     const char *error_message; /* NULL when none */
     const char *order_status;  /* the provider's order status as text, NULL when none */
+    const char *details;       /* JSON object of what else the provider said, NULL when none */
+    bool verified;             /* the sender's signature was checked */
     bool alert;                /* raise an order_cancelled alert when the cancellation is new */
 };
 

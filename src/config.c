@@ -63,10 +63,19 @@ static const struct config_entry entries[] = {
       "one Atlas request, connect to last byte"),
     U("ATLAS_CONNECT_TIMEOUT_MS", atlas_connect_timeout_ms, "3000", 10, DAY_MS,
       "connecting to Atlas (at most ATLAS_TIMEOUT_MS)"),
-    K("ATLAS_WEBHOOK_TOKEN", atlas_webhook_token,
-      "required path token: /webhooks/atlas/<token> (unset: none)"),
-    S("ATLAS_ALLOWED_CIDRS", atlas_allowed_cidrs, "",
-      "source addresses allowed to post Atlas webhooks, CIDRs separated by commas (unset: all)"),
+#define PROVIDER_ENTRIES(NAME, i, label)                                                           \
+    K(NAME "_WEBHOOK_TOKEN", providers[i].webhook_token,                                           \
+      "required path token: /webhooks/" label "/<token> (unset: none)"),                           \
+        S(NAME "_ALLOWED_CIDRS", providers[i].allowed_cidrs, "",                                   \
+          "source addresses allowed to post " label                                                \
+          " webhooks, CIDRs separated by commas (unset: all)"),                                    \
+        S(NAME "_ALERTS", providers[i].alerts, "on",                                               \
+          "order_cancelled alerts for " label " cancellations: on or off")
+    PROVIDER_ENTRIES("ATLAS", 0, "atlas"),
+    PROVIDER_ENTRIES("XSOLLA", 1, "xsolla"),
+    K("XSOLLA_SECRET", providers[1].secret,
+      "Xsolla project secret key (unset: /webhooks/xsolla answers 503)"),
+    PROVIDER_ENTRIES("XENDBRIDGE", 2, "xendbridge"),
     U("POLL_TICK_MS", poll_tick_ms, "1000", 1, DAY_MS, "how often the poller looks for due cases"),
     U("POLL_FIRST_MS", poll_first_ms, "300000", 0, 30 * DAY_MS,
       "first poll after a case appears, and the start of the growing interval"),
@@ -121,7 +130,11 @@ void config_init(struct config *cfg)
 {
     char err[256];
 
+    static const char *const names[] = {"atlas", "xsolla", "xendbridge"};
+
     memset(cfg, 0, sizeof(*cfg));
+    for (size_t i = 0; i < ARRAY_SIZE(cfg->providers); i++)
+        cfg->providers[i].name = names[i];
     for (size_t i = 0; i < ARRAY_SIZE(entries); i++) {
         if (set_value(cfg, &entries[i], entries[i].def, err, sizeof(err)) != 0)
             abort(); /* a default outside its own bounds is a programming error */
@@ -220,18 +233,31 @@ int config_validate(struct config *cfg, char *err, size_t errlen)
                  cfg->log_level_name);
         return VR_EINVAL;
     }
-    if (acl_parse(cfg->atlas_allowed_cidrs, &acl, acl_err, sizeof(acl_err)) != 0) {
-        snprintf(err, errlen, PREFIX "ATLAS_ALLOWED_CIDRS: %s", acl_err);
-        return VR_EINVAL;
-    }
-    acl_free(acl);
-    for (const char *p = cfg->atlas_webhook_token; *p; p++) {
-        if (!isalnum((unsigned char)*p) && *p != '-' && *p != '_' && *p != '.' && *p != '~') {
-            snprintf(err, errlen,
-                     PREFIX "ATLAS_WEBHOOK_TOKEN: only letters, digits and -_.~ may appear in "
-                            "a path token");
+    for (size_t i = 0; i < ARRAY_SIZE(cfg->providers); i++) {
+        struct config_provider *p = &cfg->providers[i];
+        char upper[16];
+
+        snprintf(upper, sizeof(upper), "%s", p->name);
+        for (char *c = upper; *c; c++)
+            *c = (char)toupper((unsigned char)*c);
+        if (acl_parse(p->allowed_cidrs, &acl, acl_err, sizeof(acl_err)) != 0) {
+            snprintf(err, errlen, PREFIX "%s_ALLOWED_CIDRS: %s", upper, acl_err);
             return VR_EINVAL;
         }
+        acl_free(acl);
+        if (strspn(p->webhook_token, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+                                     "0123456789-_.~") != strlen(p->webhook_token)) {
+            snprintf(err, errlen,
+                     PREFIX "%s_WEBHOOK_TOKEN: only letters, digits and -_.~ may appear in a "
+                            "path token",
+                     upper);
+            return VR_EINVAL;
+        }
+        if (strcmp(p->alerts, "on") != 0 && strcmp(p->alerts, "off") != 0) {
+            snprintf(err, errlen, PREFIX "%s_ALERTS: \"%s\" is not on or off", upper, p->alerts);
+            return VR_EINVAL;
+        }
+        p->alerts_on = strcmp(p->alerts, "on") == 0;
     }
     if (cfg->atlas_base_url[0] != '\0') {
         if (strncmp(cfg->atlas_base_url, "http://", 7) != 0 &&
@@ -362,4 +388,13 @@ void config_cleanup(struct config *cfg)
     }
     free(cfg->listen_host);
     memset(cfg, 0, sizeof(*cfg));
+}
+
+const struct config_provider *config_provider_find(const struct config *cfg, const char *name)
+{
+    for (size_t i = 0; i < ARRAY_SIZE(cfg->providers); i++) {
+        if (strcmp(cfg->providers[i].name, name) == 0)
+            return &cfg->providers[i];
+    }
+    return NULL;
 }

@@ -1,5 +1,5 @@
-/* HTTP routing and the Atlas webhook endpoint. Every answer to a webhook comes after the store
- * has committed (or failed), so a 2xx always means the effects are durable. */
+/* HTTP routing and the webhook endpoints of every provider. Every answer to a webhook comes
+ * after the store has committed (or failed), so a 2xx always means the effects are durable. */
 #include "intake.h"
 
 #include <ctype.h>
@@ -11,24 +11,32 @@
 
 #include <openssl/crypto.h>
 
-#include "atlas.h"
 #include "log.h"
 #include "metrics.h"
 #include "migrate.h"
 
-#define ATLAS_PREFIX       "/webhooks/atlas"
+#define WEBHOOKS_PREFIX    "/webhooks/"
 #define RETRY_AFTER_HEADER "Retry-After: 5\r\n"
 #define DEFAULT_RECHECK_MS 5000
 #define JSON               "application/json"
 
 enum schema_state { SCHEMA_UNKNOWN, SCHEMA_CURRENT, SCHEMA_BEHIND };
 
+/* A provider's endpoint and its settings. */
+struct route {
+    const struct provider *p;
+    char *token;
+    const struct acl *acl;
+    char *secret;
+    bool alerts;
+};
+
 struct intake {
     uv_loop_t *loop;
     struct db *db;
     struct store *st;
-    char *atlas_token;
-    const struct acl *atlas_acl;
+    struct route *routes;
+    size_t nroutes;
     struct api *api;
     uint64_t recheck_ms;
     enum schema_state schema;
@@ -40,14 +48,13 @@ struct intake {
 /* One webhook on its way to the database. */
 struct webhook {
     struct intake *in;
+    const struct route *route;
     struct httpd_request *req;
     struct store_delivery d;
-    struct atlas_event ev;
+    struct provider_event ev;
     struct store_void_report rep;
     struct store_cancellation canc;
-    char order_status[16];
-    int reject_status;
-    const char *reject_code;
+    enum provider_failure failure; /* of a rejected request */
     char error[256];
 };
 
@@ -194,28 +201,47 @@ static void gauges_read(struct db_session *s, PGresult *res, int status, void *a
     free(text);
 }
 
-/* ---- Atlas webhooks ----------------------------------------------------------------------- */
+/* ---- webhooks ----------------------------------------------------------------------------- */
+
+static const char *header_of(const void *req, const char *name)
+{
+    return httpd_request_header((const struct httpd_request *)req, name);
+}
+
+static void respond_reply(struct httpd_request *req, const struct provider_reply *r)
+{
+    httpd_respond(req, r->status, r->content_type, r->extra_headers, r->body, strlen(r->body));
+}
+
+static void answer_failure(struct httpd_request *req, const struct route *route,
+                           enum provider_failure f, const char *message)
+{
+    struct provider_reply r;
+
+    memset(&r, 0, sizeof(r));
+    route->p->failure(f, message, &r);
+    respond_reply(req, &r);
+}
 
 static void webhook_free(struct webhook *w)
 {
-    atlas_event_cleanup(&w->ev);
+    provider_event_cleanup(&w->ev);
     free(w);
 }
 
 static void webhook_stored(int status, const struct store_result *res, void *arg)
 {
     struct webhook *w = arg;
-    struct httpd_request *req = w->req;
-    char body[160];
+    struct provider_reply r;
 
     metrics_webhook(w->d.provider, status == 0 ? res->outcome : "failed");
     if (status != 0) {
         log_warn("webhook_not_stored", "provider=%s type=%s peer=%s: %s", w->d.provider,
                  w->d.event_type ? w->d.event_type : "-", w->d.remote_addr, vr_strerror(status));
-        if (status == VR_EUNAVAIL)
-            respond_unavailable(req, "database unavailable; retry later");
-        else
-            httpd_respond_error(req, 500, "internal", "the delivery could not be stored", NULL);
+        answer_failure(w->req, w->route,
+                       status == VR_EUNAVAIL ? PROVIDER_UNAVAILABLE : PROVIDER_INTERNAL,
+                       status == VR_EUNAVAIL ? "database unavailable; retry later"
+                                             : "the delivery could not be stored");
         webhook_free(w);
         return;
     }
@@ -223,12 +249,15 @@ static void webhook_stored(int status, const struct store_result *res, void *arg
              "provider=%s type=%s outcome=%s delivery=%" PRId64 " order=%s void=%s status=%d "
              "alert=%" PRId64 " peer=%s",
              w->d.provider, w->d.event_type ? w->d.event_type : "-", res->outcome, res->delivery_id,
-             w->ev.order_no ? w->ev.order_no : "-", w->ev.void_code ? w->ev.void_code : "-",
-             w->ev.kind == ATLAS_EVENT_VOID ? w->ev.void_status : -1, res->alert_id,
+             w->ev.order_no    ? w->ev.order_no
+             : w->ev.order_ref ? w->ev.order_ref
+                               : "-",
+             w->ev.void_code ? w->ev.void_code : "-",
+             w->ev.kind == PROVIDER_EVENT_VOID ? w->ev.void_status : -1, res->alert_id,
              w->d.remote_addr);
-    snprintf(body, sizeof(body), "{\"outcome\":\"%s\",\"delivery_id\":%" PRId64 "}", res->outcome,
-             res->delivery_id);
-    respond_json(req, 200, body);
+    memset(&r, 0, sizeof(r));
+    w->route->p->success(res->outcome, (long long)res->delivery_id, &r);
+    respond_reply(w->req, &r);
     webhook_free(w);
 }
 
@@ -239,39 +268,82 @@ static void rejected_stored(int status, const struct store_result *res, void *ar
     struct webhook *w = arg;
 
     metrics_webhook(w->d.provider, "rejected");
-    log_info("webhook_rejected", "provider=%s peer=%s status=%d delivery=%" PRId64 ": %s",
-             w->d.provider, w->d.remote_addr, w->reject_status, status == 0 ? res->delivery_id : 0,
-             w->error);
+    log_info("webhook_rejected", "provider=%s peer=%s delivery=%" PRId64 ": %s", w->d.provider,
+             w->d.remote_addr, status == 0 ? res->delivery_id : 0, w->error);
     if (status != 0)
         log_warn("webhook_rejected_not_stored", "provider=%s peer=%s: %s", w->d.provider,
                  w->d.remote_addr, vr_strerror(status));
-    httpd_respond_error(w->req, w->reject_status, w->reject_code, w->error, NULL);
+    answer_failure(w->req, w->route, w->failure, w->error);
     webhook_free(w);
 }
 
 /* Keeps the delivery as rejected with w->error as its reason, then answers. */
-static void webhook_reject(struct webhook *w, int http_status, const char *code)
+static void webhook_reject(struct webhook *w, enum provider_failure f)
 {
-    w->reject_status = http_status;
-    w->reject_code = code;
-    w->d.event_type = w->ev.type[0] ? w->ev.type : NULL;
+    w->failure = f;
+    w->d.event_type = w->ev.type;
     store_record_delivery(w->in->st, &w->d, "rejected", w->error, rejected_stored, w);
 }
 
-static void atlas_webhook(struct intake *in, struct httpd_request *req)
+static void webhook_store(struct webhook *w)
 {
-    struct webhook *w = xcalloc(1, sizeof(*w));
+    struct store *st = w->in->st;
+
+    w->d.event_type = w->ev.type;
+    switch (w->ev.kind) {
+    case PROVIDER_EVENT_VOID:
+        w->rep.order_no = w->ev.order_no;
+        w->rep.void_code = w->ev.void_code;
+        w->rep.status = w->ev.void_status;
+        w->rep.message = w->ev.message;
+        w->rep.source = VOIDCASE_SOURCE_WEBHOOK;
+        store_apply_void(st, &w->d, &w->rep, webhook_stored, w);
+        return;
+    case PROVIDER_EVENT_CANCELLATION:
+        w->canc.order_ref = w->ev.order_ref;
+        w->canc.error_code = w->ev.error_code;
+        w->canc.error_message = w->ev.error_message;
+        w->canc.order_status = w->ev.order_status;
+        w->canc.details = w->ev.details;
+        w->canc.verified = w->route->p->verifies_senders;
+        w->canc.alert = w->route->alerts;
+        store_record_cancellation(st, &w->d, &w->canc, webhook_stored, w);
+        return;
+    case PROVIDER_EVENT_OTHER:
+        store_record_delivery(st, &w->d, "ignored", NULL, webhook_stored, w);
+        return;
+    }
+}
+
+static void webhook(struct intake *in, const struct route *route, struct httpd_request *req)
+{
+    const struct provider *p = route->p;
     size_t len;
     const char *body = httpd_request_body(req, &len);
     const char *ct = httpd_request_header(req, "Content-Type");
+    struct webhook *w;
 
+    if (p->needs_secret && route->secret[0] == '\0') {
+        answer_failure(req, route, PROVIDER_NOT_CONFIGURED,
+                       "this endpoint is not configured: its signing secret is not set");
+        return;
+    }
+    w = xcalloc(1, sizeof(*w));
     w->in = in;
+    w->route = route;
     w->req = req;
-    w->d.provider = "atlas";
+    w->d.provider = p->name;
     w->d.remote_addr = httpd_request_remote_addr(req);
     w->d.body = body;
     w->d.body_len = len;
-
+    /* The signature covers the raw bytes: it is checked before anything reads them. */
+    if (p->verify != NULL &&
+        p->verify(route->secret, header_of, req, body, len, w->error, sizeof(w->error)) != 0) {
+        log_warn("webhook_bad_signature", "provider=%s peer=%s: %s", p->name, w->d.remote_addr,
+                 w->error);
+        webhook_reject(w, PROVIDER_BAD_SIGNATURE);
+        return;
+    }
     if (!is_json_media_type(ct)) {
         if (ct == NULL)
             snprintf(w->error, sizeof(w->error),
@@ -279,38 +351,14 @@ static void atlas_webhook(struct intake *in, struct httpd_request *req)
         else
             snprintf(w->error, sizeof(w->error),
                      "Content-Type: expected application/json, got \"%.64s\"", ct);
-        webhook_reject(w, 415, "unsupported_media_type");
+        webhook_reject(w, PROVIDER_BAD_MEDIA_TYPE);
         return;
     }
-    if (atlas_event_parse(body, len, &w->ev, w->error, sizeof(w->error)) != 0) {
-        webhook_reject(w, 400, "invalid_payload");
+    if (p->parse(body, len, &w->ev, w->error, sizeof(w->error)) != 0) {
+        webhook_reject(w, PROVIDER_BAD_BODY);
         return;
     }
-    w->d.event_type = w->ev.type;
-    switch (w->ev.kind) {
-    case ATLAS_EVENT_VOID:
-        w->rep.order_no = w->ev.order_no;
-        w->rep.void_code = w->ev.void_code;
-        w->rep.status = w->ev.void_status;
-        w->rep.message = w->ev.message;
-        w->rep.source = VOIDCASE_SOURCE_WEBHOOK;
-        store_apply_void(in->st, &w->d, &w->rep, webhook_stored, w);
-        return;
-    case ATLAS_EVENT_CANCELLED:
-        w->canc.order_ref = w->ev.order_no;
-        w->canc.error_code = w->ev.error_code;
-        w->canc.error_message = w->ev.error_message;
-        w->canc.alert = true;
-        if (w->ev.has_order_status) {
-            snprintf(w->order_status, sizeof(w->order_status), "%d", w->ev.order_status);
-            w->canc.order_status = w->order_status;
-        }
-        store_record_cancellation(in->st, &w->d, &w->canc, webhook_stored, w);
-        return;
-    case ATLAS_EVENT_OTHER:
-        store_record_delivery(in->st, &w->d, "ignored", NULL, webhook_stored, w);
-        return;
-    }
+    webhook_store(w);
 }
 
 /* ---- routing ------------------------------------------------------------------------------ */
@@ -325,15 +373,16 @@ static void not_found(struct httpd_request *req)
     httpd_respond_error(req, 404, "not_found", "no such endpoint", NULL);
 }
 
-static void route_atlas(struct intake *in, struct httpd_request *req, const char *rest)
+/* rest is what follows /webhooks/<name>: "" or "/<token>". */
+static void route_webhook(struct intake *in, const struct route *route, struct httpd_request *req,
+                          const char *rest)
 {
     char msg[96];
 
-    /* rest is what follows ATLAS_PREFIX: "" or "/<token>". */
-    if (in->atlas_token[0] != '\0') {
-        if (rest[0] != '/' || !token_equal(rest + 1, strlen(rest + 1), in->atlas_token)) {
-            log_warn("webhook_bad_token", "provider=atlas peer=%s: missing or wrong path token",
-                     httpd_request_remote_addr(req));
+    if (route->token[0] != '\0') {
+        if (rest[0] != '/' || !token_equal(rest + 1, strlen(rest + 1), route->token)) {
+            log_warn("webhook_bad_token", "provider=%s peer=%s: missing or wrong path token",
+                     route->p->name, httpd_request_remote_addr(req));
             not_found(req);
             return;
         }
@@ -345,20 +394,21 @@ static void route_atlas(struct intake *in, struct httpd_request *req, const char
         httpd_respond_error(req, 405, "method_not_allowed", "use POST", "Allow: POST\r\n");
         return;
     }
-    if (in->atlas_acl != NULL && acl_count(in->atlas_acl) > 0 &&
-        !acl_allows(in->atlas_acl, httpd_request_peer(req))) {
-        log_warn("webhook_forbidden", "provider=atlas peer=%s: source address not allowed",
-                 httpd_request_remote_addr(req));
+    if (route->acl != NULL && acl_count(route->acl) > 0 &&
+        !acl_allows(route->acl, httpd_request_peer(req))) {
+        log_warn("webhook_forbidden", "provider=%s peer=%s: source address not allowed",
+                 route->p->name, httpd_request_remote_addr(req));
         snprintf(msg, sizeof(msg), "source address %s is not allowed",
                  httpd_request_remote_addr(req));
         httpd_respond_error(req, 403, "forbidden", msg, NULL);
         return;
     }
     if (in->schema == SCHEMA_BEHIND) {
-        respond_unavailable(req, "database schema is behind: run voidrecon migrate");
+        answer_failure(req, route, PROVIDER_UNAVAILABLE,
+                       "database schema is behind: run voidrecon migrate");
         return;
     }
-    atlas_webhook(in, req);
+    webhook(in, route, req);
 }
 
 void intake_handle(struct httpd_request *req, void *arg)
@@ -366,9 +416,19 @@ void intake_handle(struct httpd_request *req, void *arg)
     struct intake *in = arg;
     const char *path = httpd_request_path(req);
 
-    if (strncmp(path, ATLAS_PREFIX, sizeof(ATLAS_PREFIX) - 1) == 0 &&
-        (path[sizeof(ATLAS_PREFIX) - 1] == '\0' || path[sizeof(ATLAS_PREFIX) - 1] == '/')) {
-        route_atlas(in, req, path + sizeof(ATLAS_PREFIX) - 1);
+    if (strncmp(path, WEBHOOKS_PREFIX, sizeof(WEBHOOKS_PREFIX) - 1) == 0) {
+        const char *name = path + sizeof(WEBHOOKS_PREFIX) - 1;
+        size_t n = strcspn(name, "/");
+
+        for (size_t i = 0; i < in->nroutes; i++) {
+            const struct route *r = &in->routes[i];
+
+            if (strlen(r->p->name) == n && strncmp(name, r->p->name, n) == 0) {
+                route_webhook(in, r, req, name + n);
+                return;
+            }
+        }
+        not_found(req);
         return;
     }
     if (in->api != NULL && strncmp(path, "/v1", 3) == 0 && (path[3] == '\0' || path[3] == '/')) {
@@ -407,8 +467,17 @@ struct intake *intake_new(uv_loop_t *loop, struct db *db, struct store *st,
     in->loop = loop;
     in->db = db;
     in->st = st;
-    in->atlas_token = xstrdup(cfg->atlas_webhook_token ? cfg->atlas_webhook_token : "");
-    in->atlas_acl = cfg->atlas_acl;
+    in->nroutes = cfg->nproviders;
+    in->routes = xcalloc(cfg->nproviders + 1, sizeof(*in->routes));
+    for (size_t i = 0; i < cfg->nproviders; i++) {
+        const struct intake_provider *ip = &cfg->providers[i];
+
+        in->routes[i].p = ip->provider;
+        in->routes[i].token = xstrdup(ip->webhook_token ? ip->webhook_token : "");
+        in->routes[i].acl = ip->acl;
+        in->routes[i].secret = xstrdup(ip->secret ? ip->secret : "");
+        in->routes[i].alerts = ip->alerts;
+    }
     in->api = cfg->api;
     in->recheck_ms = cfg->schema_recheck_ms ? cfg->schema_recheck_ms : DEFAULT_RECHECK_MS;
     in->schema = cfg->schema_current ? SCHEMA_CURRENT : SCHEMA_UNKNOWN;
@@ -429,6 +498,11 @@ void intake_free(struct intake *in)
 {
     if (in == NULL)
         return;
-    free(in->atlas_token);
+    for (size_t i = 0; i < in->nroutes; i++) {
+        free(in->routes[i].token);
+        memset(in->routes[i].secret, 0, strlen(in->routes[i].secret));
+        free(in->routes[i].secret);
+    }
+    free(in->routes);
     free(in);
 }

@@ -25,6 +25,7 @@
 #include "notifier.h"
 #include "ops.h"
 #include "poller.h"
+#include "provider.h"
 #include "store.h"
 
 #define CONNECT_TIMEOUT_S "5"
@@ -89,7 +90,7 @@ static const char alerts_help[] =
 struct app {
     uv_loop_t loop;
     struct config cfg;
-    struct acl *acl;
+    struct acl *acls[3]; /* per provider, as cfg.providers */
     struct db *db;
     struct store *st;
     struct intake *in;
@@ -325,6 +326,7 @@ static int check_schema(const struct config *cfg, bool *current)
  * app->loop. Returns 0, or 1 after closing what it made (the loop then runs empty). */
 static int app_start(struct app *app, bool schema_current)
 {
+    struct intake_provider routes[ARRAY_SIZE(app->acls)];
     char err[512];
     const char *host = app->cfg.listen_host;
     bool v6 = strchr(host, ':') != NULL;
@@ -344,10 +346,24 @@ static int app_start(struct app *app, bool schema_current)
                                      .poll_confirm_ms = app->cfg.poll_confirm_ms,
                                  });
     app->api = api_new(app->st, app->db, app->cfg.admin_token);
+    for (size_t i = 0; i < provider_count; i++) {
+        const struct config_provider *cp = config_provider_find(&app->cfg, provider_all[i]->name);
+
+        if (cp == NULL || i >= ARRAY_SIZE(routes))
+            abort(); /* every provider has its VOIDRECON_<NAME>_* settings */
+
+        routes[i] = (struct intake_provider){
+            .provider = provider_all[i],
+            .webhook_token = cp->webhook_token,
+            .acl = app->acls[cp - app->cfg.providers],
+            .secret = cp->secret,
+            .alerts = cp->alerts_on,
+        };
+    }
     app->in = intake_new(&app->loop, app->db, app->st,
                          &(struct intake_config){
-                             .atlas_webhook_token = app->cfg.atlas_webhook_token,
-                             .atlas_acl = app->acl,
+                             .providers = routes,
+                             .nproviders = provider_count,
                              .api = app->api,
                              .schema_current = schema_current,
                          });
@@ -453,8 +469,10 @@ static int cmd_serve(int argc, char **argv)
         return 2;
     }
     config_log(&app.cfg);
-    if (acl_parse(app.cfg.atlas_allowed_cidrs, &app.acl, err, sizeof(err)) != 0)
-        abort(); /* config_validate has parsed it already */
+    for (size_t i = 0; i < ARRAY_SIZE(app.acls); i++) {
+        if (acl_parse(app.cfg.providers[i].allowed_cidrs, &app.acls[i], err, sizeof(err)) != 0)
+            abort(); /* config_validate has parsed them already */
+    }
     rc = check_schema(&app.cfg, &schema_current);
     if (rc == 0) {
         uv_loop_init(&app.loop);
@@ -481,7 +499,8 @@ static int cmd_serve(int argc, char **argv)
             rc = 1;
         }
     }
-    acl_free(app.acl);
+    for (size_t i = 0; i < ARRAY_SIZE(app.acls); i++)
+        acl_free(app.acls[i]);
     config_cleanup(&app.cfg);
     return rc;
 }

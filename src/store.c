@@ -172,8 +172,9 @@ static const char sql_cancellation[] =
     "  SELECT nextval(pg_get_serial_sequence('voidrecon.deliveries', 'id')) AS id"
     "), oc AS ("
     "  INSERT INTO voidrecon.order_cancellations (provider, order_ref, error_code, error_message,"
-    "                                             order_status, delivery_id)"
-    "  SELECT $1::text, $5::text, $6::text, $7::text, $8::text, n.id FROM n"
+    "                                             order_status, delivery_id, details, verified)"
+    "  SELECT $1::text, $5::text, $6::text, $7::text, $8::text, n.id, $10::jsonb, $11::boolean"
+    "    FROM n"
     "  ON CONFLICT (provider, order_ref) DO NOTHING"
     "  RETURNING id"
     "), d AS ("
@@ -187,7 +188,7 @@ static const char sql_cancellation[] =
     "  SELECT 'order_cancelled', $5::text, jsonb_build_object("
     "             'kind', 'order_cancelled', 'provider', $1::text, 'order_no', $5::text,"
     "             'error_code', $6::text, 'error_message', $7::text, 'order_status', $8::text,"
-    "             'raised_at', now())"
+    "             'details', $10::jsonb, 'verified', $11::boolean, 'raised_at', now())"
     "    FROM oc WHERE $9::boolean"
     "  RETURNING id"
     ")"
@@ -616,11 +617,19 @@ void store_record_cancellation(struct store *st, const struct store_delivery *d,
                                const struct store_cancellation *c, store_done_cb cb, void *arg)
 {
     struct store_op *op = op_new(st, d, cb, arg);
-    const char *params[9] = {d->provider,      d->event_type,   d->remote_addr,
-                             d->body,          c->order_ref,    c->error_code,
-                             c->error_message, c->order_status, c->alert ? "true" : "false"};
-    int lengths[9] = {-1, -1, -1, (int)d->body_len, -1, -1, -1, -1, -1};
+    const char *params[11] = {d->provider,
+                              d->event_type,
+                              d->remote_addr,
+                              d->body,
+                              c->order_ref,
+                              c->error_code,
+                              c->error_message,
+                              c->order_status,
+                              c->alert ? "true" : "false",
+                              c->details,
+                              c->verified ? "true" : "false"};
+    int lengths[11] = {-1, -1, -1, (int)d->body_len, -1, -1, -1, -1, -1, -1, -1};
 
     op->canc = c;
-    db_query(st->db, sql_cancellation, 9, params, lengths, cancellation_written, op);
+    db_query(st->db, sql_cancellation, 11, params, lengths, cancellation_written, op);
 }
