@@ -49,7 +49,8 @@ static const char usage_text[] =
 static const char serve_help[] =
     "usage: voidrecon serve [--setting=VALUE ...]\n"
     "\n"
-    "Runs the service in the foreground: POST /webhooks/atlas, the /v1 operations API,\n"
+    "Runs the service in the foreground: POST /webhooks/atlas, /webhooks/xsolla and\n"
+    "/webhooks/xendbridge, the /v1 operations API,\n"
     "GET /healthz, /readyz and /metrics; the poller of queryVoidOrders.do when\n"
     "VOIDRECON_ATLAS_BASE_URL is set, and alert delivery when VOIDRECON_ALERT_URL is.\n"
     "Refuses to start on a database whose schema is behind (run 'voidrecon migrate').\n"
