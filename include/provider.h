@@ -83,6 +83,11 @@ extern const size_t provider_count;
 /* Frees what a parse allocated; accepts a zeroed event. */
 void provider_event_cleanup(struct provider_event *ev);
 
+/* The product's own answers, for providers that document none: 415 unsupported_media_type,
+ * 400 invalid_payload, 503 unavailable with Retry-After, 500 internal. */
+void provider_json_failure(enum provider_failure f, const char *message,
+                           struct provider_reply *out);
+
 /* Shared by providers: {"error":{"code":code,"message":message}} into out. */
 void provider_error_body(struct provider_reply *out, const char *code, const char *message);
 

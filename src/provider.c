@@ -41,3 +41,28 @@ void provider_error_body(struct provider_reply *out, const char *code, const cha
     cJSON_Delete(root);
     out->content_type = "application/json";
 }
+
+void provider_json_failure(enum provider_failure f, const char *message, struct provider_reply *out)
+{
+    switch (f) {
+    case PROVIDER_BAD_MEDIA_TYPE:
+        out->status = 415;
+        provider_error_body(out, "unsupported_media_type", message);
+        return;
+    case PROVIDER_BAD_SIGNATURE:
+    case PROVIDER_BAD_BODY:
+        out->status = 400;
+        provider_error_body(out, "invalid_payload", message);
+        return;
+    case PROVIDER_UNAVAILABLE:
+    case PROVIDER_NOT_CONFIGURED:
+        out->status = 503;
+        out->extra_headers = "Retry-After: 5\r\n";
+        provider_error_body(out, "unavailable", message);
+        return;
+    case PROVIDER_INTERNAL:
+        out->status = 500;
+        provider_error_body(out, "internal", message);
+        return;
+    }
+}

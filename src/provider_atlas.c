@@ -55,32 +55,6 @@ static void atlas_success(const char *outcome, long long delivery_id, struct pro
              delivery_id);
 }
 
-static void atlas_failure(enum provider_failure f, const char *message, struct provider_reply *out)
-{
-    switch (f) {
-    case PROVIDER_BAD_MEDIA_TYPE:
-        out->status = 415;
-        provider_error_body(out, "unsupported_media_type", message);
-        return;
-    case PROVIDER_BAD_SIGNATURE:
-    case PROVIDER_BAD_BODY:
-        out->status = 400;
-        provider_error_body(out, "invalid_payload", message);
-        return;
-    case PROVIDER_UNAVAILABLE:
-    case PROVIDER_NOT_CONFIGURED:
-        /* Atlas retries nothing that voidrecon knows of; a 503 is still the honest answer. */
-        out->status = 503;
-        out->extra_headers = "Retry-After: 5\r\n";
-        provider_error_body(out, "unavailable", message);
-        return;
-    case PROVIDER_INTERNAL:
-        out->status = 500;
-        provider_error_body(out, "internal", message);
-        return;
-    }
-}
-
 const struct provider provider_atlas = {
     .name = "atlas",
     .needs_secret = false,
@@ -88,5 +62,5 @@ const struct provider provider_atlas = {
     .verify = NULL,
     .parse = atlas_parse,
     .success = atlas_success,
-    .failure = atlas_failure,
+    .failure = provider_json_failure,
 };

@@ -118,32 +118,6 @@ static void xendbridge_success(const char *outcome, long long delivery_id,
              "{\"status\":\"OK\",\"outcome\":\"%s\",\"delivery_id\":%lld}", outcome, delivery_id);
 }
 
-static void xendbridge_failure(enum provider_failure f, const char *message,
-                               struct provider_reply *out)
-{
-    switch (f) {
-    case PROVIDER_BAD_MEDIA_TYPE:
-        out->status = 415;
-        provider_error_body(out, "unsupported_media_type", message);
-        return;
-    case PROVIDER_BAD_SIGNATURE:
-    case PROVIDER_BAD_BODY:
-        out->status = 400;
-        provider_error_body(out, "invalid_payload", message);
-        return;
-    case PROVIDER_UNAVAILABLE:
-    case PROVIDER_NOT_CONFIGURED:
-        out->status = 503;
-        out->extra_headers = "Retry-After: 5\r\n";
-        provider_error_body(out, "unavailable", message);
-        return;
-    case PROVIDER_INTERNAL:
-        out->status = 500;
-        provider_error_body(out, "internal", message);
-        return;
-    }
-}
-
 const struct provider provider_xendbridge = {
     .name = "xendbridge",
     .needs_secret = false,
@@ -151,5 +125,5 @@ const struct provider provider_xendbridge = {
     .verify = NULL,
     .parse = xendbridge_parse,
     .success = xendbridge_success,
-    .failure = xendbridge_failure,
+    .failure = provider_json_failure,
 };

@@ -28,9 +28,8 @@ static void acl_matches_v4_and_v6_blocks(void)
     struct acl *acl = NULL;
     char err[128];
 
-    ASSERT_EQ(acl_parse("10.0.0.0/8, 192.168.1.7 2001:db8::/32,127.0.0.1/32", &acl, err,
-                        sizeof(err)),
-              0);
+    ASSERT_EQ(
+        acl_parse("10.0.0.0/8, 192.168.1.7 2001:db8::/32,127.0.0.1/32", &acl, err, sizeof(err)), 0);
     ASSERT_EQ(acl_count(acl), 4);
     ASSERT_TRUE(allows(acl, "10.200.3.4"));
     ASSERT_TRUE(!allows(acl, "11.0.0.1"));
@@ -61,8 +60,8 @@ static void acl_prefix_boundaries_are_exact(void)
 
 static void acl_rejects_bad_entries_by_name(void)
 {
-    static const char *const bad[] = {"10.0.0.0/33", "banana", "10.0.0.0/", "::1/129",
-                                      "1.2.3.4/-1", "10.0.0.0/8x"};
+    static const char *const bad[] = {"10.0.0.0/33", "banana",     "10.0.0.0/",
+                                      "::1/129",     "1.2.3.4/-1", "10.0.0.0/8x"};
     struct acl *acl = NULL;
     char err[128];
 

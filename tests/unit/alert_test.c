@@ -6,8 +6,8 @@
 #include "alert.h"
 #include "check.h"
 
-static void sign_with(const char *secret, const char *id, int64_t ts, const char *body,
-                      char *out, size_t cap)
+static void sign_with(const char *secret, const char *id, int64_t ts, const char *body, char *out,
+                      size_t cap)
 {
     unsigned char *key = NULL;
     size_t len = 0;
@@ -24,8 +24,8 @@ static void alert_signature_matches_the_standard_webhooks_vector(void)
 {
     char sig[128];
 
-    sign_with("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw", "msg_p5jXN8AQM9LWM0D4loKWxJek",
-              1614265330, "{\"test\": 2432232314}", sig, sizeof(sig));
+    sign_with("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw", "msg_p5jXN8AQM9LWM0D4loKWxJek", 1614265330,
+              "{\"test\": 2432232314}", sig, sizeof(sig));
     ASSERT_STR_EQ(sig, "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE=");
 }
 
@@ -36,17 +36,17 @@ static void alert_signature_changes_with_every_input(void)
 
     sign_with(secret, "msg_p5jXN8AQM9LWM0D4loKWxJek", 1614265330, "{\"test\": 2432232314}", base,
               sizeof(base));
-    sign_with(secret, "msg_p5jXN8AQM9LWM0D4loKWxJel", 1614265330, "{\"test\": 2432232314}",
-              other, sizeof(other));
+    sign_with(secret, "msg_p5jXN8AQM9LWM0D4loKWxJel", 1614265330, "{\"test\": 2432232314}", other,
+              sizeof(other));
     ASSERT_TRUE(strcmp(base, other) != 0);
-    sign_with(secret, "msg_p5jXN8AQM9LWM0D4loKWxJek", 1614265331, "{\"test\": 2432232314}",
-              other, sizeof(other));
+    sign_with(secret, "msg_p5jXN8AQM9LWM0D4loKWxJek", 1614265331, "{\"test\": 2432232314}", other,
+              sizeof(other));
     ASSERT_TRUE(strcmp(base, other) != 0);
-    sign_with(secret, "msg_p5jXN8AQM9LWM0D4loKWxJek", 1614265330, "{\"test\": 2432232315}",
-              other, sizeof(other));
+    sign_with(secret, "msg_p5jXN8AQM9LWM0D4loKWxJek", 1614265330, "{\"test\": 2432232315}", other,
+              sizeof(other));
     ASSERT_TRUE(strcmp(base, other) != 0);
-    sign_with("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSx", "msg_p5jXN8AQM9LWM0D4loKWxJek",
-              1614265330, "{\"test\": 2432232314}", other, sizeof(other));
+    sign_with("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSx", "msg_p5jXN8AQM9LWM0D4loKWxJek", 1614265330,
+              "{\"test\": 2432232314}", other, sizeof(other));
     ASSERT_TRUE(strcmp(base, other) != 0);
 }
 
@@ -119,8 +119,12 @@ static void alert_text_fits_every_kind(void)
     };
 
     for (size_t i = 0; i < ARRAY_SIZE(cases); i++) {
-        struct alert a = {.id = 1, .kind = cases[i][0], .order_no = "O", .void_code = "V",
-                          .payload = cases[i][1], .created_at = "t"};
+        struct alert a = {.id = 1,
+                          .kind = cases[i][0],
+                          .order_no = "O",
+                          .void_code = "V",
+                          .payload = cases[i][1],
+                          .created_at = "t"};
         char *body = alert_body(&a);
 
         ASSERT_CONTAINS(body, cases[i][2]);

@@ -4,27 +4,10 @@
 
 static char *slurp(const char *name, size_t *len)
 {
-    char path[512];
-    FILE *f;
-    char *buf;
-    long n;
+    char rel[256];
 
-    snprintf(path, sizeof(path), "%s/atlas/%s", VR_TEST_DATA_DIR, name);
-    f = fopen(path, "rb");
-    if (f == NULL) {
-        perror(path);
-        exit(2);
-    }
-    fseek(f, 0, SEEK_END);
-    n = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    buf = malloc((size_t)n + 1);
-    if (buf == NULL || fread(buf, 1, (size_t)n, f) != (size_t)n)
-        exit(2);
-    buf[n] = '\0';
-    fclose(f);
-    *len = (size_t)n;
-    return buf;
+    snprintf(rel, sizeof(rel), "atlas/%s", name);
+    return check_slurp(rel, len);
 }
 
 static int parse_file(const char *name, struct atlas_event *ev, char *err, size_t errlen)
@@ -272,13 +255,11 @@ static void atlas_reads_retry_after_of_a_rate_limit_answer(void)
     ASSERT_EQ(atlas_retry_after_parse("{\"retryAfter\":-4}", 17), -1);
 }
 
-CHECK_MAIN(CASE(atlas_parses_void_success_sample),
-           CASE(atlas_parses_void_rejection_and_chinese_samples),
-           CASE(atlas_void_message_is_optional), CASE(atlas_parses_both_cancelled_spellings),
-           CASE(atlas_keeps_other_types_as_other),
-           CASE(atlas_rejects_broken_bodies_naming_the_field),
-           CASE(atlas_keeps_type_of_a_rejected_body), CASE(atlas_query_body_is_the_documented_shape),
-           CASE(atlas_query_picks_the_item_of_the_void_code),
-           CASE(atlas_query_rejects_broken_answers_naming_the_problem),
-           CASE(atlas_query_keeps_only_real_dates),
-           CASE(atlas_reads_retry_after_of_a_rate_limit_answer))
+CHECK_MAIN(
+    CASE(atlas_parses_void_success_sample), CASE(atlas_parses_void_rejection_and_chinese_samples),
+    CASE(atlas_void_message_is_optional), CASE(atlas_parses_both_cancelled_spellings),
+    CASE(atlas_keeps_other_types_as_other), CASE(atlas_rejects_broken_bodies_naming_the_field),
+    CASE(atlas_keeps_type_of_a_rejected_body), CASE(atlas_query_body_is_the_documented_shape),
+    CASE(atlas_query_picks_the_item_of_the_void_code),
+    CASE(atlas_query_rejects_broken_answers_naming_the_problem),
+    CASE(atlas_query_keeps_only_real_dates), CASE(atlas_reads_retry_after_of_a_rate_limit_answer))

@@ -46,9 +46,12 @@ static void config_reads_environment_and_flags_override(void)
 static void config_errors_name_the_variable(void)
 {
     static const char *const bad[][2] = {
-        {"VOIDRECON_MAX_BODY_BYTES", "lots"}, {"VOIDRECON_IDLE_TIMEOUT_MS", "-5"},
-        {"VOIDRECON_MAX_CONNECTIONS", "0"},   {"VOIDRECON_HEADER_TIMEOUT_MS", "10s"},
-        {"VOIDRECON_LISTEN", "8080"},         {"VOIDRECON_LOG_LEVEL", "loud"},
+        {"VOIDRECON_MAX_BODY_BYTES", "lots"},
+        {"VOIDRECON_IDLE_TIMEOUT_MS", "-5"},
+        {"VOIDRECON_MAX_CONNECTIONS", "0"},
+        {"VOIDRECON_HEADER_TIMEOUT_MS", "10s"},
+        {"VOIDRECON_LISTEN", "8080"},
+        {"VOIDRECON_LOG_LEVEL", "loud"},
         {"VOIDRECON_ATLAS_ALLOWED_CIDRS", "10.0.0.0/99"},
         {"VOIDRECON_ATLAS_WEBHOOK_TOKEN", "a/b"},
     };
@@ -83,5 +86,6 @@ static void config_masks_database_passwords(void)
     ASSERT_STR_EQ(out, "postgresql://app@db/vr");
 }
 
-CHECK_MAIN(CASE(config_defaults_match_the_design), CASE(config_reads_environment_and_flags_override),
-           CASE(config_errors_name_the_variable), CASE(config_masks_database_passwords))
+CHECK_MAIN(CASE(config_defaults_match_the_design),
+           CASE(config_reads_environment_and_flags_override), CASE(config_errors_name_the_variable),
+           CASE(config_masks_database_passwords))

@@ -257,7 +257,7 @@ static void httpreq_rejects_garbage_with_400(void)
     static const char *inputs[] = {
         "\x01\x02garbage\r\n\r\n",
         "GET / HTTP/1.1\r\nNoColonHere\r\n\r\n",
-        
+
         "GET / HTTP/1.1\r\nContent-Length: -1\r\n\r\n",
         "GET / HTTP/1.1\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n",
         "POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n",
@@ -312,7 +312,8 @@ static void httpreq_flags_expect_100_continue_at_headers(void)
     const struct httpreq_request *cur;
     struct httpreq_request *r;
 
-    ASSERT_EQ(httpreq_feed(p, "POST /u HTTP/1.1\r\nExpect: 100-Continue\r\nContent-Length: 2\r\n\r\n",
+    ASSERT_EQ(httpreq_feed(p,
+                           "POST /u HTTP/1.1\r\nExpect: 100-Continue\r\nContent-Length: 2\r\n\r\n",
                            strlen("POST /u HTTP/1.1\r\nExpect: 100-Continue\r\n"
                                   "Content-Length: 2\r\n\r\n")),
               0);
@@ -457,5 +458,6 @@ CHECK_MAIN(CASE(httpreq_parses_request_split_at_every_byte_boundary),
            CASE(httpreq_rejects_unknown_expectation_with_417),
            CASE(httpreq_looks_up_headers_case_insensitively),
            CASE(httpreq_decides_keep_alive_by_version_and_connection),
-           CASE(httpreq_rejects_unsupported_versions), CASE(httpreq_refuses_input_beyond_pending_cap),
-           CASE(httpreq_reports_phases), CASE(httpreq_knows_reason_phrases))
+           CASE(httpreq_rejects_unsupported_versions),
+           CASE(httpreq_refuses_input_beyond_pending_cap), CASE(httpreq_reports_phases),
+           CASE(httpreq_knows_reason_phrases))

@@ -20,30 +20,6 @@ static const char *header(const void *req, const char *name)
     return NULL;
 }
 
-static char *slurp(const char *rel, size_t *len)
-{
-    char path[512];
-    FILE *f;
-    char *buf;
-    long n;
-
-    snprintf(path, sizeof(path), "%s/%s", VR_TEST_DATA_DIR, rel);
-    if ((f = fopen(path, "rb")) == NULL) {
-        perror(path);
-        exit(2);
-    }
-    fseek(f, 0, SEEK_END);
-    n = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    buf = malloc((size_t)n + 1);
-    if (buf == NULL || fread(buf, 1, (size_t)n, f) != (size_t)n)
-        exit(2);
-    buf[n] = '\0';
-    fclose(f);
-    *len = (size_t)n;
-    return buf;
-}
-
 static void xsolla_signature_vectors(void)
 {
     static const char body[] = "{\"notification_type\":\"order_canceled\"}";
@@ -93,7 +69,7 @@ static void xsolla_signature_vectors(void)
 static void parse_file(const struct provider *p, const char *rel, struct provider_event *ev)
 {
     size_t len;
-    char *body = slurp(rel, &len);
+    char *body = check_slurp(rel, &len);
     char err[256] = "";
 
     if (p->parse(body, len, ev, err, sizeof(err)) != 0)

@@ -29,9 +29,9 @@ static void load_rules(void)
         lineno++;
         if (line[0] == '#' || line[0] == '\n')
             continue;
-        int n = sscanf(line, "%23s %23s %23s %23s %23s %23s %23s %23s %23s %23s %23s %23s",
-                       r->f[0], r->f[1], r->f[2], r->f[3], r->f[4], r->f[5], r->f[6], r->f[7],
-                       r->f[8], r->f[9], r->f[10], r->f[11]);
+        int n = sscanf(line, "%23s %23s %23s %23s %23s %23s %23s %23s %23s %23s %23s %23s", r->f[0],
+                       r->f[1], r->f[2], r->f[3], r->f[4], r->f[5], r->f[6], r->f[7], r->f[8],
+                       r->f[9], r->f[10], r->f[11]);
         if (n != 12 || nrules == MAX_RULES) {
             fprintf(stderr, "voidcase_transitions.tsv:%d: expected 12 fields\n", lineno);
             exit(2);
@@ -124,8 +124,8 @@ static void compare(const struct rule *r, const struct voidcase_decision *d, boo
                     "rule line %d (cur=%s%d conf=%d rep=%d): want %s to=%d conf=%d %s %s %s, "
                     "got %s to=%d conf=%d %s %s %s\n",
                     r->line, exists ? "" : "none/", c, conf, s, r->f[6], want_to, want_conf,
-                    r->f[9], r->f[10], want_poll, voidcase_outcome_name(d->outcome),
-                    d->to_status, d->confirmed, d->followup_reason ? d->followup_reason : "-",
+                    r->f[9], r->f[10], want_poll, voidcase_outcome_name(d->outcome), d->to_status,
+                    d->confirmed, d->followup_reason ? d->followup_reason : "-",
                     d->alert_kind ? d->alert_kind : "-", got_poll);
     }
 }
@@ -133,8 +133,8 @@ static void compare(const struct rule *r, const struct voidcase_decision *d, boo
 static void voidcase_matches_every_rule_of_the_table(void)
 {
     static const char *const pendings[] = {NULL, "rejected", "conflict"};
-    static const enum voidcase_source sources[] = {
-        VOIDCASE_SOURCE_WEBHOOK, VOIDCASE_SOURCE_POLL, VOIDCASE_SOURCE_API};
+    static const enum voidcase_source sources[] = {VOIDCASE_SOURCE_WEBHOOK, VOIDCASE_SOURCE_POLL,
+                                                   VOIDCASE_SOURCE_API};
     int combinations = 0;
 
     load_rules();
@@ -146,8 +146,7 @@ static void voidcase_matches_every_rule_of_the_table(void)
                 for (int s = 0; s <= 6; s++) {
                     for (size_t si = 0; si < ARRAY_SIZE(sources); si++) {
                         for (int sup = 0; sup <= (exists ? 1 : 0); sup++) {
-                            struct voidcase_state cur = {exists, exists ? c : 0, conf,
-                                                         pendings[p]};
+                            struct voidcase_state cur = {exists, exists ? c : 0, conf, pendings[p]};
                             struct voidcase_decision d;
                             const struct rule *r =
                                 find_rule(exists, c, conf, pendings[p], s, sources[si], sup);
