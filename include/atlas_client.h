@@ -50,9 +50,6 @@ int atlas_client_new(struct atlas_client **out, uv_loop_t *loop,
 void atlas_client_query(struct atlas_client *c, const char *order_no, const char *void_code,
                         atlas_client_cb cb, void *arg);
 
-/* Requests under way. */
-unsigned atlas_client_in_flight(const struct atlas_client *c);
-
 /* Fails the requests under way with VR_ECLOSED (their callbacks run inside this call),
  * releases every connection and calls done_cb(arg) from the loop once every handle is
  * closed. */

@@ -46,9 +46,6 @@ struct httpc *httpc_new(uv_loop_t *loop, const struct httpc_config *cfg);
 void httpc_post(struct httpc *c, const char *url, const char *const *headers, const char *body,
                 size_t len, httpc_cb cb, void *arg);
 
-/* Requests under way. */
-unsigned httpc_in_flight(const struct httpc *c);
-
 /* Fails the requests under way with VR_ECLOSED (their callbacks run inside this call),
  * releases every connection and calls done_cb(arg) from the loop once every handle is
  * closed. */

@@ -117,11 +117,6 @@ void atlas_client_query(struct atlas_client *c, const char *order_no, const char
     free(body);
 }
 
-unsigned atlas_client_in_flight(const struct atlas_client *c)
-{
-    return httpc_in_flight(c->http);
-}
-
 void atlas_client_close(struct atlas_client *c, void (*done_cb)(void *arg), void *arg)
 {
     httpc_close(c->http, done_cb, arg);

@@ -46,7 +46,6 @@ struct httpc {
     size_t max_response_bytes;
     char *user_agent;
     struct httpc_req *reqs; /* in flight */
-    unsigned in_flight;
     unsigned handles_open;
     bool closing;
     void (*done_cb)(void *arg);
@@ -78,7 +77,6 @@ static void req_unlink(struct httpc_req *r)
     if (r->next)
         r->next->prev = r->prev;
     r->prev = r->next = NULL;
-    c->in_flight--;
 }
 
 static void req_finish(struct httpc_req *r, CURLcode result)
@@ -326,15 +324,9 @@ void httpc_post(struct httpc *c, const char *url, const char *const *headers, co
     if (c->reqs)
         c->reqs->prev = r;
     c->reqs = r;
-    c->in_flight++;
     /* Only registers the transfer and arms the timer: the work starts from the loop. */
     if (curl_multi_add_handle(c->multi, r->easy) != CURLM_OK)
         abort();
-}
-
-unsigned httpc_in_flight(const struct httpc *c)
-{
-    return c->in_flight;
 }
 
 void httpc_close(struct httpc *c, void (*done_cb)(void *arg), void *arg)

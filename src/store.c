@@ -204,7 +204,6 @@ struct store_op {
     struct store *st;
     const struct store_delivery *d;
     const struct store_void_report *rep;
-    const struct store_cancellation *canc;
     store_done_cb cb;
     void *arg;
     struct db_session *s;
@@ -630,6 +629,5 @@ void store_record_cancellation(struct store *st, const struct store_delivery *d,
                               c->verified ? "true" : "false"};
     int lengths[11] = {-1, -1, -1, (int)d->body_len, -1, -1, -1, -1, -1, -1, -1};
 
-    op->canc = c;
     db_query(st->db, sql_cancellation, 11, params, lengths, cancellation_written, op);
 }
