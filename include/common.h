@@ -35,6 +35,19 @@ enum vr_errno {
 /* A static, human-readable description of code (never NULL). */
 const char *vr_strerror(int code);
 
+/* Process-wide set-up that every binary runs first: cJSON allocates through xmalloc. */
+void vr_init(void);
+
+struct cJSON;
+
+/* cJSON_PrintUnformatted for an item the caller built: never NULL, since cJSON fails only when
+ * memory runs out and xmalloc has already given up then. Caller frees with free(). */
+char *vr_json_print(const struct cJSON *item);
+
+/* For broken invariants and exhausted memory only, never for bad input: logs one error line
+ * saying what broke, then aborts. */
+void vr_panic(const char *fmt, ...) VR_PRINTF(1, 2) __attribute__((noreturn));
+
 /* Allocators that abort the process when memory is exhausted. */
 void *xmalloc(size_t n);
 void *xcalloc(size_t count, size_t n);

@@ -137,7 +137,7 @@ void config_init(struct config *cfg)
         cfg->providers[i].name = names[i];
     for (size_t i = 0; i < ARRAY_SIZE(entries); i++) {
         if (set_value(cfg, &entries[i], entries[i].def, err, sizeof(err)) != 0)
-            abort(); /* a default outside its own bounds is a programming error */
+            vr_panic("%s", err); /* a default outside its own bounds */
     }
 }
 

@@ -675,6 +675,7 @@ int main(int argc, char **argv)
 {
     const char *cmd = argc > 1 ? argv[1] : NULL;
 
+    vr_init();
     /* Writes to a closed socket must fail with EPIPE, not kill the process. */
     signal(SIGPIPE, SIG_IGN);
     /* Before any thread exists: libcurl's resolver threads and OpenSSL need it. */

@@ -1,9 +1,14 @@
-/* Error strings and allocation wrappers. */
+/* Error strings, allocation wrappers, and the one way to give up. */
 #include "common.h"
 
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include <cjson/cJSON.h>
+
+#include "log.h"
 
 const char *vr_strerror(int code)
 {
@@ -20,11 +25,38 @@ const char *vr_strerror(int code)
     }
 }
 
+void vr_init(void)
+{
+    static cJSON_Hooks hooks = {.malloc_fn = xmalloc, .free_fn = free};
+
+    cJSON_InitHooks(&hooks);
+}
+
+char *vr_json_print(const cJSON *item)
+{
+    char *s = cJSON_PrintUnformatted(item);
+
+    if (s == NULL)
+        vr_panic("cJSON could not print an item it built");
+    return s;
+}
+
+void vr_panic(const char *fmt, ...)
+{
+    char msg[1024];
+    va_list ap;
+
+    va_start(ap, fmt);
+    (void)vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    log_write(LOG_ERROR, "panic", "%s", msg);
+    abort();
+}
+
 static void oom(size_t n)
 {
     /* Nothing sensible can continue without memory; a supervisor restarts us. */
-    fprintf(stderr, "{\"level\":\"error\",\"msg\":\"out of memory allocating %zu bytes\"}\n", n);
-    abort();
+    vr_panic("out of memory allocating %zu bytes", n);
 }
 
 void *xmalloc(size_t n)

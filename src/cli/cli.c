@@ -219,9 +219,9 @@ int cli_cases_add(const struct config *cfg, const char *order_no, const char *vo
         cJSON_AddBoolToObject(obj, "created", c.res.created);
         cJSON_AddStringToObject(obj, "outcome", c.res.outcome);
         cJSON_AddNumberToObject(obj, "status", c.res.to_status);
-        s = cJSON_PrintUnformatted(obj);
+        s = vr_json_print(obj);
         fprintf(out, "%s\n", s);
-        cJSON_free(s);
+        free(s);
         cJSON_Delete(obj);
     } else {
         fprintf(out, "%s %s: %s (%s), status %d %s\n", order_no, void_code, c.res.outcome,

@@ -80,11 +80,9 @@ char *alert_body(const struct alert *a)
             cJSON_AddItemToObject(body, item->string, cJSON_Duplicate(item, true));
     }
     cJSON_AddStringToObject(body, "created_at", a->created_at ? a->created_at : "");
-    s = cJSON_PrintUnformatted(body);
+    s = vr_json_print(body);
     cJSON_Delete(body);
     cJSON_Delete(payload);
-    if (s == NULL)
-        abort(); /* cJSON fails only when out of memory */
     return s;
 }
 
@@ -150,7 +148,7 @@ void alert_sign(const unsigned char *key, size_t keylen, const char *msg_id, int
         !EVP_MAC_update(ctx, (const unsigned char *)head, hlen) ||
         !EVP_MAC_update(ctx, (const unsigned char *)body, len) ||
         !EVP_MAC_final(ctx, mac, &maclen, sizeof(mac)))
-        abort(); /* HMAC-SHA256 is always there; this fails only when out of memory */
+        vr_panic("HMAC-SHA256 failed"); /* it is always there: only memory can run out */
     EVP_MAC_CTX_free(ctx);
     EVP_MAC_free(hmac);
     EVP_EncodeBlock(b64, mac, (int)maclen);

@@ -7,6 +7,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "buf.h"
+
 static const char *const providers[] = {"atlas", "xsolla", "xendbridge"};
 static const char *const webhook_outcomes[] = {"applied", "duplicate", "stale", "conflict",
                                                "ignored", "rejected",  "failed"};
@@ -121,38 +123,33 @@ void metrics_alert_delivery(bool delivered)
 
 /* ---- rendering ---------------------------------------------------------------------------- */
 
-struct out {
-    char *buf;
-    size_t len, cap;
-};
+/* The label sets are fixed, so the exposition has a known size; past this it is a bug. */
+#define METRICS_MAX_BYTES ((size_t)1 << 20)
 
-static void put(struct out *o, const char *fmt, ...) VR_PRINTF(2, 3);
+static void put(struct buf *o, const char *fmt, ...) VR_PRINTF(2, 3);
 
-static void put(struct out *o, const char *fmt, ...)
+static void put(struct buf *o, const char *fmt, ...)
 {
     va_list ap;
-    int n;
+    int r;
 
-    for (;;) {
-        va_start(ap, fmt);
-        n = vsnprintf(o->buf + o->len, o->cap - o->len, fmt, ap);
-        va_end(ap);
-        if (n >= 0 && (size_t)n < o->cap - o->len)
-            break;
-        o->cap = o->cap * 2 + (size_t)(n > 0 ? n : 0);
-        o->buf = xrealloc(o->buf, o->cap);
-    }
-    o->len += (size_t)n;
+    va_start(ap, fmt);
+    r = buf_vaddf(o, fmt, ap);
+    va_end(ap);
+    if (r != 0)
+        vr_panic("the metrics exposition outgrew %zu bytes", METRICS_MAX_BYTES);
 }
 
-static void family(struct out *o, const char *name, const char *type, const char *help)
+static void family(struct buf *o, const char *name, const char *type, const char *help)
 {
     put(o, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
 }
 
 char *metrics_render(const struct metrics_gauges *g)
 {
-    struct out o = {.buf = xmalloc(8192), .len = 0, .cap = 8192};
+    struct buf o;
+
+    buf_init(&o, METRICS_MAX_BYTES);
 
     family(&o, "voidrecon_build_info", "gauge", "The running version.");
     put(&o, "voidrecon_build_info{version=\"%s\"} 1\n", VOIDRECON_VERSION);
@@ -219,5 +216,5 @@ char *metrics_render(const struct metrics_gauges *g)
         family(&o, "voidrecon_alert_backlog", "gauge", "Alerts not delivered yet.");
         put(&o, "voidrecon_alert_backlog %" PRId64 "\n", g->alert_backlog);
     }
-    return o.buf;
+    return buf_take(&o);
 }

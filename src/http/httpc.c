@@ -11,6 +11,8 @@
 #include <curl/curl.h>
 #include <uv.h>
 
+#include "buf.h"
+
 #define DEFAULT_TIMEOUT_MS         10000
 #define DEFAULT_CONNECT_TIMEOUT_MS 3000
 #define DEFAULT_MAX_RESPONSE_BYTES ((size_t)4 << 20)
@@ -21,9 +23,7 @@ struct httpc_req {
     CURL *easy;
     struct curl_slist *headers;
     char *body;
-    char *resp;
-    size_t resp_len;
-    size_t resp_cap;
+    struct buf resp;
     bool too_big;
     httpc_cb cb;
     void *arg;
@@ -62,7 +62,7 @@ static void req_free(struct httpc_req *r)
         curl_easy_cleanup(r->easy);
     curl_slist_free_all(r->headers);
     free(r->body);
-    free(r->resp);
+    buf_free(&r->resp);
     free(r);
 }
 
@@ -85,8 +85,8 @@ static void req_finish(struct httpc_req *r, CURLcode result)
     curl_off_t retry_after = 0;
 
     memset(&rep, 0, sizeof(rep));
-    rep.body = r->resp ? r->resp : "";
-    rep.body_len = r->resp_len;
+    rep.body = r->resp.data ? r->resp.data : "";
+    rep.body_len = r->resp.len;
     rep.retry_after_s = -1;
     if (result == CURLE_OK) {
         curl_easy_getinfo(r->easy, CURLINFO_RESPONSE_CODE, &rep.http_status);
@@ -243,21 +243,10 @@ static size_t on_write(char *data, size_t size, size_t n, void *userp)
     struct httpc_req *r = userp;
     size_t len = size * n;
 
-    if (len > r->c->max_response_bytes - r->resp_len) {
+    if (buf_add(&r->resp, data, len) != 0) {
         r->too_big = true;
         return 0; /* curl then fails the transfer with CURLE_WRITE_ERROR */
     }
-    if (r->resp_len + len + 1 > r->resp_cap) {
-        size_t cap = r->resp_cap ? r->resp_cap : 4096;
-
-        while (cap < r->resp_len + len + 1)
-            cap *= 2;
-        r->resp = xrealloc(r->resp, cap);
-        r->resp_cap = cap;
-    }
-    memcpy(r->resp + r->resp_len, data, len);
-    r->resp_len += len;
-    r->resp[r->resp_len] = '\0';
     return len;
 }
 
@@ -278,7 +267,7 @@ struct httpc *httpc_new(uv_loop_t *loop, const struct httpc_config *cfg)
     c->user_agent = xstrdup(cfg->user_agent ? cfg->user_agent : "voidrecon/" VOIDRECON_VERSION);
     c->multi = curl_multi_init();
     if (c->multi == NULL)
-        abort(); /* libcurl fails this only when out of memory */
+        vr_panic("curl_multi_init failed"); /* only when memory runs out */
     curl_multi_setopt(c->multi, CURLMOPT_SOCKETFUNCTION, on_socket);
     curl_multi_setopt(c->multi, CURLMOPT_SOCKETDATA, c);
     curl_multi_setopt(c->multi, CURLMOPT_TIMERFUNCTION, on_timer);
@@ -299,13 +288,14 @@ void httpc_post(struct httpc *c, const char *url, const char *const *headers, co
     r->cb = cb;
     r->arg = arg;
     r->body = xstrndup(body, len);
+    buf_init(&r->resp, c->max_response_bytes);
     /* No "Expect: 100-continue" round trip for small bodies. */
     r->headers = curl_slist_append(NULL, "Expect:");
     for (size_t i = 0; headers != NULL && headers[i] != NULL; i++)
         r->headers = curl_slist_append(r->headers, headers[i]);
     r->easy = curl_easy_init();
     if (r->easy == NULL || r->headers == NULL)
-        abort();
+        vr_panic("libcurl could not make a request"); /* only when memory runs out */
     curl_easy_setopt(r->easy, CURLOPT_URL, url);
     curl_easy_setopt(r->easy, CURLOPT_PROTOCOLS_STR, "http,https");
     curl_easy_setopt(r->easy, CURLOPT_HTTPHEADER, r->headers);
@@ -326,7 +316,7 @@ void httpc_post(struct httpc *c, const char *url, const char *const *headers, co
     c->reqs = r;
     /* Only registers the transfer and arms the timer: the work starts from the loop. */
     if (curl_multi_add_handle(c->multi, r->easy) != CURLM_OK)
-        abort();
+        vr_panic("curl_multi_add_handle failed"); /* a new handle on a live multi */
 }
 
 void httpc_close(struct httpc *c, void (*done_cb)(void *arg), void *arg)

@@ -301,7 +301,7 @@ static void conn_send_response(struct conn *c, int status, const char *content_t
     hlen += (size_t)snprintf(head_buf + hlen, sizeof(head_buf) - hlen, "Connection: %s\r\n",
                              keep_alive ? "keep-alive" : "close");
     if (hlen >= sizeof(head_buf))
-        abort(); /* content types are short constants; this cannot happen */
+        vr_panic("response head of %zu bytes overflows", hlen); /* short constants only */
     if (head)
         len = 0;
     total = hlen + strlen(extra_headers ? extra_headers : "") + 2 + len;
@@ -327,10 +327,8 @@ static char *error_json(const char *code, const char *message)
 
     cJSON_AddStringToObject(err, "code", code);
     cJSON_AddStringToObject(err, "message", message);
-    s = cJSON_PrintUnformatted(root);
+    s = vr_json_print(root);
     cJSON_Delete(root);
-    if (s == NULL)
-        abort(); /* cJSON fails only when out of memory */
     return s;
 }
 

@@ -10,23 +10,15 @@
 
 #include <llhttp.h>
 
-/* A byte buffer that refuses to grow past max (plus room for a NUL). */
-struct capbuf {
-    char *data;
-    size_t len;
-    size_t cap;
-    size_t max;
-};
+#include "buf.h"
 
 struct httpreq {
     llhttp_t parser;
     struct httpreq_limits limits;
 
-    /* Unparsed input is in[in_off, in_len). */
-    char *in;
+    /* Unparsed input is in.data[in_off, in.len). */
+    struct buf in;
     size_t in_off;
-    size_t in_len;
-    size_t in_cap;
 
     /* Stream offsets (bytes parsed since creation) so callbacks can tell how far into the
      * current request's head they are, even when it arrived over many reads. */
@@ -43,60 +35,16 @@ struct httpreq {
 
     struct httpreq_request *cur;
     size_t header_slots;
-    struct capbuf url;
-    struct capbuf field;
-    struct capbuf value;
-    struct capbuf body;
+    struct buf url;
+    struct buf field;
+    struct buf value;
+    struct buf body;
     size_t trailer_bytes;
     size_t ext_bytes;
 
     int err_status;
     char err_msg[200];
 };
-
-static void capbuf_init(struct capbuf *b, size_t max)
-{
-    memset(b, 0, sizeof(*b));
-    b->max = max;
-}
-
-static void capbuf_reset(struct capbuf *b)
-{
-    free(b->data);
-    b->data = NULL;
-    b->len = 0;
-    b->cap = 0;
-}
-
-/* Appends and keeps the buffer NUL-terminated; VR_ETOOBIG past max. */
-static int capbuf_append(struct capbuf *b, const char *s, size_t n)
-{
-    if (n > b->max - b->len)
-        return VR_ETOOBIG;
-    if (b->len + n + 1 > b->cap) {
-        size_t cap = b->cap ? b->cap : 64;
-        while (cap < b->len + n + 1)
-            cap *= 2;
-        if (cap > b->max + 1)
-            cap = b->max + 1;
-        b->data = xrealloc(b->data, cap);
-        b->cap = cap;
-    }
-    memcpy(b->data + b->len, s, n);
-    b->len += n;
-    b->data[b->len] = '\0';
-    return 0;
-}
-
-/* Hands the contents over as a NUL-terminated string and leaves the buffer empty. */
-static char *capbuf_take(struct capbuf *b)
-{
-    char *s = b->data ? b->data : xstrdup("");
-    b->data = NULL;
-    b->len = 0;
-    b->cap = 0;
-    return s;
-}
 
 static struct httpreq *from_parser(llhttp_t *parser)
 {
@@ -141,10 +89,10 @@ static int trailer_check(struct httpreq *p, size_t len)
 
 static void request_reset_bufs(struct httpreq *p)
 {
-    capbuf_reset(&p->url);
-    capbuf_reset(&p->field);
-    capbuf_reset(&p->value);
-    capbuf_reset(&p->body);
+    buf_free(&p->url);
+    buf_free(&p->field);
+    buf_free(&p->value);
+    buf_free(&p->body);
     p->trailer_bytes = 0;
     p->ext_bytes = 0;
 }
@@ -177,7 +125,7 @@ static int on_url(llhttp_t *parser, const char *at, size_t len)
     struct httpreq *p = from_parser(parser);
     int rc = head_check(p, at, len);
 
-    if (rc == 0 && capbuf_append(&p->url, at, len) < 0)
+    if (rc == 0 && buf_add(&p->url, at, len) != 0)
         rc = fail(p, 431, "request target exceeds %zu bytes", p->limits.max_header_bytes);
     return rc;
 }
@@ -190,7 +138,7 @@ static int on_header_field(llhttp_t *parser, const char *at, size_t len)
     if (p->headers_done)
         return trailer_check(p, len);
     rc = head_check(p, at, len);
-    if (rc == 0 && capbuf_append(&p->field, at, len) < 0)
+    if (rc == 0 && buf_add(&p->field, at, len) != 0)
         rc = fail(p, 431, "header name exceeds %zu bytes", p->limits.max_header_bytes);
     return rc;
 }
@@ -203,7 +151,7 @@ static int on_header_value(llhttp_t *parser, const char *at, size_t len)
     if (p->headers_done)
         return trailer_check(p, len);
     rc = head_check(p, at, len);
-    if (rc == 0 && capbuf_append(&p->value, at, len) < 0)
+    if (rc == 0 && buf_add(&p->value, at, len) != 0)
         rc = fail(p, 431, "header value exceeds %zu bytes", p->limits.max_header_bytes);
     return rc;
 }
@@ -216,8 +164,8 @@ static int on_header_value_complete(llhttp_t *parser)
     size_t vlen = p->value.len;
 
     if (p->headers_done) {
-        capbuf_reset(&p->field);
-        capbuf_reset(&p->value);
+        buf_free(&p->field);
+        buf_free(&p->value);
         return 0;
     }
     if (r->header_count == p->header_slots) {
@@ -228,9 +176,9 @@ static int on_header_value_complete(llhttp_t *parser)
     while (vlen > 0 && (p->value.data[vlen - 1] == ' ' || p->value.data[vlen - 1] == '\t'))
         vlen--;
     h = &r->headers[r->header_count++];
-    h->name = capbuf_take(&p->field);
+    h->name = buf_take(&p->field);
     h->value = p->value.data ? xstrndup(p->value.data, vlen) : xstrdup("");
-    capbuf_reset(&p->value);
+    buf_free(&p->value);
     return 0;
 }
 
@@ -261,7 +209,7 @@ static int on_headers_complete(llhttp_t *parser)
 
     p->headers_done = true;
     r->method = llhttp_method_name((llhttp_method_t)llhttp_get_method(parser));
-    r->target = capbuf_take(&p->url);
+    r->target = buf_take(&p->url);
     split_target(r);
     r->http_major = llhttp_get_http_major(parser);
     r->http_minor = llhttp_get_http_minor(parser);
@@ -300,7 +248,7 @@ static int on_body(llhttp_t *parser, const char *at, size_t len)
 {
     struct httpreq *p = from_parser(parser);
 
-    if (capbuf_append(&p->body, at, len) < 0)
+    if (buf_add(&p->body, at, len) != 0)
         return fail(p, 413, "request body exceeds the limit of %zu bytes",
                     p->limits.max_body_bytes);
     return 0;
@@ -326,7 +274,7 @@ static int on_message_complete(llhttp_t *parser)
     /* Upgrades (including CONNECT) are not supported: answer as plain HTTP, then close. */
     r->keep_alive = llhttp_should_keep_alive(parser) && !llhttp_get_upgrade(parser);
     r->body_len = p->body.len;
-    r->body = capbuf_take(&p->body);
+    r->body = buf_take(&p->body);
     p->ready = true;
     /* Stop here so later pipelined bytes wait until the caller has taken this request. */
     return HPE_PAUSED;
@@ -360,10 +308,11 @@ struct httpreq *httpreq_new(const struct httpreq_limits *limits)
     if (p->limits.max_pending_bytes == 0)
         p->limits.max_pending_bytes =
             p->limits.max_header_bytes + p->limits.max_body_bytes + HTTPREQ_PENDING_SLACK_BYTES;
-    capbuf_init(&p->url, p->limits.max_header_bytes);
-    capbuf_init(&p->field, p->limits.max_header_bytes);
-    capbuf_init(&p->value, p->limits.max_header_bytes);
-    capbuf_init(&p->body, p->limits.max_body_bytes);
+    buf_init(&p->url, p->limits.max_header_bytes);
+    buf_init(&p->field, p->limits.max_header_bytes);
+    buf_init(&p->value, p->limits.max_header_bytes);
+    buf_init(&p->body, p->limits.max_body_bytes);
+    buf_init(&p->in, p->limits.max_pending_bytes);
     llhttp_init(&p->parser, HTTP_REQUEST, &settings);
     p->parser.data = p;
     return p;
@@ -375,42 +324,25 @@ void httpreq_free(struct httpreq *p)
         return;
     request_reset_bufs(p);
     httpreq_request_free(p->cur);
-    free(p->in);
+    buf_free(&p->in);
     free(p);
 }
 
 int httpreq_feed(struct httpreq *p, const char *data, size_t len)
 {
-    size_t pending = p->in_len - p->in_off;
-
-    if (len > p->limits.max_pending_bytes - pending)
-        return VR_ETOOBIG;
-    if (p->in_off > 0) {
-        memmove(p->in, p->in + p->in_off, pending);
-        p->in_off = 0;
-        p->in_len = pending;
-    }
-    if (pending + len > p->in_cap) {
-        size_t cap = p->in_cap ? p->in_cap : 4096;
-        while (cap < pending + len)
-            cap *= 2;
-        if (cap > p->limits.max_pending_bytes)
-            cap = p->limits.max_pending_bytes;
-        p->in = xrealloc(p->in, cap);
-        p->in_cap = cap;
-    }
-    if (len > 0)
-        memcpy(p->in + p->in_len, data, len);
-    p->in_len += len;
-    return 0;
+    buf_drop_front(&p->in, p->in_off);
+    p->in_off = 0;
+    return buf_add(&p->in, data, len);
 }
 
 static void consume(struct httpreq *p, size_t n)
 {
     p->in_off += n;
     p->consumed += n;
-    if (p->in_off == p->in_len)
-        p->in_off = p->in_len = 0;
+    if (p->in_off == p->in.len) {
+        p->in_off = 0;
+        buf_clear(&p->in);
+    }
 }
 
 static enum httpreq_event parse_error(struct httpreq *p, llhttp_errno_t err)
@@ -460,7 +392,8 @@ enum httpreq_event httpreq_step(struct httpreq *p)
             llhttp_resume(&p->parser);
     }
     if (p->closed) {
-        p->in_off = p->in_len = 0;
+        p->in_off = 0;
+        buf_clear(&p->in);
         return HTTPREQ_NEED_MORE;
     }
     /* Resuming after the head must run llhttp even without input: a request without a body
@@ -471,8 +404,8 @@ enum httpreq_event httpreq_step(struct httpreq *p)
         llhttp_resume(&p->parser);
     }
 
-    n = p->in_len - p->in_off;
-    base = n > 0 ? p->in + p->in_off : "";
+    n = p->in.len - p->in_off;
+    base = n > 0 ? p->in.data + p->in_off : "";
     if (n == 0 && !resumed_head)
         return HTTPREQ_NEED_MORE;
     p->exec_base = base;
@@ -532,7 +465,7 @@ const char *httpreq_error_message(const struct httpreq *p)
 
 size_t httpreq_pending_bytes(const struct httpreq *p)
 {
-    return p->in_len - p->in_off;
+    return p->in.len - p->in_off;
 }
 
 enum httpreq_phase httpreq_phase(const struct httpreq *p)

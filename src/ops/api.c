@@ -81,12 +81,10 @@ static int check_token(const struct api *a, struct httpd_request *req)
 
 static void respond_object(struct httpd_request *req, int status, cJSON *obj)
 {
-    char *body = cJSON_PrintUnformatted(obj);
+    char *body = vr_json_print(obj);
 
-    if (body == NULL)
-        abort(); /* cJSON fails only when out of memory */
     httpd_respond(req, status, JSON, NULL, body, strlen(body));
-    cJSON_free(body);
+    free(body);
     cJSON_Delete(obj);
 }
 

@@ -194,10 +194,8 @@ char *atlas_query_body(const char *order_no, const char *void_code)
 
     cJSON_AddStringToObject(root, "orderNo", order_no);
     cJSON_AddStringToObject(root, "voidCode", void_code);
-    s = cJSON_PrintUnformatted(root);
+    s = vr_json_print(root);
     cJSON_Delete(root);
-    if (s == NULL)
-        abort(); /* cJSON fails only when out of memory */
     return s;
 }
 
@@ -263,9 +261,7 @@ static int parse_item(const cJSON *item, size_t index, struct atlas_void_order *
         return r;
     out->expected_confirmation_date = date8(item, "expectedConfirmationDate");
     out->expected_refund_date = date8(item, "expectedRefundDate");
-    out->item_json = cJSON_PrintUnformatted(item);
-    if (out->item_json == NULL)
-        abort();
+    out->item_json = vr_json_print(item);
     return 0;
 }
 
@@ -340,7 +336,7 @@ void atlas_void_order_cleanup(struct atlas_void_order *o)
     free(o->void_method);
     free(o->expected_confirmation_date);
     free(o->expected_refund_date);
-    cJSON_free(o->item_json);
+    free(o->item_json);
     memset(o, 0, sizeof(*o));
 }
 

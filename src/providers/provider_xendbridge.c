@@ -60,10 +60,8 @@ static int parse_order_status(const cJSON *data, const char *checksum, struct pr
     ev->kind = PROVIDER_EVENT_CANCELLATION;
     ev->order_ref = xstrdup(ref->valuestring);
     ev->order_status = xstrdup(num);
-    ev->details = cJSON_PrintUnformatted(details);
+    ev->details = vr_json_print(details);
     cJSON_Delete(details);
-    if (ev->details == NULL)
-        abort();
     return 0;
 }
 

@@ -41,7 +41,7 @@ static int xsolla_verify(const char *secret, provider_header_fn header, const vo
     if (ctx == NULL || !EVP_DigestInit_ex(ctx, EVP_sha1(), NULL) ||
         !EVP_DigestUpdate(ctx, body, len) || !EVP_DigestUpdate(ctx, secret, strlen(secret)) ||
         !EVP_DigestFinal_ex(ctx, md, &mdlen))
-        abort(); /* SHA-1 is always there; this fails only when out of memory */
+        vr_panic("SHA-1 failed"); /* it is always there: only memory can run out */
     EVP_MD_CTX_free(ctx);
     for (unsigned int i = 0; i < mdlen; i++)
         snprintf(want + 2 * i, 3, "%02x", md[i]);
@@ -138,10 +138,8 @@ static int parse_canceled(const cJSON *root, struct provider_event *ev, char *er
     ev->kind = PROVIDER_EVENT_CANCELLATION;
     ev->order_ref = xstrdup(ref);
     ev->order_status = cJSON_IsString(status) ? xstrdup(status->valuestring) : NULL;
-    ev->details = cJSON_PrintUnformatted(details);
+    ev->details = vr_json_print(details);
     cJSON_Delete(details);
-    if (ev->details == NULL)
-        abort();
     return 0;
 }
 

@@ -60,6 +60,7 @@ int main(int argc, char **argv)
     struct dirent *de;
     unsigned passed = 0, failed = 0;
 
+    vr_init();
     if (argc != 2) {
         fprintf(stderr, "usage: %s CORPUS_DIR\n", argv[0]);
         return 2;

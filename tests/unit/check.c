@@ -1,10 +1,13 @@
 /* Runner for the unit tests: one line per case, a summary, non-zero exit on failure. */
 #include "check.h"
 
+#include "common.h"
+
 int check_run(const struct check_case *cases, size_t n, int argc, char **argv)
 {
     int passed = 0, failed = 0;
 
+    vr_init();
     for (size_t i = 0; i < n; i++) {
         if (argc > 1 && strcmp(argv[1], cases[i].name) != 0)
             continue;
