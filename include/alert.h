@@ -7,21 +7,12 @@
 #include <stdint.h>
 
 #include "common.h"
-
-/* One row of voidrecon.alerts; strings borrowed. */
-struct alert {
-    int64_t id;
-    const char *kind;       /* void_rejected, void_conflict, void_stuck, ... */
-    const char *order_no;   /* may be NULL */
-    const char *void_code;  /* may be NULL */
-    const char *payload;    /* the row's payload, a JSON object */
-    const char *created_at; /* ISO 8601 */
-};
+#include "store.h"
 
 /* The body POSTed for a: the payload's fields, plus id, kind, type ("voidrecon.<kind>"),
  * timestamp (created_at) and text, one line a chat tool can show as it is. Caller frees with
  * free(). A payload that is not a JSON object is replaced by an empty one. */
-char *alert_body(const struct alert *a);
+char *alert_body(const struct alert_row *a);
 
 /* The signing key of a secret: "whsec_<base64>" is decoded as Standard Webhooks prescribes
  * (padding optional); any other value is used as it is. Returns 0 with *key (caller frees)

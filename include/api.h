@@ -4,15 +4,14 @@
 #define VR_API_H
 
 #include "common.h"
-#include "db.h"
 #include "httpd.h"
 #include "store.h"
 
 struct api;
 
-/* admin_token "" or NULL disables the API (every /v1 request gets 404 saying so); copied. st
- * and db are borrowed and must outlive the API. */
-struct api *api_new(struct store *st, struct db *db, const char *admin_token);
+/* admin_token "" or NULL disables the API (every /v1 request gets 404 saying so); copied. st is
+ * borrowed and must outlive the API. */
+struct api *api_new(struct store *st, const char *admin_token);
 
 /* Answers one request whose path is /v1 or starts with /v1/. */
 void api_handle(struct api *a, struct httpd_request *req);

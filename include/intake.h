@@ -12,7 +12,6 @@
 #include "acl.h"
 #include "api.h"
 #include "common.h"
-#include "db.h"
 #include "httpd.h"
 #include "provider.h"
 #include "store.h"
@@ -36,10 +35,9 @@ struct intake_config {
 
 struct intake;
 
-/* Creates the endpoints over db and st (borrowed; they must outlive the intake). Caller stops
- * it with intake_close, which closes its timer; free with intake_free after the loop ran. */
-struct intake *intake_new(uv_loop_t *loop, struct db *db, struct store *st,
-                          const struct intake_config *cfg);
+/* Creates the endpoints over st (borrowed; it must outlive the intake). Caller stops it with
+ * intake_close, which closes its timer; free with intake_free after the loop ran. */
+struct intake *intake_new(uv_loop_t *loop, struct store *st, const struct intake_config *cfg);
 
 /* The httpd handler; arg is the struct intake. */
 void intake_handle(struct httpd_request *req, void *arg);

@@ -1,10 +1,11 @@
-/* Schema migrations: numbered SQL files embedded in the binary, applied forward only. */
+/* Schema migrations: numbered SQL files embedded in the binary, applied forward only, and the
+ * check of the schema that serve makes at start. Both use one short blocking connection and are
+ * meant for start-up and the command line, before any loop runs. */
 #ifndef VR_MIGRATE_H
 #define VR_MIGRATE_H
 
+#include <stdbool.h>
 #include <stddef.h>
-
-#include <libpq-fe.h>
 
 #include "common.h"
 
@@ -20,16 +21,17 @@ extern const size_t migrate_embedded_count;
 /* The schema version this binary expects: the number of its last migration. */
 int migrate_latest_version(void);
 
-/* Applies every pending migration on conn (a blocking connection), each in its own
- * transaction, under an advisory lock so that concurrent runs wait for each other.
- * *applied gets the number applied. On failure writes a message into err. */
-int migrate_apply(PGconn *conn, int *applied, char *err, size_t errlen) VR_MUSTCHECK;
+/* Connects to conninfo and applies every pending migration, each in its own transaction, under
+ * an advisory lock so that concurrent runs wait for each other; logs each one it applies.
+ * *applied gets how many it applied and *version the schema's version afterwards. 0, or
+ * VR_EUNAVAIL (no connection) or VR_EDB, with one line in err naming the problem. */
+int migrate_run(const char *conninfo, int *applied, int *version, char *err,
+                size_t errlen) VR_MUSTCHECK;
 
-/* Reads the applied version into *version (0 for an empty database). Returns 0 when the
- * database is current (or ahead), VR_EBEHIND when migrations are pending, VR_EDB on error. */
-int migrate_check(PGconn *conn, int *version, char *err, size_t errlen) VR_MUSTCHECK;
-
-/* SQL that returns the applied version as one row, one column; for asynchronous checks. */
-extern const char migrate_sql_version[];
+/* serve's policy at start: a schema that is behind is refused (VR_EBEHIND, logged as an error
+ * saying to run voidrecon migrate); a database that cannot be reached or read is only a
+ * warning (0, *current false), since the service answers 503 until it is back and re-checks;
+ * otherwise 0 with *current true. Logs what it finds: the caller need not. */
+int migrate_check_startup(const char *conninfo, bool *current) VR_MUSTCHECK;
 
 #endif

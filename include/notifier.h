@@ -8,8 +8,8 @@
 #include <uv.h>
 
 #include "common.h"
-#include "db.h"
 #include "httpc.h"
+#include "store.h"
 
 /* Zero fields take the defaults in parentheses. */
 struct notifier_config {
@@ -24,9 +24,9 @@ struct notifier_config {
 
 struct notifier;
 
-/* Creates and starts delivery on loop through http (borrowed, as db; both must outlive it).
+/* Creates and starts delivery on loop through http (borrowed, as st; both must outlive it).
  * Returns 0, or VR_EINVAL when the secret is a whsec_ value that is not base64. */
-int notifier_new(struct notifier **out, uv_loop_t *loop, struct db *db, struct httpc *http,
+int notifier_new(struct notifier **out, uv_loop_t *loop, struct store *st, struct httpc *http,
                  const struct notifier_config *cfg) VR_MUSTCHECK;
 
 /* Stops leasing; results in hand are recorded, then done_cb(arg) runs from the loop. Attempts

@@ -1,5 +1,14 @@
-/* Durable effects in PostgreSQL: deliveries, void-case reports through the state machine, order
- * cancellations, and the alerts they raise, each written by one atomic statement. */
+/* Everything voidrecon keeps in PostgreSQL, behind one interface: the connection pool, webhook
+ * deliveries, void reports through the state machine, order cancellations, polling leases, the
+ * alert outbox, the listings people read, and health readings. Every SQL statement and every
+ * row decode lives in src/store/; callers get typed results and one line of error text.
+ *
+ * Every operation is asynchronous: its callback runs once, from the loop, never from inside the
+ * call. Unless said otherwise a callback's status is 0; VR_EUNAVAIL when the database is
+ * unreachable or the failure is transient (retrying later may succeed); or VR_EDB for any other
+ * database error. On failure, error is one line naming the operation and the reason, without
+ * secrets, for the caller to log; the store itself logs nothing. Strings given to an operation
+ * are borrowed until its callback runs; what a callback gets is borrowed for the call. */
 #ifndef VR_STORE_H
 #define VR_STORE_H
 
@@ -7,23 +16,54 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "atlas.h"
+#include <uv.h>
+
 #include "common.h"
-#include "db.h"
 #include "voidcase.h"
 
+/* ---- lifecycle ------------------------------------------------------------------------------ */
+
+/* Zero fields take the defaults in parentheses. */
 struct store_config {
+    const char *conninfo;     /* libpq connection string or URI; copied, never logged */
+    unsigned pool_size;       /* connections kept open (4) */
+    uint64_t timeout_ms;      /* longest statement, and longest wait for a connection (10000) */
     uint64_t poll_first_ms;   /* first poll of a case that appears open */
     uint64_t poll_confirm_ms; /* poll confirming a closing that only a hint reported */
 };
 
+struct store;
+
+/* Creates a store on loop and starts connecting in the background. 0, or VR_EINVAL when conninfo
+ * cannot be parsed (err says so without quoting it: it may hold a password). */
+int store_new(struct store **out, uv_loop_t *loop, const struct store_config *cfg, char *err,
+              size_t errlen) VR_MUSTCHECK;
+
+/* Fails queued operations with VR_EUNAVAIL, lets those under way finish (their callbacks run),
+ * closes every connection, frees the store, then calls done_cb(arg) (NULL: none). */
+void store_close(struct store *st, void (*done_cb)(void *arg), void *arg);
+
+/* True while at least one connection is established. */
+bool store_up(const struct store *st);
+
+/* ---- webhooks and void reports -------------------------------------------------------------- */
+
 /* A received webhook, as it is kept in voidrecon.deliveries. */
 struct store_delivery {
-    const char *provider;    /* "atlas", "xsolla", "xendbridge" */
+    const char *provider;    /* "atlas", "xsolla", ... */
     const char *event_type;  /* NULL when it could not be read */
     const char *remote_addr; /* textual peer address */
     const char *body;        /* raw body, body_len bytes (any bytes) */
     size_t body_len;
+};
+
+/* What a poll's answer says about a void beyond its status; kept on the case. */
+struct store_void_details {
+    const char *cancel_reason;              /* NULL when none */
+    const char *void_method;                /* NULL when none */
+    const char *expected_confirmation_date; /* "yyyyMMdd", NULL when none */
+    const char *expected_refund_date;       /* likewise */
+    const char *raw_json;                   /* the provider's whole item, a JSON object */
 };
 
 /* One report of a void case's status. */
@@ -35,11 +75,11 @@ struct store_void_report {
     enum voidcase_source source;
     /* Polls only: the case's version when it was leased (a later change supersedes the
      * answer), the lease's fencing token, the delay of the next poll when the answer leaves
-     * the case open, and the answer itself, whose details are kept on the case. */
+     * the case open, and what else the answer said. */
     int64_t seen_version;
     int64_t lease_token;
     uint64_t next_poll_ms;
-    const struct atlas_void_order *answer;
+    const struct store_void_details *details;
 };
 
 struct store_cancellation {
@@ -54,50 +94,48 @@ struct store_cancellation {
 
 struct store_result {
     int64_t delivery_id; /* 0 when no delivery row was written (polls, registrations) */
-    const char *outcome; /* static: applied, duplicate, stale, conflict, ignored, rejected */
+    const char *outcome; /* static: applied, duplicate, stale, conflict, ignored, rejected,
+                            failed (a recorded poll failure) */
     int64_t alert_id;    /* 0 when no alert was raised */
     bool created;        /* a void report created the case */
     int to_status;       /* a void report: the case's status afterwards */
+    const char *error;   /* status != 0: what failed */
 };
 
-/* status 0 with res; VR_EUNAVAIL when the database is unreachable or the failure is transient
- * (retrying later may succeed); VR_EDB for any other database error (already logged);
- * VR_ESTATE for a poll whose lease another process has taken over (nothing written). res is
- * borrowed for the duration of the call. */
+/* res is never NULL. Beside the common statuses, VR_ESTATE for a poll whose lease another
+ * process has taken over (nothing written). */
 typedef void (*store_done_cb)(int status, const struct store_result *res, void *arg);
+
+/* Keeps a delivery with a final outcome ("ignored" or "rejected") and reason (NULL allowed). */
+void store_record_delivery(struct store *st, const struct store_delivery *d, const char *outcome,
+                           const char *reason, store_done_cb cb, void *arg);
+
+/* Applies a report through voidcase_decide: the case, its history row, the delivery (when d is
+ * not NULL), the follow-up flag and any alert are written together or not at all. */
+void store_apply_void(struct store *st, const struct store_delivery *d,
+                      const struct store_void_report *rep, store_done_cb cb, void *arg);
+
+/* Records an order cancellation and its delivery; a repeat of a known (provider, order_ref)
+ * is a "duplicate" that changes nothing else. */
+void store_record_cancellation(struct store *st, const struct store_delivery *d,
+                               const struct store_cancellation *c, store_done_cb cb, void *arg);
+
+/* ---- polling -------------------------------------------------------------------------------- */
 
 /* A case leased for one poll. */
 struct store_lease {
-    char *order_no;
-    char *void_code;
+    const char *order_no;
+    const char *void_code;
     int64_t version;     /* when leased */
     int64_t lease_token; /* give it back with the answer */
     int polls;           /* good answers so far */
     int poll_failures;   /* failures in a row so far */
 };
 
-/* status as for store_done_cb; leases (n of them) are borrowed for the call. */
-typedef void (*store_lease_cb)(int status, const struct store_lease *leases, size_t n, void *arg);
-/* status as for store_done_cb, and how many rows the operation touched. */
-typedef void (*store_count_cb)(int status, int64_t count, void *arg);
-
-struct store;
-
-/* Creates a store over db (borrowed; it must outlive the store). Caller frees with store_free
- * once no operation is pending. */
-struct store *store_new(struct db *db, const struct store_config *cfg);
-void store_free(struct store *st);
-
-/* Keeps a delivery with a final outcome ("ignored" or "rejected") and reason (NULL allowed).
- * d and its strings are borrowed until cb runs. */
-void store_record_delivery(struct store *st, const struct store_delivery *d, const char *outcome,
-                           const char *reason, store_done_cb cb, void *arg);
-
-/* Applies a report through voidcase_decide: the case, its history row, the delivery (when d is
- * not NULL), the follow-up flag and any alert are written together or not at all. d and rep
- * are borrowed until cb runs. */
-void store_apply_void(struct store *st, const struct store_delivery *d,
-                      const struct store_void_report *rep, store_done_cb cb, void *arg);
+typedef void (*store_lease_cb)(int status, const char *error, const struct store_lease *leases,
+                               size_t n, void *arg);
+/* count: how many rows the operation touched. */
+typedef void (*store_count_cb)(int status, const char *error, int64_t count, void *arg);
 
 /* Leases up to max cases that are due for a poll and not leased by anyone (FOR UPDATE SKIP
  * LOCKED), for lease_ms, oldest due first. */
@@ -106,20 +144,105 @@ void store_lease_due(struct store *st, unsigned max, uint64_t lease_ms, store_le
 
 /* Records a failed poll of a leased case: counts it, keeps error, releases the lease and
  * schedules the next try retry_ms from now. The failure that makes failures_alert in a row
- * flags the case poll_failing with one void_poll_failing alert. VR_ESTATE when the lease was
- * lost. order_no, void_code and error are borrowed until cb runs. */
+ * flags the case poll_failing with one void_poll_failing alert (res->alert_id). VR_ESTATE when
+ * the lease was lost. */
 void store_poll_failed(struct store *st, const char *order_no, const char *void_code,
                        int64_t lease_token, const char *error, uint64_t retry_ms,
                        unsigned failures_alert, store_done_cb cb, void *arg);
 
 /* Flags up to max cases still open stuck_after_ms after they appeared, once each, with one
- * void_stuck alert each; cb gets how many were flagged. */
+ * void_stuck alert each; count is how many were flagged. */
 void store_flag_stuck(struct store *st, uint64_t stuck_after_ms, unsigned max, store_count_cb cb,
                       void *arg);
 
-/* Records an order cancellation and its delivery; a repeat of a known (provider, order_ref)
- * is a "duplicate" that changes nothing else. d and c are borrowed until cb runs. */
-void store_record_cancellation(struct store *st, const struct store_delivery *d,
-                               const struct store_cancellation *c, store_done_cb cb, void *arg);
+/* ---- the alert outbox ----------------------------------------------------------------------- */
+
+/* One row of voidrecon.alerts. */
+struct alert_row {
+    int64_t id;
+    const char *kind;       /* void_rejected, void_conflict, void_stuck, ... */
+    const char *order_no;   /* may be NULL */
+    const char *void_code;  /* may be NULL */
+    const char *payload;    /* a JSON object */
+    const char *created_at; /* ISO 8601, UTC, milliseconds */
+};
+
+/* An alert leased for one delivery attempt. */
+struct store_alert_lease {
+    struct alert_row alert;
+    int64_t lease_token; /* give it back with the result */
+    int attempts;        /* this one included */
+};
+
+typedef void (*store_alerts_cb)(int status, const char *error,
+                                const struct store_alert_lease *leases, size_t n, void *arg);
+
+/* Leases up to max undelivered alerts whose next attempt is due, for lease_ms, counting the
+ * attempt. */
+void store_alerts_lease(struct store *st, unsigned max, uint64_t lease_ms, store_alerts_cb cb,
+                        void *arg);
+
+/* Marks a leased alert delivered; count is 0 when another process had taken the lease over. */
+void store_alert_delivered(struct store *st, int64_t id, int64_t lease_token, store_count_cb cb,
+                           void *arg);
+
+/* Keeps why an attempt failed and schedules the next retry_ms from now; count as above. */
+void store_alert_failed(struct store *st, int64_t id, int64_t lease_token, const char *error,
+                        uint64_t retry_ms, store_count_cb cb, void *arg);
+
+/* ---- listings for people -------------------------------------------------------------------- */
+
+#define STORE_DEFAULT_LIMIT 50
+#define STORE_MAX_LIMIT     500
+
+/* json is the whole answer, a JSON document that PostgreSQL built. Beside the common statuses:
+ * VR_ENOENT, no such case; VR_ESTATE, the case has no follow-up waiting to be acknowledged;
+ * VR_EINVAL, a cursor this store did not give out. */
+typedef void (*store_json_cb)(int status, const char *json, const char *error, void *arg);
+
+/* Is state one of the case listings (open, followup, rejected, all)? */
+bool store_case_state_valid(const char *state);
+/* Is state one of the alert listings (pending, delivered, all)? */
+bool store_alert_state_valid(const char *state);
+
+/* {"cases":[...], "next_cursor": "..." or null}: cases in state, ordered by (order_no,
+ * void_code), at most limit (0: STORE_DEFAULT_LIMIT; at most STORE_MAX_LIMIT), after cursor
+ * (NULL: from the start). */
+void store_cases_list(struct store *st, const char *state, unsigned limit, const char *cursor,
+                      store_json_cb cb, void *arg);
+
+/* {"case":{...}, "history":[...], "alerts":[...], "acknowledgements":[...]} */
+void store_case_show(struct store *st, const char *order_no, const char *void_code,
+                     store_json_cb cb, void *arg);
+
+/* Clears the case's follow-up, recording who and why; answers {"case":{...}}. */
+void store_case_ack(struct store *st, const char *order_no, const char *void_code, const char *by,
+                    const char *note, store_json_cb cb, void *arg);
+
+/* {"alerts":[...], "next_cursor":...}: newest first, in state, before cursor (an alert id). */
+void store_alerts_list(struct store *st, const char *state, unsigned limit, const char *cursor,
+                       store_json_cb cb, void *arg);
+
+/* {"cancellations":[...], "next_cursor":...}: newest first, before cursor (an id). */
+void store_cancellations_list(struct store *st, unsigned limit, const char *cursor,
+                              store_json_cb cb, void *arg);
+
+/* ---- health --------------------------------------------------------------------------------- */
+
+/* Counts read for /metrics. */
+struct store_gauges {
+    int64_t open_cases;
+    int64_t followup_cases;
+    int64_t alert_backlog;
+};
+
+typedef void (*store_gauges_cb)(int status, const char *error, const struct store_gauges *g,
+                                void *arg);
+typedef void (*store_version_cb)(int status, const char *error, int version, void *arg);
+
+void store_read_gauges(struct store *st, store_gauges_cb cb, void *arg);
+
+/* The schema version migrations have brought the database to (0: none). */
+void store_schema_version(struct store *st, store_version_cb cb, void *arg);
 
 #endif

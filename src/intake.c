@@ -33,7 +33,6 @@ struct route {
 
 struct intake {
     uv_loop_t *loop;
-    struct db *db;
     struct store *st;
     struct route *routes;
     size_t nroutes;
@@ -103,20 +102,18 @@ static bool token_equal(const char *given, size_t given_len, const char *want)
 
 static void schema_recheck_start(struct intake *in);
 
-static void schema_checked(struct db_session *s, PGresult *res, int status, void *arg)
+static void schema_checked(int status, const char *error, int version, void *arg)
 {
     struct intake *in = arg;
-    int version;
 
-    (void)s;
+    (void)error; /* unreachable: looked at again shortly; /readyz says so meanwhile */
     in->checking = false;
     if (in->closing)
         return;
-    if (status != 0 || PQntuples(res) != 1) {
+    if (status != 0) {
         schema_recheck_start(in);
         return;
     }
-    version = (int)strtol(PQgetvalue(res, 0, 0), NULL, 10);
     if (version >= migrate_latest_version()) {
         if (in->schema != SCHEMA_CURRENT)
             log_info("schema_current", "database schema is at version %d", version);
@@ -139,7 +136,7 @@ static void on_recheck(uv_timer_t *t)
     if (in->checking || in->closing)
         return;
     in->checking = true;
-    db_query(in->db, migrate_sql_version, 0, NULL, NULL, schema_checked, in);
+    store_schema_version(in->st, schema_checked, in);
 }
 
 static void schema_recheck_start(struct intake *in)
@@ -150,51 +147,42 @@ static void schema_recheck_start(struct intake *in)
 
 /* ---- health and readiness ----------------------------------------------------------------- */
 
-static void ready_checked(struct db_session *s, PGresult *res, int status, void *arg)
+static void ready_checked(int status, const char *error, int version, void *arg)
 {
     struct httpd_request *req = arg;
     char body[160];
-    int version;
 
-    (void)s;
-    if (status != 0 || PQntuples(res) != 1) {
+    (void)error;
+    if (status != 0) {
         respond_unavailable(req, "database unreachable");
         return;
     }
-    version = (int)strtol(PQgetvalue(res, 0, 0), NULL, 10);
     if (version < migrate_latest_version()) {
-        snprintf(body, sizeof(body),
-                 "database schema is at version %d, this voidrecon needs %d: run voidrecon "
-                 "migrate",
-                 version, migrate_latest_version());
+        (void)snprintf(body, sizeof(body),
+                       "database schema is at version %d, this voidrecon needs %d: run voidrecon "
+                       "migrate",
+                       version, migrate_latest_version());
         respond_unavailable(req, body);
         return;
     }
-    snprintf(body, sizeof(body), "{\"status\":\"ready\",\"schema_version\":%d}", version);
+    (void)snprintf(body, sizeof(body), "{\"status\":\"ready\",\"schema_version\":%d}", version);
     respond_json(req, 200, body);
 }
 
 /* ---- metrics ------------------------------------------------------------------------------ */
 
-/* Partial indexes keep these counts cheap (void_cases_open_idx, void_cases_followup_idx,
- * alerts_due_idx). */
-static const char sql_gauges[] =
-    "SELECT (SELECT count(*) FROM voidrecon.void_cases WHERE is_open),"
-    "       (SELECT count(*) FROM voidrecon.void_cases WHERE needs_followup),"
-    "       (SELECT count(*) FROM voidrecon.alerts WHERE delivered_at IS NULL)";
-
-static void gauges_read(struct db_session *s, PGresult *res, int status, void *arg)
+static void gauges_read(int status, const char *error, const struct store_gauges *sg, void *arg)
 {
     struct httpd_request *req = arg;
     struct metrics_gauges g = {0};
     char *text;
 
-    (void)s;
-    if (status == 0 && PQntuples(res) == 1) {
+    (void)error; /* voidrecon_database_up 0 says it */
+    if (status == 0) {
         g.db_up = g.have_counts = true;
-        g.open_cases = strtoll(PQgetvalue(res, 0, 0), NULL, 10);
-        g.followup_cases = strtoll(PQgetvalue(res, 0, 1), NULL, 10);
-        g.alert_backlog = strtoll(PQgetvalue(res, 0, 2), NULL, 10);
+        g.open_cases = sg->open_cases;
+        g.followup_cases = sg->followup_cases;
+        g.alert_backlog = sg->alert_backlog;
     }
     text = metrics_render(&g);
     httpd_respond(req, 200, "text/plain; version=0.0.4; charset=utf-8", NULL, text, strlen(text));
@@ -235,9 +223,12 @@ static void webhook_stored(int status, const struct store_result *res, void *arg
     struct provider_reply r;
 
     metrics_webhook(w->d.provider, status == 0 ? res->outcome : "failed");
+    if (status == 0 && w->ev.kind == PROVIDER_EVENT_VOID)
+        metrics_transition("webhook", res->outcome);
     if (status != 0) {
-        log_warn("webhook_not_stored", "provider=%s type=%s peer=%s: %s", w->d.provider,
-                 w->d.event_type ? w->d.event_type : "-", w->d.remote_addr, vr_strerror(status));
+        log_at(status == VR_EUNAVAIL ? LOG_WARN : LOG_ERROR, "webhook_not_stored",
+               "provider=%s type=%s peer=%s: %s", w->d.provider,
+               w->d.event_type ? w->d.event_type : "-", w->d.remote_addr, res->error);
         answer_failure(w->req, w->route,
                        status == VR_EUNAVAIL ? PROVIDER_UNAVAILABLE : PROVIDER_INTERNAL,
                        status == VR_EUNAVAIL ? "database unavailable; retry later"
@@ -272,7 +263,7 @@ static void rejected_stored(int status, const struct store_result *res, void *ar
              w->d.remote_addr, status == 0 ? res->delivery_id : 0, w->error);
     if (status != 0)
         log_warn("webhook_rejected_not_stored", "provider=%s peer=%s: %s", w->d.provider,
-                 w->d.remote_addr, vr_strerror(status));
+                 w->d.remote_addr, res->error);
     answer_failure(w->req, w->route, w->failure, w->error);
     webhook_free(w);
 }
@@ -440,7 +431,7 @@ void intake_handle(struct httpd_request *req, void *arg)
             httpd_respond_error(req, 405, "method_not_allowed", "use GET", "Allow: GET, HEAD\r\n");
             return;
         }
-        db_query(in->db, sql_gauges, 0, NULL, NULL, gauges_read, req);
+        store_read_gauges(in->st, gauges_read, req);
         return;
     }
     if (strcmp(path, "/healthz") == 0 || strcmp(path, "/readyz") == 0) {
@@ -451,7 +442,7 @@ void intake_handle(struct httpd_request *req, void *arg)
         if (path[1] == 'h')
             respond_json(req, 200, "{\"status\":\"ok\"}");
         else
-            db_query(in->db, migrate_sql_version, 0, NULL, NULL, ready_checked, req);
+            store_schema_version(in->st, ready_checked, req);
         return;
     }
     not_found(req);
@@ -459,13 +450,11 @@ void intake_handle(struct httpd_request *req, void *arg)
 
 /* ---- lifecycle ---------------------------------------------------------------------------- */
 
-struct intake *intake_new(uv_loop_t *loop, struct db *db, struct store *st,
-                          const struct intake_config *cfg)
+struct intake *intake_new(uv_loop_t *loop, struct store *st, const struct intake_config *cfg)
 {
     struct intake *in = xcalloc(1, sizeof(*in));
 
     in->loop = loop;
-    in->db = db;
     in->st = st;
     in->nroutes = cfg->nproviders;
     in->routes = xcalloc(cfg->nproviders + 1, sizeof(*in->routes));

@@ -6,7 +6,6 @@
 #include <string.h>
 
 #include <curl/curl.h>
-#include <libpq-fe.h>
 #include <uv.h>
 
 #include "acl.h"
@@ -15,7 +14,6 @@
 #include "cli.h"
 #include "common.h"
 #include "config.h"
-#include "db.h"
 #include "httpc.h"
 #include "httpd.h"
 #include "intake.h"
@@ -23,12 +21,9 @@
 #include "metrics.h"
 #include "migrate.h"
 #include "notifier.h"
-#include "ops.h"
 #include "poller.h"
 #include "provider.h"
 #include "store.h"
-
-#define CONNECT_TIMEOUT_S "5"
 
 static const char usage_text[] =
     "usage: voidrecon COMMAND [--setting=VALUE ...]\n"
@@ -92,7 +87,6 @@ struct app {
     uv_loop_t loop;
     struct config cfg;
     struct acl *acls[3]; /* per provider, as cfg.providers */
-    struct db *db;
     struct store *st;
     struct intake *in;
     struct httpd *http;
@@ -164,37 +158,6 @@ bad:
     return 2;
 }
 
-/* Server notices (e.g. "schema already exists, skipping") would break the JSON log stream. */
-static void notice_to_log(void *arg, const char *msg)
-{
-    char line[256];
-
-    (void)arg;
-    snprintf(line, sizeof(line), "%s", msg);
-    line[strcspn(line, "\n")] = '\0';
-    log_debug("db_notice", "%s", line);
-}
-
-/* A blocking connection for start-up work, before the loop runs. NULL when it failed (logged
- * without the connection string). */
-static PGconn *connect_blocking(const struct config *cfg)
-{
-    const char *keys[] = {"dbname", "connect_timeout", "application_name", NULL};
-    const char *values[] = {cfg->database_url, CONNECT_TIMEOUT_S, "voidrecon", NULL};
-    PGconn *conn = PQconnectdbParams(keys, values, 1);
-    char line[256];
-
-    if (conn != NULL && PQstatus(conn) == CONNECTION_OK) {
-        PQsetNoticeProcessor(conn, notice_to_log, NULL);
-        return conn;
-    }
-    snprintf(line, sizeof(line), "%s", conn ? PQerrorMessage(conn) : "out of memory");
-    line[strcspn(line, "\n")] = '\0';
-    log_error("db_connect_failed", "cannot connect to the database: %s", line);
-    PQfinish(conn);
-    return NULL;
-}
-
 /* ---- migrate ------------------------------------------------------------------------------ */
 
 static int cmd_migrate(int argc, char **argv)
@@ -202,7 +165,6 @@ static int cmd_migrate(int argc, char **argv)
     struct config cfg;
     char err[1024];
     int applied = 0, version = 0, rc = 1;
-    PGconn *conn = NULL;
 
     if (wants_help(argc, argv)) {
         fputs(migrate_help, stdout);
@@ -213,21 +175,13 @@ static int cmd_migrate(int argc, char **argv)
         config_cleanup(&cfg);
         return 2;
     }
-    if ((conn = connect_blocking(&cfg)) == NULL)
-        goto out;
-    if (migrate_apply(conn, &applied, err, sizeof(err)) != 0) {
-        err[strcspn(err, "\n")] = '\0';
-        log_error("migrate_failed", "%s", err);
-        goto out;
-    }
-    if (migrate_check(conn, &version, err, sizeof(err)) != 0) {
+    if (migrate_run(cfg.database_url, &applied, &version, err, sizeof(err)) != 0) {
         log_error("migrate_failed", "%s", err);
         goto out;
     }
     log_info("migrated", "applied %d migration(s); schema at version %d", applied, version);
     rc = 0;
 out:
-    PQfinish(conn);
     config_cleanup(&cfg);
     return rc;
 }
@@ -241,7 +195,7 @@ static void close_walk_cb(uv_handle_t *h, void *arg)
         uv_close(h, NULL);
 }
 
-static void db_closed(void *arg)
+static void store_closed(void *arg)
 {
     struct app *app = arg;
 
@@ -258,7 +212,7 @@ static void part_stopped(void *arg)
     struct app *app = arg;
 
     if (--app->stops_pending == 0)
-        db_close(app->db, db_closed, app);
+        store_close(app->st, store_closed, app);
 }
 
 static void on_shutdown_timeout(uv_timer_t *t)
@@ -294,35 +248,6 @@ static void on_signal(uv_signal_t *s, int signum)
         httpc_close(app->alert_http, part_stopped, app);
 }
 
-/* Start-up check: refuses a schema that is behind; an unreachable database is only a
- * warning, since the service answers 503 until it comes back. */
-static int check_schema(const struct config *cfg, bool *current)
-{
-    char err[512];
-    int version = 0, r;
-    PGconn *conn = connect_blocking(cfg);
-
-    *current = false;
-    if (conn == NULL) {
-        log_warn("db_unreachable_at_start",
-                 "starting anyway: webhooks get 503 until the database is reachable");
-        return 0;
-    }
-    r = migrate_check(conn, &version, err, sizeof(err));
-    PQfinish(conn);
-    if (r == VR_EBEHIND) {
-        log_error("schema_behind", "%s", err);
-        return 1;
-    }
-    if (r != 0) {
-        err[strcspn(err, "\n")] = '\0';
-        log_warn("schema_check_failed", "%s", err);
-        return 0;
-    }
-    *current = true;
-    return 0;
-}
-
 /* Creates the pool, the store, the endpoints, the listener and the signal handlers on
  * app->loop. Returns 0, or 1 after closing what it made (the loop then runs empty). */
 static int app_start(struct app *app, bool schema_current)
@@ -332,21 +257,19 @@ static int app_start(struct app *app, bool schema_current)
     const char *host = app->cfg.listen_host;
     bool v6 = strchr(host, ':') != NULL;
 
-    if (db_new(&app->db, &app->loop,
-               &(struct db_config){
-                   .conninfo = app->cfg.database_url,
-                   .pool_size = (unsigned)app->cfg.db_pool_size,
-                   .query_timeout_ms = app->cfg.db_timeout_ms,
-                   .acquire_timeout_ms = app->cfg.db_timeout_ms,
-               }) != 0) {
-        log_error("config_invalid", "VOIDRECON_DATABASE_URL: not a valid connection string");
+    if (store_new(&app->st, &app->loop,
+                  &(struct store_config){
+                      .conninfo = app->cfg.database_url,
+                      .pool_size = (unsigned)app->cfg.db_pool_size,
+                      .timeout_ms = app->cfg.db_timeout_ms,
+                      .poll_first_ms = app->cfg.poll_first_ms,
+                      .poll_confirm_ms = app->cfg.poll_confirm_ms,
+                  },
+                  err, sizeof(err)) != 0) {
+        log_error("config_invalid", "VOIDRECON_DATABASE_URL: %s", err);
         return 1;
     }
-    app->st = store_new(app->db, &(struct store_config){
-                                     .poll_first_ms = app->cfg.poll_first_ms,
-                                     .poll_confirm_ms = app->cfg.poll_confirm_ms,
-                                 });
-    app->api = api_new(app->st, app->db, app->cfg.admin_token);
+    app->api = api_new(app->st, app->cfg.admin_token);
     for (size_t i = 0; i < provider_count; i++) {
         const struct config_provider *cp = config_provider_find(&app->cfg, provider_all[i]->name);
 
@@ -361,7 +284,7 @@ static int app_start(struct app *app, bool schema_current)
             .alerts = cp->alerts_on,
         };
     }
-    app->in = intake_new(&app->loop, app->db, app->st,
+    app->in = intake_new(&app->loop, app->st,
                          &(struct intake_config){
                              .providers = routes,
                              .nproviders = provider_count,
@@ -382,7 +305,8 @@ static int app_start(struct app *app, bool schema_current)
                     intake_handle, app->in, err, sizeof(err)) != 0) {
         log_error("listen_failed", "VOIDRECON_LISTEN: %s", err);
         intake_close(app->in);
-        db_close(app->db, NULL, NULL);
+        store_close(app->st, NULL, NULL);
+        app->st = NULL;
         uv_run(&app->loop, UV_RUN_DEFAULT);
         return 1;
     }
@@ -411,7 +335,7 @@ static int app_start(struct app *app, bool schema_current)
         app->alert_http = httpc_new(&app->loop, &(struct httpc_config){
                                                     .timeout_ms = app->cfg.alert_timeout_ms,
                                                 });
-        if (notifier_new(&app->notifier, &app->loop, app->db, app->alert_http,
+        if (notifier_new(&app->notifier, &app->loop, app->st, app->alert_http,
                          &(struct notifier_config){
                              .url = app->cfg.alert_url,
                              .secret = app->cfg.alert_secret,
@@ -474,7 +398,7 @@ static int cmd_serve(int argc, char **argv)
         if (acl_parse(app.cfg.providers[i].allowed_cidrs, &app.acls[i], err, sizeof(err)) != 0)
             abort(); /* config_validate has parsed them already */
     }
-    rc = check_schema(&app.cfg, &schema_current);
+    rc = migrate_check_startup(app.cfg.database_url, &schema_current) == 0 ? 0 : 1;
     if (rc == 0) {
         uv_loop_init(&app.loop);
         rc = app_start(&app, schema_current);
@@ -489,8 +413,6 @@ static int cmd_serve(int argc, char **argv)
         httpc_free(app.alert_http);
         intake_free(app.in);
         api_free(app.api);
-        store_free(app.st);
-        db_free(app.db);
         if (uv_loop_close(&app.loop) != 0) {
             /* A handle left open is a bug; close what remains so the loop can be released. */
             log_error("loop_not_empty", "handles left open at exit");
@@ -576,9 +498,9 @@ static int cmd_opts_parse(int argc, char **argv, struct cmd_opts *o)
             bool status = strncmp(a + 2, "status", n) == 0;
 
             if (*v == '\0' || *end != '\0' || num < (status ? 0 : 1) ||
-                num > (status ? 6 : OPS_MAX_LIMIT)) {
+                num > (status ? 6 : STORE_MAX_LIMIT)) {
                 log_error("usage", "--%.*s: \"%s\" is not a number from %d to %d", (int)n, a + 2, v,
-                          status ? 0 : 1, status ? 6 : OPS_MAX_LIMIT);
+                          status ? 0 : 1, status ? 6 : STORE_MAX_LIMIT);
                 return 2;
             }
             if (status)

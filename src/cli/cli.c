@@ -9,36 +9,36 @@
 #include <uv.h>
 
 #include "atlas.h"
-#include "db.h"
 #include "log.h"
-#include "ops.h"
 #include "store.h"
 
 struct cli {
     uv_loop_t loop;
-    struct db *db;
     struct store *st;
     bool done;
     int status;
     char *json;
+    char error[256];
     struct store_result res;
 };
 
 static int cli_open(struct cli *c, const struct config *cfg)
 {
+    char err[256];
+
     memset(c, 0, sizeof(*c));
     uv_loop_init(&c->loop);
-    if (db_new(&c->db, &c->loop,
-               &(struct db_config){.conninfo = cfg->database_url,
-                                   .pool_size = 1,
-                                   .query_timeout_ms = cfg->db_timeout_ms,
-                                   .acquire_timeout_ms = cfg->db_timeout_ms}) != 0) {
-        log_error("config_invalid", "VOIDRECON_DATABASE_URL: not a valid connection string");
-        uv_loop_close(&c->loop);
+    if (store_new(&c->st, &c->loop,
+                  &(struct store_config){.conninfo = cfg->database_url,
+                                         .pool_size = 1,
+                                         .timeout_ms = cfg->db_timeout_ms,
+                                         .poll_first_ms = cfg->poll_first_ms,
+                                         .poll_confirm_ms = cfg->poll_confirm_ms},
+                  err, sizeof(err)) != 0) {
+        log_error("config_invalid", "VOIDRECON_DATABASE_URL: %s", err);
+        (void)uv_loop_close(&c->loop);
         return 2;
     }
-    c->st = store_new(c->db, &(struct store_config){.poll_first_ms = cfg->poll_first_ms,
-                                                    .poll_confirm_ms = cfg->poll_confirm_ms});
     return 0;
 }
 
@@ -47,21 +47,22 @@ static void cli_finish(struct cli *c)
 {
     while (!c->done && uv_run(&c->loop, UV_RUN_ONCE) != 0)
         ;
-    if (!c->done)
+    if (!c->done) {
         c->status = VR_EUNAVAIL;
-    db_close(c->db, NULL, NULL);
+        (void)snprintf(c->error, sizeof(c->error), "the operation never finished");
+    }
+    store_close(c->st, NULL, NULL);
     uv_run(&c->loop, UV_RUN_DEFAULT);
-    store_free(c->st);
-    db_free(c->db);
-    uv_loop_close(&c->loop);
+    (void)uv_loop_close(&c->loop);
 }
 
-static void json_done(int status, const char *json, void *arg)
+static void json_done(int status, const char *json, const char *error, void *arg)
 {
     struct cli *c = arg;
 
     c->status = status;
     c->json = json != NULL ? xstrdup(json) : NULL;
+    (void)snprintf(c->error, sizeof(c->error), "%s", error);
     c->done = true;
 }
 
@@ -71,8 +72,9 @@ static void applied(int status, const struct store_result *res, void *arg)
 
     c->status = status;
     c->done = true;
-    if (status == 0)
-        c->res = *res;
+    c->res = *res;
+    c->res.error = NULL;
+    (void)snprintf(c->error, sizeof(c->error), "%s", res->error);
 }
 
 /* Says why an operation failed; returns the exit status. */
@@ -89,7 +91,7 @@ static int failed(const struct cli *c, const char *what)
         log_error("invalid_cursor", "%s: --cursor is not one voidrecon gave out", what);
         break;
     default:
-        log_error("failed", "%s: %s", what, vr_strerror(c->status));
+        log_error("failed", "%s: %s", what, c->error);
         break;
     }
     return 1;
@@ -264,13 +266,13 @@ int cli_cases_list(const struct config *cfg, const char *state, unsigned limit, 
     struct cli c;
     int rc;
 
-    if (!ops_case_state_valid(state)) {
+    if (!store_case_state_valid(state)) {
         log_error("usage", "--state: \"%s\" is not open, followup, rejected or all", state);
         return 2;
     }
     if ((rc = cli_open(&c, cfg)) != 0)
         return rc;
-    ops_cases_list(c.db, state, limit, cursor, json_done, &c);
+    store_cases_list(c.st, state, limit, cursor, json_done, &c);
     return run_json(&c, "cases list", json, out, print_cases);
 }
 
@@ -305,7 +307,7 @@ int cli_cases_show(const struct config *cfg, const char *order_no, const char *v
 
     if ((rc = cli_open(&c, cfg)) != 0)
         return rc;
-    ops_case_show(c.db, order_no, void_code, json_done, &c);
+    store_case_show(c.st, order_no, void_code, json_done, &c);
     return run_json(&c, "cases show", json, out, print_show);
 }
 
@@ -333,7 +335,7 @@ int cli_cases_ack(const struct config *cfg, const char *order_no, const char *vo
     }
     if ((rc = cli_open(&c, cfg)) != 0)
         return rc;
-    ops_case_ack(c.db, order_no, void_code, by, note, json_done, &c);
+    store_case_ack(c.st, order_no, void_code, by, note, json_done, &c);
     return run_json(&c, "cases ack", json, out, print_acked);
 }
 
@@ -354,12 +356,12 @@ int cli_alerts_list(const struct config *cfg, const char *state, unsigned limit,
     struct cli c;
     int rc;
 
-    if (!ops_alert_state_valid(state)) {
+    if (!store_alert_state_valid(state)) {
         log_error("usage", "--state: \"%s\" is not pending, delivered or all", state);
         return 2;
     }
     if ((rc = cli_open(&c, cfg)) != 0)
         return rc;
-    ops_alerts_list(c.db, state, limit, cursor, json_done, &c);
+    store_alerts_list(c.st, state, limit, cursor, json_done, &c);
     return run_json(&c, "alerts list", json, out, print_alerts);
 }

@@ -14,7 +14,7 @@
 
 #include "atlas.h"
 #include "log.h"
-#include "ops.h"
+#include "metrics.h"
 
 #define JSON "application/json"
 
@@ -23,7 +23,6 @@
 
 struct api {
     struct store *st;
-    struct db *db;
     char *token;
 };
 
@@ -39,12 +38,11 @@ struct registration {
     struct store_void_report rep;
 };
 
-struct api *api_new(struct store *st, struct db *db, const char *admin_token)
+struct api *api_new(struct store *st, const char *admin_token)
 {
     struct api *a = xcalloc(1, sizeof(*a));
 
     a->st = st;
-    a->db = db;
     a->token = xstrdup(admin_token ? admin_token : "");
     return a;
 }
@@ -94,11 +92,16 @@ static void registered(int status, const struct store_result *res, void *arg)
     cJSON *obj;
 
     if (status == VR_EUNAVAIL) {
+        log_warn("case_not_registered", "order=%s void=%s: %s", r->ref.order_no,
+                 r->ref.void_code, res->error);
         httpd_respond_error(r->req, 503, "unavailable", "database unavailable; retry later",
                             "Retry-After: 5\r\n");
     } else if (status != 0) {
+        log_error("case_not_registered", "order=%s void=%s: %s", r->ref.order_no,
+                  r->ref.void_code, res->error);
         httpd_respond_error(r->req, 500, "internal", "the case could not be registered", NULL);
     } else {
+        metrics_transition("api", res->outcome);
         log_info("case_registered", "order=%s void=%s outcome=%s status=%d", r->ref.order_no,
                  r->ref.void_code, res->outcome, res->to_status);
         obj = cJSON_CreateObject();
@@ -148,7 +151,7 @@ static void query_free(struct query *q)
     free(q);
 }
 
-static void queried(int status, const char *json, void *arg)
+static void queried(int status, const char *json, const char *error, void *arg)
 {
     struct query *q = arg;
 
@@ -168,10 +171,12 @@ static void queried(int status, const char *json, void *arg)
                             NULL);
         break;
     case VR_EUNAVAIL:
+        log_warn("api_unavailable", "%s", error);
         httpd_respond_error(q->req, 503, "unavailable", "database unavailable; retry later",
                             "Retry-After: 5\r\n");
         break;
     default:
+        log_error("api_failed", "%s", error);
         httpd_respond_error(q->req, 500, "internal", "the query failed", NULL);
         break;
     }
@@ -205,7 +210,7 @@ static char *query_param(const char *query, const char *name, bool *bad)
     return NULL;
 }
 
-/* limit=N (1..OPS_MAX_LIMIT) and cursor=...; answers 400 itself and returns -1 when bad. */
+/* limit=N (1..STORE_MAX_LIMIT) and cursor=...; answers 400 itself and returns -1 when bad. */
 static int paging(struct httpd_request *req, unsigned *limit, char **cursor)
 {
     bool bad = false;
@@ -217,7 +222,7 @@ static int paging(struct httpd_request *req, unsigned *limit, char **cursor)
     *cursor = query_param(httpd_request_query(req), "cursor", &bad);
     if (lim != NULL) {
         n = strtol(lim, &end, 10);
-        bad = bad || *lim == '\0' || *end != '\0' || n < 1 || n > OPS_MAX_LIMIT;
+        bad = bad || *lim == '\0' || *end != '\0' || n < 1 || n > STORE_MAX_LIMIT;
         *limit = (unsigned)n;
     }
     free(lim);
@@ -252,8 +257,8 @@ static void list(struct api *a, struct httpd_request *req, const char *what)
 
     if (state == NULL)
         state = xstrdup(def);
-    if (bad || (strcmp(what, "cases") == 0 && !ops_case_state_valid(state)) ||
-        (strcmp(what, "alerts") == 0 && !ops_alert_state_valid(state))) {
+    if (bad || (strcmp(what, "cases") == 0 && !store_case_state_valid(state)) ||
+        (strcmp(what, "alerts") == 0 && !store_alert_state_valid(state))) {
         httpd_respond_error(req, 400, "invalid_query",
                             strcmp(what, "cases") == 0
                                 ? "state must be open, followup, rejected or all"
@@ -270,11 +275,11 @@ static void list(struct api *a, struct httpd_request *req, const char *what)
     q->a = state;
     q->b = cursor;
     if (strcmp(what, "cases") == 0)
-        ops_cases_list(a->db, q->a, limit, q->b, queried, q);
+        store_cases_list(a->st, q->a, limit, q->b, queried, q);
     else if (strcmp(what, "alerts") == 0)
-        ops_alerts_list(a->db, q->a, limit, q->b, queried, q);
+        store_alerts_list(a->st, q->a, limit, q->b, queried, q);
     else
-        ops_cancellations_list(a->db, limit, q->b, queried, q);
+        store_cancellations_list(a->st, limit, q->b, queried, q);
 }
 
 /* {"by": "name", "note": "text"?} */
@@ -312,7 +317,7 @@ static void acknowledge(struct api *a, struct httpd_request *req, char *order, c
     q->d = cJSON_IsString(note) ? xstrdup(note->valuestring) : NULL;
     cJSON_Delete(root);
     log_info("followup_ack", "order=%s void=%s by=%s", q->a, q->b, q->c);
-    ops_case_ack(a->db, q->a, q->b, q->c, q->d, queried, q);
+    store_case_ack(a->st, q->a, q->b, q->c, q->d, queried, q);
 }
 
 /* Decodes one path segment; NULL when empty, too long or not text. */
@@ -370,7 +375,7 @@ static void one_case(struct api *a, struct httpd_request *req, const char *rest)
     struct query *q = query_new(req);
     q->a = order;
     q->b = code;
-    ops_case_show(a->db, q->a, q->b, queried, q);
+    store_case_show(a->st, q->a, q->b, queried, q);
 }
 
 void api_handle(struct api *a, struct httpd_request *req)

@@ -19,32 +19,6 @@
 #define DEFAULT_LEASE_MS     60000
 #define DEFAULT_CONCURRENCY  4
 
-static const char sql_lease[] =
-    "WITH due AS ("
-    "  SELECT id FROM voidrecon.alerts"
-    "   WHERE delivered_at IS NULL AND next_attempt_at <= now()"
-    "     AND (lease_until IS NULL OR lease_until < now())"
-    "   ORDER BY next_attempt_at, id LIMIT $1::int FOR UPDATE SKIP LOCKED"
-    ")"
-    "UPDATE voidrecon.alerts AS a"
-    "   SET lease_token = nextval('voidrecon.alert_lease_seq'),"
-    "       lease_until = now() + $2::bigint * interval '1 millisecond',"
-    "       attempts = a.attempts + 1, last_attempt_at = now()"
-    "  FROM due WHERE a.id = due.id"
-    " RETURNING a.id, a.kind, a.order_no, a.void_code, a.payload::text,"
-    "           to_char(a.created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"'),"
-    "           a.lease_token, a.attempts";
-
-static const char sql_delivered[] =
-    "UPDATE voidrecon.alerts SET delivered_at = now(), last_error = NULL, lease_token = NULL,"
-    "       lease_until = NULL"
-    " WHERE id = $1::bigint AND lease_token = $2::bigint";
-
-static const char sql_failed[] =
-    "UPDATE voidrecon.alerts SET last_error = $3::text, lease_token = NULL, lease_until = NULL,"
-    "       next_attempt_at = now() + $4::bigint * interval '1 millisecond'"
-    " WHERE id = $1::bigint AND lease_token = $2::bigint";
-
 struct delivery {
     struct notifier *n;
     int64_t id;
@@ -56,7 +30,7 @@ struct delivery {
 
 struct notifier {
     uv_loop_t *loop;
-    struct db *db;
+    struct store *st;
     struct httpc *http;
     struct notifier_config cfg;
     char *url;
@@ -83,15 +57,13 @@ static void delivery_done(struct delivery *d)
     notifier_maybe_done(n);
 }
 
-static void recorded(struct db_session *s, PGresult *res, int status, void *arg)
+static void recorded(int status, const char *error, int64_t count, void *arg)
 {
     struct delivery *d = arg;
 
-    (void)s;
     if (status != 0)
-        log_warn("alert_not_recorded", "alert=%" PRId64 ": %s%s%s", d->id, vr_strerror(status),
-                 res ? ": " : "", res ? PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY) : "");
-    else if (strcmp(PQcmdTuples(res), "0") == 0)
+        log_warn("alert_not_recorded", "alert=%" PRId64 ": %s", d->id, error);
+    else if (count == 0)
         log_warn("alert_lease_lost", "alert=%" PRId64 ": another process took it over", d->id);
     delivery_done(d);
 }
@@ -100,22 +72,17 @@ static void answered(const struct httpc_response *r, void *arg)
 {
     struct delivery *d = arg;
     struct notifier *n = d->n;
-    char id[24], lease[24], delay[24];
     uint64_t wait;
 
     if (r->status == VR_ECLOSED) {
         delivery_done(d); /* stopping: the lease expires and the alert goes out again */
         return;
     }
-    snprintf(id, sizeof(id), "%" PRId64, d->id);
-    snprintf(lease, sizeof(lease), "%" PRId64, d->lease_token);
     if (r->status == 0 && r->http_status >= 200 && r->http_status < 300) {
-        const char *params[2] = {id, lease};
-
         metrics_alert_delivery(true);
         log_info("alert_delivered", "alert=%" PRId64 " kind=%s attempt=%d status=%ld", d->id,
                  d->kind, d->attempts, r->http_status);
-        db_query(n->db, sql_delivered, 2, params, NULL, recorded, d);
+        store_alert_delivered(n->st, d->id, d->lease_token, recorded, d);
         return;
     }
     if (r->status != 0)
@@ -126,43 +93,34 @@ static void answered(const struct httpc_response *r, void *arg)
     wait = vr_backoff(n->cfg.retry_ms, d->attempts - 1, n->cfg.retry_max_ms, &n->rng);
     if (r->retry_after_s > 0 && (uint64_t)r->retry_after_s * 1000 > wait)
         wait = (uint64_t)r->retry_after_s * 1000;
-    snprintf(delay, sizeof(delay), "%" PRIu64, wait);
-    log_warn("alert_delivery_failed", "alert=%" PRId64 " kind=%s attempt=%d: %s; retry in %s ms",
-             d->id, d->kind, d->attempts, d->error, delay);
-    const char *params[4] = {id, lease, d->error, delay};
-    db_query(n->db, sql_failed, 4, params, NULL, recorded, d);
+    log_warn("alert_delivery_failed",
+             "alert=%" PRId64 " kind=%s attempt=%d: %s; retry in %" PRIu64 " ms", d->id, d->kind,
+             d->attempts, d->error, wait);
+    store_alert_failed(n->st, d->id, d->lease_token, d->error, wait, recorded, d);
 }
 
-static void deliver(struct notifier *n, PGresult *res, int row)
+static void deliver(struct notifier *n, const struct store_alert_lease *l)
 {
     struct delivery *d = xcalloc(1, sizeof(*d));
-    struct alert a = {
-        .id = strtoll(PQgetvalue(res, row, 0), NULL, 10),
-        .kind = PQgetvalue(res, row, 1),
-        .order_no = PQgetisnull(res, row, 2) ? NULL : PQgetvalue(res, row, 2),
-        .void_code = PQgetisnull(res, row, 3) ? NULL : PQgetvalue(res, row, 3),
-        .payload = PQgetvalue(res, row, 4),
-        .created_at = PQgetvalue(res, row, 5),
-    };
     char h_id[48], h_ts[48], h_sig[160], msg_id[24];
     const char *headers[5] = {"Content-Type: application/json", h_id, h_ts, NULL, NULL};
     int64_t ts = (int64_t)time(NULL);
-    char *body = alert_body(&a);
+    char *body = alert_body(&l->alert);
 
     d->n = n;
-    d->id = a.id;
-    d->kind = xstrdup(a.kind);
-    d->lease_token = strtoll(PQgetvalue(res, row, 6), NULL, 10);
-    d->attempts = (int)strtol(PQgetvalue(res, row, 7), NULL, 10);
+    d->id = l->alert.id;
+    d->kind = xstrdup(l->alert.kind);
+    d->lease_token = l->lease_token;
+    d->attempts = l->attempts;
     /* webhook-id stays the same across attempts: receivers deduplicate on it. */
-    snprintf(msg_id, sizeof(msg_id), "%" PRId64, a.id);
-    snprintf(h_id, sizeof(h_id), "webhook-id: %s", msg_id);
-    snprintf(h_ts, sizeof(h_ts), "webhook-timestamp: %" PRId64, ts);
+    (void)snprintf(msg_id, sizeof(msg_id), "%" PRId64, d->id);
+    (void)snprintf(h_id, sizeof(h_id), "webhook-id: %s", msg_id);
+    (void)snprintf(h_ts, sizeof(h_ts), "webhook-timestamp: %" PRId64, ts);
     if (n->key != NULL) {
         char sig[128];
 
         alert_sign(n->key, n->keylen, msg_id, ts, body, strlen(body), sig, sizeof(sig));
-        snprintf(h_sig, sizeof(h_sig), "webhook-signature: %s", sig);
+        (void)snprintf(h_sig, sizeof(h_sig), "webhook-signature: %s", sig);
         headers[3] = h_sig;
     }
     n->in_flight++;
@@ -170,40 +128,29 @@ static void deliver(struct notifier *n, PGresult *res, int row)
     free(body);
 }
 
-static void leased(struct db_session *s, PGresult *res, int status, void *arg)
+static void leased(int status, const char *error, const struct store_alert_lease *leases,
+                   size_t count, void *arg)
 {
     struct notifier *n = arg;
 
-    (void)s;
     n->leasing = false;
-    if (status != 0) {
-        log_debug("alert_lease_failed", "%s", vr_strerror(status));
-    } else {
-        for (int i = 0; i < PQntuples(res); i++) {
-            if (n->stopping) {
-                break; /* the leases expire; the alerts go out after the restart */
-            }
-            deliver(n, res, i);
-        }
-    }
+    if (status != 0)
+        log_debug("alert_lease_failed", "%s", error);
+    for (size_t i = 0; i < count && !n->stopping; i++)
+        deliver(n, &leases[i]); /* when stopping, the leases expire and the alerts go out later */
     notifier_maybe_done(n);
 }
 
 static void on_tick(uv_timer_t *t)
 {
     struct notifier *n = t->data;
-    char limit[16], lease[24];
-    const char *params[2] = {limit, lease};
-
     if (n->leasing || n->stopping || n->in_flight >= n->cfg.concurrency)
         return;
-    snprintf(limit, sizeof(limit), "%u", n->cfg.concurrency - n->in_flight);
-    snprintf(lease, sizeof(lease), "%" PRIu64, n->cfg.lease_ms);
     n->leasing = true;
-    db_query(n->db, sql_lease, 2, params, NULL, leased, n);
+    store_alerts_lease(n->st, n->cfg.concurrency - n->in_flight, n->cfg.lease_ms, leased, n);
 }
 
-int notifier_new(struct notifier **out, uv_loop_t *loop, struct db *db, struct httpc *http,
+int notifier_new(struct notifier **out, uv_loop_t *loop, struct store *st, struct httpc *http,
                  const struct notifier_config *cfg)
 {
     struct notifier *n = xcalloc(1, sizeof(*n));
@@ -216,7 +163,7 @@ int notifier_new(struct notifier **out, uv_loop_t *loop, struct db *db, struct h
         return VR_EINVAL;
     }
     n->loop = loop;
-    n->db = db;
+    n->st = st;
     n->http = http;
     n->url = xstrdup(cfg->url);
     n->cfg.url = n->cfg.secret = NULL;

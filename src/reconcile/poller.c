@@ -35,6 +35,7 @@ struct poll_job {
     int polls;
     int poll_failures;
     struct atlas_void_order answer;
+    struct store_void_details details;
     struct store_void_report rep;
 };
 
@@ -90,6 +91,8 @@ static void applied(int status, const struct store_result *res, void *arg)
 
     if (status == 0 || status == VR_ESTATE)
         metrics_poll(status == 0 ? "ok" : "lease_lost");
+    if (status == 0)
+        metrics_transition("poll", res->outcome);
     if (status == 0 && strcmp(res->outcome, "duplicate") != 0)
         log_info("poll_applied", "order=%s void=%s status=%d outcome=%s alert=%" PRId64,
                  j->order_no, j->void_code, j->rep.status, res->outcome, res->alert_id);
@@ -97,7 +100,7 @@ static void applied(int status, const struct store_result *res, void *arg)
         log_debug("poll_lease_lost", "order=%s void=%s: answer dropped", j->order_no, j->void_code);
     else if (status != 0)
         log_warn("poll_not_stored", "order=%s void=%s: %s", j->order_no, j->void_code,
-                 vr_strerror(status));
+                 res->error);
     job_done(j);
 }
 
@@ -108,6 +111,9 @@ static void failure_stored(int status, const struct store_result *res, void *arg
     if (status == 0 && res->alert_id != 0)
         log_warn("poll_failing", "order=%s void=%s: %d polls failed in a row; alert %" PRId64,
                  j->order_no, j->void_code, j->poll_failures + 1, res->alert_id);
+    else if (status != 0 && status != VR_ESTATE)
+        log_warn("poll_failure_not_stored", "order=%s void=%s: %s", j->order_no, j->void_code,
+                 res->error);
     job_done(j);
 }
 
@@ -134,6 +140,13 @@ static void answered(const struct atlas_reply *reply, void *arg)
         j->answer.expected_refund_date =
             reply->order.expected_refund_date ? xstrdup(reply->order.expected_refund_date) : NULL;
         j->answer.item_json = xstrdup(reply->order.item_json);
+        j->details = (struct store_void_details){
+            .cancel_reason = j->answer.cancel_reason,
+            .void_method = j->answer.void_method,
+            .expected_confirmation_date = j->answer.expected_confirmation_date,
+            .expected_refund_date = j->answer.expected_refund_date,
+            .raw_json = j->answer.item_json,
+        };
         j->rep = (struct store_void_report){
             .order_no = j->order_no,
             .void_code = j->void_code,
@@ -145,7 +158,7 @@ static void answered(const struct atlas_reply *reply, void *arg)
             /* A first poll at once (first_ms 0) still does not make every later one so. */
             .next_poll_ms = grow(
                 p, p->cfg.first_ms > p->cfg.tick_ms ? p->cfg.first_ms : p->cfg.tick_ms, j->polls),
-            .answer = &j->answer,
+            .details = &j->details,
         };
         store_apply_void(p->st, NULL, &j->rep, applied, j);
         return;
@@ -169,13 +182,14 @@ static void answered(const struct atlas_reply *reply, void *arg)
 
 /* ---- leasing and sweeping ----------------------------------------------------------------- */
 
-static void leased(int status, const struct store_lease *leases, size_t n, void *arg)
+static void leased(int status, const char *error, const struct store_lease *leases, size_t n,
+                   void *arg)
 {
     struct poller *p = arg;
 
     p->leasing = false;
     if (status != 0) {
-        log_debug("poll_lease_failed", "%s", vr_strerror(status));
+        log_debug("poll_lease_failed", "%s", error);
         poller_maybe_done(p);
         return;
     }
@@ -217,12 +231,14 @@ static void send_paused(struct poller *p)
     }
 }
 
-static void swept(int status, int64_t count, void *arg)
+static void swept(int status, const char *error, int64_t count, void *arg)
 {
     struct poller *p = arg;
 
     p->sweeping = false;
-    if (status == 0 && count > 0)
+    if (status != 0)
+        log_debug("stuck_sweep_failed", "%s", error);
+    else if (count > 0)
         log_warn("void_stuck",
                  "%" PRId64 " case(s) open for more than %" PRIu64 " ms flagged stuck", count,
                  p->cfg.stuck_after_ms);

@@ -112,7 +112,6 @@ struct db {
     uint64_t rng;
     int closing;
     int timers_closing;
-    int closed;
     unsigned n_conns_open; /* conn timers not yet closed */
     unsigned n_polls;      /* poll handles not yet closed */
     unsigned n_timers_open;
@@ -808,12 +807,16 @@ static void conn_release_now(struct db_conn *c)
 static void db_timer_close_cb(uv_handle_t *h)
 {
     struct db *db = h->data;
+    void (*done_cb)(void *arg) = db->done_cb;
+    void *done_arg = db->done_arg;
 
-    if (--db->n_timers_open == 0) {
-        db->closed = 1;
-        if (db->done_cb != NULL)
-            db->done_cb(db->done_arg);
-    }
+    if (--db->n_timers_open > 0)
+        return;
+    free(db->conns);
+    free(db->conninfo);
+    free(db);
+    if (done_cb != NULL)
+        done_cb(done_arg);
 }
 
 /* The pool's own timers close last: they deliver the final VR_ECLOSED outcomes. */
@@ -908,16 +911,6 @@ void db_close(struct db *db, void (*done_cb)(void *arg), void *arg)
     }
     log_info("db_closing", "closing the database pool");
     db_maybe_finish_close(db);
-}
-
-void db_free(struct db *db)
-{
-    if (db == NULL)
-        return;
-    assert(db->closed);
-    free(db->conns);
-    free(db->conninfo);
-    free(db);
 }
 
 int db_up(const struct db *db)
@@ -1080,22 +1073,26 @@ void db_query(struct db *db, const char *sql, int nparams, const char *const *pa
 
 /* Failures that a retry may cure become VR_EUNAVAIL: connection loss, timeouts and
  * cancellations, server shutdown, lack of resources, lock and serialization failures. */
-int db_classify(const PGresult *res, int status, const char *what)
+int db_classify(const PGresult *res, int status, const char *what, char *err, size_t errlen)
 {
     const char *state, *msg;
 
-    if (status != VR_EDB)
+    if (status != VR_EDB) {
+        (void)snprintf(err, errlen, "%s: %s", what,
+                       status == VR_ETIMEDOUT  ? "no database connection came free in time"
+                       : status == VR_ECLOSED  ? "the database pool is closing"
+                       : status == VR_EUNAVAIL ? "database unavailable"
+                                               : vr_strerror(status));
         return status == VR_ECLOSED || status == VR_ETIMEDOUT ? VR_EUNAVAIL : status;
+    }
     state = PQresultErrorField(res, PG_DIAG_SQLSTATE);
     msg = PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY);
     if (state == NULL)
         state = "";
+    (void)snprintf(err, errlen, "%s: %s (SQLSTATE %s)", what, msg ? msg : "unknown error", state);
     if (strncmp(state, "08", 2) == 0 || strncmp(state, "57", 2) == 0 ||
         strncmp(state, "53", 2) == 0 || strncmp(state, "40", 2) == 0 ||
-        strcmp(state, "55P03") == 0) {
-        log_warn("db_transient", "%s: %s (%s)", what, msg ? msg : "?", state);
+        strcmp(state, "55P03") == 0)
         return VR_EUNAVAIL;
-    }
-    log_error("db_error", "%s: %s (%s)", what, msg ? msg : "?", state);
     return VR_EDB;
 }

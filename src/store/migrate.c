@@ -1,11 +1,19 @@
-/* Applies the embedded migrations, one transaction each, under an advisory lock. */
+/* Applies the embedded migrations, one transaction each, under an advisory lock; checks the
+ * schema a server is about to use. Both over one short blocking connection, before any loop. */
 #include "migrate.h"
 
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include <libpq-fe.h>
+
 #include "log.h"
+#include "store_int.h"
+
+/* Seconds a start-up connection may take. */
+#define CONNECT_TIMEOUT_S "5"
 
 /* Any constant works as long as nothing else in the database uses it: "voidrecn" in ASCII. */
 #define MIGRATE_LOCK_KEY "8534995104349385326"
@@ -26,18 +34,59 @@ static const char sql_lock[] = "SELECT pg_advisory_lock(" MIGRATE_LOCK_KEY ")";
 static const char sql_unlock[] = "SELECT pg_advisory_unlock(" MIGRATE_LOCK_KEY ")";
 static const char sql_record[] =
     "INSERT INTO voidrecon.schema_migrations (version, name) VALUES ($1, $2)";
-const char migrate_sql_version[] =
-    "SELECT coalesce((SELECT max(version) FROM voidrecon.schema_migrations), 0)";
-static const char sql_has_table[] = "SELECT to_regclass('voidrecon.schema_migrations') IS NOT NULL";
+static const char sql_has_table[] =
+    "SELECT (to_regclass('voidrecon.schema_migrations') IS NOT NULL)::int";
 
+/* The number that starts a file name; the embedding script only takes numbered files. */
 static int version_of(const struct migration *m)
 {
-    return (int)strtol(m->name, NULL, 10);
+    char *end;
+    long v;
+
+    errno = 0;
+    v = strtol(m->name, &end, 10);
+    if (errno != 0 || end == m->name || *end != '_' || v <= 0 || v > 1000000)
+        vr_panic("migration %s: its name does not start with a version number", m->name);
+    return (int)v;
 }
 
 int migrate_latest_version(void)
 {
     return migrate_embedded_count ? version_of(&migrate_embedded[migrate_embedded_count - 1]) : 0;
+}
+
+/* The first line of a libpq message. */
+static void first_line(char *out, size_t cap, const char *what, const char *msg)
+{
+    (void)snprintf(out, cap, "%s: %s", what, msg);
+    out[strcspn(out, "\n")] = '\0';
+}
+
+/* Server notices (e.g. "schema already exists, skipping") would break the JSON log stream. */
+static void notice_to_log(void *arg, const char *msg)
+{
+    char line[256];
+
+    (void)arg;
+    first_line(line, sizeof(line), "notice", msg);
+    log_debug("db_notice", "%s", line);
+}
+
+/* A blocking connection, or NULL with the reason in err (never the connection string). */
+static PGconn *connect_blocking(const char *conninfo, char *err, size_t errlen)
+{
+    const char *keys[] = {"dbname", "connect_timeout", "application_name", NULL};
+    const char *values[] = {conninfo, CONNECT_TIMEOUT_S, "voidrecon", NULL};
+    PGconn *conn = PQconnectdbParams(keys, values, 1);
+
+    if (conn != NULL && PQstatus(conn) == CONNECTION_OK) {
+        PQsetNoticeProcessor(conn, notice_to_log, NULL);
+        return conn;
+    }
+    first_line(err, errlen, "cannot connect to the database",
+               conn ? PQerrorMessage(conn) : "out of memory");
+    PQfinish(conn);
+    return NULL;
 }
 
 /* Runs sql (which may hold several statements) and checks it succeeded. */
@@ -48,45 +97,42 @@ static int run(PGconn *conn, const char *sql, const char *what, char *err, size_
     int r = 0;
 
     if (st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK) {
-        snprintf(err, errlen, "%s: %s", what, PQresultErrorMessage(res));
+        first_line(err, errlen, what, PQresultErrorMessage(res));
         r = VR_EDB;
     }
     PQclear(res);
     return r;
 }
 
+/* The one number of a one-row, one-column answer. */
 static int read_int(PGconn *conn, const char *sql, int *out, char *err, size_t errlen)
 {
     PGresult *res = PQexec(conn, sql);
+    struct store_row row;
     int r = 0;
 
     if (PQresultStatus(res) != PGRES_TUPLES_OK || PQntuples(res) != 1) {
-        snprintf(err, errlen, "reading the schema version: %s", PQresultErrorMessage(res));
+        first_line(err, errlen, "reading the schema version", PQresultErrorMessage(res));
         r = VR_EDB;
     } else {
-        const char *v = PQgetvalue(res, 0, 0);
-        *out = strcmp(v, "t") == 0 ? 1 : strcmp(v, "f") == 0 ? 0 : (int)strtol(v, NULL, 10);
+        store_row_init(&row, res, 0);
+        *out = store_row_int(&row, 0);
+        r = store_row_check(&row, "reading the schema version", err, errlen);
     }
     PQclear(res);
     return r;
 }
 
-int migrate_check(PGconn *conn, int *version, char *err, size_t errlen)
+/* The applied version (0 for a database without voidrecon's schema). */
+static int read_version(PGconn *conn, int *version, char *err, size_t errlen)
 {
     int has_table = 0, r;
 
     *version = 0;
     if ((r = read_int(conn, sql_has_table, &has_table, err, errlen)) != 0)
         return r;
-    if (has_table && (r = read_int(conn, migrate_sql_version, version, err, errlen)) != 0)
-        return r;
-    if (*version < migrate_latest_version()) {
-        snprintf(err, errlen,
-                 "database schema is at version %d, this voidrecon needs %d: run voidrecon "
-                 "migrate",
-                 *version, migrate_latest_version());
-        return VR_EBEHIND;
-    }
+    if (has_table)
+        return read_int(conn, store_sql_schema_version, version, err, errlen);
     return 0;
 }
 
@@ -97,14 +143,14 @@ static int apply_one(PGconn *conn, const struct migration *m, char *err, size_t 
     PGresult *res;
     int r;
 
-    snprintf(version, sizeof(version), "%d", version_of(m));
+    (void)snprintf(version, sizeof(version), "%d", version_of(m));
     if ((r = run(conn, "BEGIN", m->name, err, errlen)) != 0)
         return r;
     if ((r = run(conn, m->sql, m->name, err, errlen)) != 0)
         goto fail;
     res = PQexecParams(conn, sql_record, 2, NULL, params, NULL, NULL, 0);
     if (PQresultStatus(res) != PGRES_COMMAND_OK) {
-        snprintf(err, errlen, "%s: recording it: %s", m->name, PQresultErrorMessage(res));
+        first_line(err, errlen, m->name, PQresultErrorMessage(res));
         PQclear(res);
         r = VR_EDB;
         goto fail;
@@ -116,20 +162,20 @@ fail:
     return r;
 }
 
-int migrate_apply(PGconn *conn, int *applied, char *err, size_t errlen)
+static int apply_pending(PGconn *conn, int *applied, char *err, size_t errlen)
 {
     int version = 0, r;
 
-    *applied = 0;
     if ((r = run(conn, sql_lock, "taking the migration lock", err, errlen)) != 0)
         return r;
     /* Under the lock, so that two concurrent runs do not both apply the same file. */
     if ((r = run(conn, sql_bootstrap, "creating voidrecon.schema_migrations", err, errlen)) != 0)
         goto out;
-    if ((r = read_int(conn, migrate_sql_version, &version, err, errlen)) != 0)
+    if ((r = read_int(conn, store_sql_schema_version, &version, err, errlen)) != 0)
         goto out;
     for (size_t i = 0; i < migrate_embedded_count; i++) {
         const struct migration *m = &migrate_embedded[i];
+
         if (version_of(m) <= version)
             continue;
         if ((r = apply_one(conn, m, err, errlen)) != 0)
@@ -140,4 +186,48 @@ int migrate_apply(PGconn *conn, int *applied, char *err, size_t errlen)
 out:
     PQclear(PQexec(conn, sql_unlock));
     return r;
+}
+
+int migrate_run(const char *conninfo, int *applied, int *version, char *err, size_t errlen)
+{
+    PGconn *conn = connect_blocking(conninfo, err, errlen);
+    int r;
+
+    *applied = *version = 0;
+    if (conn == NULL)
+        return VR_EUNAVAIL;
+    r = apply_pending(conn, applied, err, errlen);
+    if (r == 0)
+        r = read_version(conn, version, err, errlen);
+    PQfinish(conn);
+    return r;
+}
+
+int migrate_check_startup(const char *conninfo, bool *current)
+{
+    char err[512];
+    PGconn *conn = connect_blocking(conninfo, err, sizeof(err));
+    int version = 0, r;
+
+    *current = false;
+    if (conn == NULL) {
+        log_warn("db_unreachable_at_start",
+                 "starting anyway: webhooks get 503 until the database is reachable (%s)", err);
+        return 0;
+    }
+    r = read_version(conn, &version, err, sizeof(err));
+    PQfinish(conn);
+    if (r != 0) {
+        log_warn("schema_check_failed", "%s", err);
+        return 0;
+    }
+    if (version < migrate_latest_version()) {
+        log_error("schema_behind",
+                  "database schema is at version %d, this voidrecon needs %d: run voidrecon "
+                  "migrate",
+                  version, migrate_latest_version());
+        return VR_EBEHIND;
+    }
+    *current = true;
+    return 0;
 }

@@ -76,7 +76,7 @@ static void alert_keys_are_decoded_as_the_libraries_do(void)
 
 static void alert_body_carries_the_payload_and_a_line_of_text(void)
 {
-    struct alert a = {
+    struct alert_row a = {
         .id = 42,
         .kind = "void_rejected",
         .order_no = "TESTA20250512100600259",
@@ -119,7 +119,7 @@ static void alert_text_fits_every_kind(void)
     };
 
     for (size_t i = 0; i < ARRAY_SIZE(cases); i++) {
-        struct alert a = {.id = 1,
+        struct alert_row a = {.id = 1,
                           .kind = cases[i][0],
                           .order_no = "O",
                           .void_code = "V",

@@ -1,4 +1,5 @@
-/* Asynchronous PostgreSQL connection pool on a libuv loop: sessions, queries, reconnects. */
+/* Asynchronous PostgreSQL connection pool on a libuv loop: sessions, queries, reconnects.
+ * Private to the store: nothing outside src/store/ sees libpq. */
 #ifndef VR_DB_H
 #define VR_DB_H
 
@@ -39,17 +40,15 @@ typedef void (*db_result_cb)(struct db_session *s, PGresult *res, int status, vo
 
 /* Creates a pool on loop and starts connecting every connection in the background; returns at
  * once with 0, or VR_EINVAL when conninfo is missing or unparsable. cfg and its strings are
- * copied. Caller ends it with db_close, then db_free after done_cb. Host names in conninfo are
- * resolved by libpq synchronously: use IP addresses (hostaddr) or sockets to never block. */
+ * copied. Caller ends it with db_close. Host names in conninfo are resolved by libpq
+ * synchronously: use IP addresses (hostaddr) or sockets to never block. */
 int db_new(struct db **out, uv_loop_t *loop, const struct db_config *cfg) VR_MUSTCHECK;
 
 /* Fails queued and future acquires with VR_ECLOSED, lets queries in flight finish (their
  * callbacks run), closes each connection once its session is released (queries on a held
- * session now fail with VR_ECLOSED), and calls done_cb(arg) once every handle is closed. */
+ * session now fail with VR_ECLOSED), frees the pool once every handle is closed and then calls
+ * done_cb(arg) (NULL: none). */
 void db_close(struct db *db, void (*done_cb)(void *arg), void *arg);
-
-/* Frees a pool whose db_close has completed. Accepts NULL. */
-void db_free(struct db *db);
 
 /* 1 when at least one connection is established, else 0. */
 int db_up(const struct db *db);
@@ -77,8 +76,9 @@ void db_query(struct db *db, const char *sql, int nparams, const char *const *pa
 
 /* Sorts a failed query's status for the caller's answer: VR_EUNAVAIL when a retry may cure it
  * (connection lost or closed, timeouts and cancellations, server shutdown, lack of resources,
- * lock and serialization failures), VR_EDB otherwise; other statuses pass through. Logs the
- * server's message (what names the operation) at warn or error: callers need not. */
-int db_classify(const PGresult *res, int status, const char *what);
+ * lock and serialization failures), VR_EDB otherwise; other statuses pass through. Writes one
+ * line into err: what (the operation), then the server's message and SQLSTATE, or why no
+ * connection could be had. Logs nothing: the caller decides. */
+int db_classify(const PGresult *res, int status, const char *what, char *err, size_t errlen);
 
 #endif

@@ -1,12 +1,11 @@
-/* Listings, one case, acknowledgements: one statement each, answered as JSON by PostgreSQL. */
-#include "ops.h"
-
-#include <stdbool.h>
+/* What people and their tools ask for: listings, one case, acknowledgements. One statement
+ * each, answered as one JSON document that PostgreSQL builds; the API sends it as it is and the
+ * CLI prints it as a table. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "log.h"
+#include "store_int.h"
 
 /* The fields of a case as the API and the CLI show them; r is the row's alias. */
 #define CASE_JSON(r)                                                                               \
@@ -123,20 +122,20 @@ static const char sql_cancellations_list[] =
     "  'next_cursor', CASE WHEN count(*) = $1::int THEN min(id)::text END)::text"
     "  FROM page";
 
-struct ops_op {
-    ops_cb cb;
+struct json_op {
+    store_json_cb cb;
     void *arg;
     const char *what;
     bool ack;
 };
 
-int ops_case_state_valid(const char *state)
+bool store_case_state_valid(const char *state)
 {
     return strcmp(state, "open") == 0 || strcmp(state, "followup") == 0 ||
            strcmp(state, "rejected") == 0 || strcmp(state, "all") == 0;
 }
 
-int ops_alert_state_valid(const char *state)
+bool store_alert_state_valid(const char *state)
 {
     return strcmp(state, "pending") == 0 || strcmp(state, "delivered") == 0 ||
            strcmp(state, "all") == 0;
@@ -144,83 +143,91 @@ int ops_alert_state_valid(const char *state)
 
 static void answered(struct db_session *s, PGresult *res, int status, void *arg)
 {
-    struct ops_op *op = arg;
-    const char *state;
+    struct json_op *op = arg;
+    char err[STORE_ERROR_BYTES] = "";
+    const char *json = NULL, *state;
+    struct store_row row;
 
     (void)s;
+    store_row_init(&row, res, 0);
     if (status == VR_EDB && (state = PQresultErrorField(res, PG_DIAG_SQLSTATE)) != NULL &&
         strncmp(state, "22", 2) == 0) {
-        op->cb(VR_EINVAL, NULL, op->arg); /* a cursor that does not decode */
+        /* A cursor that does not decode is the only data error these statements can meet. */
+        (void)snprintf(err, sizeof(err), "%s: a cursor voidrecon did not give out", op->what);
+        status = VR_EINVAL;
     } else if (status != 0) {
-        op->cb(db_classify(res, status, op->what), NULL, op->arg);
-    } else if (PQntuples(res) == 0) {
-        op->cb(VR_ENOENT, NULL, op->arg);
-    } else if (PQgetisnull(res, 0, 0)) {
-        /* Only an acknowledgement answers NULL: the case exists without a follow-up, or not. */
-        op->cb(op->ack && PQgetvalue(res, 0, 1)[0] == 't' ? VR_ESTATE : VR_ENOENT, NULL, op->arg);
+        status = db_classify(res, status, op->what, err, sizeof(err));
+    } else if (PQntuples(res) == 0 || store_row_null(&row, 0)) {
+        /* Only an acknowledgement answers NULL for a case that exists: it has no follow-up. */
+        status = op->ack && PQntuples(res) > 0 && store_row_bool(&row, 1) ? VR_ESTATE : VR_ENOENT;
+        (void)snprintf(err, sizeof(err), "%s: %s", op->what,
+                       status == VR_ESTATE ? "the case has no follow-up waiting to be acknowledged"
+                                           : "no such void case");
     } else {
-        op->cb(0, PQgetvalue(res, 0, 0), op->arg);
+        json = store_row_text(&row, 0);
     }
+    op->cb(status, json, err, op->arg);
     free(op);
 }
 
-static void run(struct db *db, const char *sql, int n, const char *const *params, const char *what,
-                bool ack, ops_cb cb, void *arg)
+static void run(struct store *st, const char *sql, int n, const char *const *params,
+                const char *what, bool ack, store_json_cb cb, void *arg)
 {
-    struct ops_op *op = xcalloc(1, sizeof(*op));
+    struct json_op *op = xcalloc(1, sizeof(*op));
 
     op->cb = cb;
     op->arg = arg;
     op->what = what;
     op->ack = ack;
-    db_query(db, sql, n, params, NULL, answered, op);
+    db_query(st->db, sql, n, params, NULL, answered, op);
 }
 
-static unsigned clamp(unsigned limit)
+static const char *limit_text(unsigned limit, char *out, size_t cap)
 {
-    return limit == 0 ? OPS_DEFAULT_LIMIT : limit > OPS_MAX_LIMIT ? OPS_MAX_LIMIT : limit;
+    if (limit == 0)
+        limit = STORE_DEFAULT_LIMIT;
+    return store_u64_text(limit > STORE_MAX_LIMIT ? STORE_MAX_LIMIT : limit, out, cap);
 }
 
-void ops_cases_list(struct db *db, const char *state, unsigned limit, const char *cursor, ops_cb cb,
-                    void *arg)
+void store_cases_list(struct store *st, const char *state, unsigned limit, const char *cursor,
+                      store_json_cb cb, void *arg)
 {
-    char lim[16];
-    const char *params[3] = {state, lim, cursor};
+    char lim[24];
+    const char *params[3] = {state, limit_text(limit, lim, sizeof(lim)), cursor};
 
-    snprintf(lim, sizeof(lim), "%u", clamp(limit));
-    run(db, sql_cases_list, 3, params, "listing cases", false, cb, arg);
+    run(st, sql_cases_list, 3, params, "listing cases", false, cb, arg);
 }
 
-void ops_case_show(struct db *db, const char *order_no, const char *void_code, ops_cb cb, void *arg)
+void store_case_show(struct store *st, const char *order_no, const char *void_code,
+                     store_json_cb cb, void *arg)
 {
     const char *params[2] = {order_no, void_code};
 
-    run(db, sql_case_show, 2, params, "showing a case", false, cb, arg);
+    run(st, sql_case_show, 2, params, "showing a case", false, cb, arg);
 }
 
-void ops_case_ack(struct db *db, const char *order_no, const char *void_code, const char *by,
-                  const char *note, ops_cb cb, void *arg)
+void store_case_ack(struct store *st, const char *order_no, const char *void_code, const char *by,
+                    const char *note, store_json_cb cb, void *arg)
 {
     const char *params[4] = {order_no, void_code, by, note};
 
-    run(db, sql_case_ack, 4, params, "acknowledging a follow-up", true, cb, arg);
+    run(st, sql_case_ack, 4, params, "acknowledging a follow-up", true, cb, arg);
 }
 
-void ops_alerts_list(struct db *db, const char *state, unsigned limit, const char *cursor,
-                     ops_cb cb, void *arg)
+void store_alerts_list(struct store *st, const char *state, unsigned limit, const char *cursor,
+                       store_json_cb cb, void *arg)
 {
-    char lim[16];
-    const char *params[3] = {state, lim, cursor};
+    char lim[24];
+    const char *params[3] = {state, limit_text(limit, lim, sizeof(lim)), cursor};
 
-    snprintf(lim, sizeof(lim), "%u", clamp(limit));
-    run(db, sql_alerts_list, 3, params, "listing alerts", false, cb, arg);
+    run(st, sql_alerts_list, 3, params, "listing alerts", false, cb, arg);
 }
 
-void ops_cancellations_list(struct db *db, unsigned limit, const char *cursor, ops_cb cb, void *arg)
+void store_cancellations_list(struct store *st, unsigned limit, const char *cursor,
+                              store_json_cb cb, void *arg)
 {
-    char lim[16];
-    const char *params[2] = {lim, cursor};
+    char lim[24];
+    const char *params[2] = {limit_text(limit, lim, sizeof(lim)), cursor};
 
-    snprintf(lim, sizeof(lim), "%u", clamp(limit));
-    run(db, sql_cancellations_list, 2, params, "listing order cancellations", false, cb, arg);
+    run(st, sql_cancellations_list, 2, params, "listing order cancellations", false, cb, arg);
 }

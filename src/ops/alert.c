@@ -1,6 +1,7 @@
 /* Alert bodies and Standard Webhooks signatures. */
 #include "alert.h"
 
+#include <ctype.h>
 #include <inttypes.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -21,7 +22,7 @@ static const char *str(const cJSON *obj, const char *name, const char *fallback)
 }
 
 /* One line per kind: what happened, to what, and what it says. */
-static void text_of(const struct alert *a, const cJSON *p, char *out, size_t cap)
+static void text_of(const struct alert_row *a, const cJSON *p, char *out, size_t cap)
 {
     const char *order = a->order_no ? a->order_no : "?";
     const char *code = a->void_code ? a->void_code : "?";
@@ -51,7 +52,7 @@ static void text_of(const struct alert *a, const cJSON *p, char *out, size_t cap
         snprintf(out, cap, "[voidrecon] %s: order %s, void %s", a->kind, order, code);
 }
 
-char *alert_body(const struct alert *a)
+char *alert_body(const struct alert_row *a)
 {
     cJSON *payload = cJSON_Parse(a->payload ? a->payload : "{}");
     cJSON *body = cJSON_CreateObject();
@@ -86,6 +87,16 @@ char *alert_body(const struct alert *a)
     return s;
 }
 
+/* Standard base64 characters only: EVP_DecodeBlock alone would skip blanks around them. */
+static bool is_base64(const char *s)
+{
+    for (; *s != '\0'; s++) {
+        if (!isalnum((unsigned char)*s) && *s != '+' && *s != '/' && *s != '=')
+            return false;
+    }
+    return true;
+}
+
 int alert_key_parse(const char *secret, unsigned char **key, size_t *len)
 {
     size_t n, padded, pad = 0;
@@ -102,8 +113,7 @@ int alert_key_parse(const char *secret, unsigned char **key, size_t *len)
     }
     secret += sizeof(WHSEC_PREFIX) - 1;
     n = strlen(secret);
-    if (n == 0 ||
-        strspn(secret, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/=") != n)
+    if (n == 0 || !is_base64(secret))
         return VR_EINVAL;
     /* The reference libraries accept unpadded secrets: pad to a multiple of four. */
     padded = (n + 3) / 4 * 4;

@@ -1,0 +1,105 @@
+/* Webhooks that touch no void case: plain deliveries (ignored or rejected) and order
+ * cancellations, one statement each. */
+#include <string.h>
+
+#include "store_int.h"
+
+static const char sql_delivery[] =
+    "INSERT INTO voidrecon.deliveries (provider, event_type, remote_addr, body, outcome, reason)"
+    " VALUES ($1::text, $2::text, $3::text, $4::bytea, $5::text, $6::text) RETURNING id";
+
+/* The cancellation and its delivery point at each other's rows, so the delivery id is drawn
+ * first; a repeat of a known order inserts nothing but the delivery, as a duplicate. */
+static const char sql_cancellation[] =
+    "WITH n AS ("
+    "  SELECT nextval(pg_get_serial_sequence('voidrecon.deliveries', 'id')) AS id"
+    "), oc AS ("
+    "  INSERT INTO voidrecon.order_cancellations (provider, order_ref, error_code, error_message,"
+    "                                             order_status, delivery_id, details, verified)"
+    "  SELECT $1::text, $5::text, $6::text, $7::text, $8::text, n.id, $10::jsonb, $11::boolean"
+    "    FROM n"
+    "  ON CONFLICT (provider, order_ref) DO NOTHING"
+    "  RETURNING id"
+    "), d AS ("
+    "  INSERT INTO voidrecon.deliveries (id, provider, event_type, remote_addr, body, outcome)"
+    "  SELECT n.id, $1::text, $2::text, $3::text, $4::bytea,"
+    "         CASE WHEN EXISTS (SELECT 1 FROM oc) THEN 'applied' ELSE 'duplicate' END"
+    "    FROM n"
+    "  RETURNING id, outcome"
+    "), a AS ("
+    "  INSERT INTO voidrecon.alerts (kind, order_no, payload)"
+    "  SELECT 'order_cancelled', $5::text, jsonb_build_object("
+    "             'kind', 'order_cancelled', 'provider', $1::text, 'order_no', $5::text,"
+    "             'error_code', $6::text, 'error_message', $7::text, 'order_status', $8::text,"
+    "             'details', $10::jsonb, 'verified', $11::boolean, 'raised_at', now())"
+    "    FROM oc WHERE $9::boolean"
+    "  RETURNING id"
+    ")"
+    "SELECT d.id, d.outcome, (SELECT id FROM a) FROM d";
+
+static void delivery_written(struct db_session *s, PGresult *res, int status, void *arg)
+{
+    struct store_op *op = arg;
+    struct store_row row;
+
+    (void)s;
+    if (status != 0) {
+        store_op_fail(op, res, status, "storing a delivery");
+        return;
+    }
+    store_row_init(&row, res, 0);
+    op->result.delivery_id = store_row_i64(&row, 0);
+    op->result.outcome = op->outcome;
+    store_op_finish(op, store_row_check(&row, "storing a delivery", op->error, sizeof(op->error)));
+}
+
+void store_record_delivery(struct store *st, const struct store_delivery *d, const char *outcome,
+                           const char *reason, store_done_cb cb, void *arg)
+{
+    struct store_op *op = store_op_new(st, d, cb, arg);
+    const char *params[6] = {d->provider, d->event_type, d->remote_addr, d->body, outcome, reason};
+    int lengths[6] = {-1, -1, -1, (int)d->body_len, -1, -1};
+
+    op->outcome = outcome;
+    db_query(st->db, sql_delivery, 6, params, lengths, delivery_written, op);
+}
+
+static void cancellation_written(struct db_session *s, PGresult *res, int status, void *arg)
+{
+    struct store_op *op = arg;
+    struct store_row row;
+    const char *outcome;
+
+    (void)s;
+    if (status != 0) {
+        store_op_fail(op, res, status, "storing an order cancellation");
+        return;
+    }
+    store_row_init(&row, res, 0);
+    op->result.delivery_id = store_row_i64(&row, 0);
+    outcome = store_row_text(&row, 1);
+    op->result.outcome = outcome != NULL && strcmp(outcome, "applied") == 0 ? "applied" : "duplicate";
+    op->result.alert_id = store_row_i64(&row, 2);
+    store_op_finish(op, store_row_check(&row, "storing an order cancellation", op->error,
+                                        sizeof(op->error)));
+}
+
+void store_record_cancellation(struct store *st, const struct store_delivery *d,
+                               const struct store_cancellation *c, store_done_cb cb, void *arg)
+{
+    struct store_op *op = store_op_new(st, d, cb, arg);
+    const char *params[11] = {d->provider,
+                              d->event_type,
+                              d->remote_addr,
+                              d->body,
+                              c->order_ref,
+                              c->error_code,
+                              c->error_message,
+                              c->order_status,
+                              c->alert ? "true" : "false",
+                              c->details,
+                              c->verified ? "true" : "false"};
+    int lengths[11] = {-1, -1, -1, (int)d->body_len, -1, -1, -1, -1, -1, -1, -1};
+
+    db_query(st->db, sql_cancellation, 11, params, lengths, cancellation_written, op);
+}
