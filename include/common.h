@@ -22,6 +22,7 @@
     XX(EBEHIND, "database schema is behind: run voidrecon migrate")                                \
     XX(ECLOSED, "connection closed")                                                               \
     XX(EREMOTE, "the remote service reported an error")                                            \
+    XX(EAUTH, "not signed by the expected sender")                                                 \
     XX(ESTATE, "operation not valid in the current state")
 
 enum vr_errno {

@@ -1,4 +1,6 @@
-/* Configuration from VOIDRECON_* variables and command-line flags, validated at start. */
+/* Configuration from VOIDRECON_* variables and command-line flags, validated at start. Every
+ * setting is declared once, in config.c's tables; each webhook provider of provider_all gets
+ * its VOIDRECON_<NAME>_* settings from there. */
 #ifndef VR_CONFIG_H
 #define VR_CONFIG_H
 
@@ -7,17 +9,22 @@
 #include <stdint.h>
 #include <stdio.h>
 
+#include "acl.h"
 #include "common.h"
 #include "log.h"
+#include "provider.h"
 
-/* The settings every webhook provider has (VOIDRECON_<PROVIDER>_*). */
+/* The settings every webhook provider has (VOIDRECON_<NAME>_*), one per entry of provider_all
+ * and in its order. */
 struct config_provider {
-    const char *name;    /* "atlas", "xsolla", "xendbridge"; static */
+    const struct provider *provider;
     char *webhook_token; /* required path token of /webhooks/<name>/<token>; "" none */
     char *allowed_cidrs; /* source addresses allowed; "" any */
     char *alerts;        /* "on" or "off": order_cancelled alerts for its cancellations */
-    bool alerts_on;      /* parsed from alerts */
     char *secret;        /* its signing secret ("" none); only providers that sign have one */
+    /* Parsed by config_validate. */
+    bool alerts_on;
+    struct acl *acl; /* never NULL after config_validate; empty: any source */
 };
 
 struct config {
@@ -57,11 +64,21 @@ struct config {
     uint64_t alert_retry_ms;
     uint64_t alert_retry_max_ms;
     uint64_t alert_concurrency;
-    struct config_provider providers[3]; /* atlas, xsolla, xendbridge */
+    struct config_provider *providers; /* provider_count of them */
+    size_t nproviders;
+    /* Parsed from alert_secret by config_validate; NULL when no secret is set. */
+    unsigned char *alert_key;
+    size_t alert_key_len;
 };
 
 /* Sets every field to its default. Caller frees with config_cleanup. */
 void config_init(struct config *cfg);
+
+/* The whole of it: config_init, every VOIDRECON_* variable, then the flags of argv
+ * ("--name=value" or "--name value", see config_set_flag), then config_validate. 0, or
+ * VR_EINVAL with one line in err naming the variable or flag. Caller frees with
+ * config_cleanup either way. */
+int config_load(struct config *cfg, int argc, char **argv, char *err, size_t errlen) VR_MUSTCHECK;
 
 /* Reads every VOIDRECON_* variable of the environment. Returns 0, or VR_EINVAL with a message
  * naming the variable in err. */
@@ -73,7 +90,9 @@ int config_load_env(struct config *cfg, char *err, size_t errlen) VR_MUSTCHECK;
 int config_set_flag(struct config *cfg, const char *name, const char *value, char *err,
                     size_t errlen) VR_MUSTCHECK;
 
-/* Checks the combination of values (after all sources are read); 0 or VR_EINVAL with err. */
+/* Checks the values and their combination (after all sources are read) and keeps what it
+ * parsed (listen address, log level, allowlists, the alert key); 0 or VR_EINVAL with err. Call
+ * it once. */
 int config_validate(struct config *cfg, char *err, size_t errlen) VR_MUSTCHECK;
 
 /* Logs the effective configuration, secrets masked. */
@@ -83,9 +102,6 @@ void config_log(const struct config *cfg);
 void config_print_help(FILE *f);
 
 void config_cleanup(struct config *cfg);
-
-/* The settings of provider name, or NULL for an unknown name. */
-const struct config_provider *config_provider_find(const struct config *cfg, const char *name);
 
 /* Copies url into out with any password replaced by "***" (URI user:pass@ or password=). */
 void config_mask_url(const char *url, char *out, size_t outlen);

@@ -9,24 +9,17 @@
 
 #include <uv.h>
 
-#include "acl.h"
 #include "api.h"
 #include "common.h"
+#include "config.h"
 #include "httpd.h"
 #include "provider.h"
 #include "store.h"
 
-/* One provider's endpoint, POST /webhooks/<name>[/<token>]. */
-struct intake_provider {
-    const struct provider *provider;
-    const char *webhook_token; /* "" or NULL: no path token; copied */
-    const struct acl *acl;     /* NULL or empty: any source; borrowed */
-    const char *secret;        /* its signing secret, "" or NULL when none; copied */
-    bool alerts;               /* raise order_cancelled alerts for its cancellations */
-};
-
 struct intake_config {
-    const struct intake_provider *providers; /* copied */
+    /* Each provider's endpoint, POST /webhooks/<name>[/<token>], and its settings (tokens and
+     * secrets are copied, allowlists borrowed and must outlive the intake). */
+    const struct config_provider *providers;
     size_t nproviders;
     struct api *api;            /* serves /v1; borrowed */
     bool schema_current;        /* start-up found the schema current */

@@ -1,6 +1,10 @@
 /* The webhook providers behind one interface: each provider is one source file exporting one
  * table that says how a request is authenticated, how its body becomes the product's events,
- * and how success and each kind of failure are answered. No I/O: intake does that. */
+ * and how success and each kind of failure are answered. No I/O: intake does that.
+ *
+ * provider_all is the only list of providers: their endpoints (POST /webhooks/<name>), their
+ * VOIDRECON_<NAME>_* settings, their allowlists and their metric labels all come from it.
+ * Adding a provider is one file in src/providers/ and one line in provider_all. */
 #ifndef VR_PROVIDER_H
 #define VR_PROVIDER_H
 
@@ -55,13 +59,14 @@ typedef const char *(*provider_header_fn)(const void *req, const char *name);
 
 struct provider {
     const char *name; /* "xsolla": POST /webhooks/xsolla, VOIDRECON_XSOLLA_* settings */
-    /* The provider signs its requests with a shared secret; without one the endpoint is not
-     * configured. */
+    /* The provider signs its requests with a shared secret (VOIDRECON_<NAME>_SECRET, described
+     * by secret_help); without one the endpoint is not configured. */
     bool needs_secret;
+    const char *secret_help;
     /* The cancellations it reports were authenticated by a signature voidrecon checked. */
     bool verifies_senders;
     /* Checks the signature over the raw body before it is parsed; NULL when the provider signs
-     * nothing voidrecon can check. 0, or -1 with the reason in err. */
+     * nothing voidrecon can check. 0, or VR_EAUTH with the reason in err. */
     int (*verify)(const char *secret, provider_header_fn header, const void *req, const char *body,
                   size_t len, char *err, size_t errlen);
     /* Parses a body; 0 with ev filled, or VR_EPARSE with err naming the field. */
@@ -72,23 +77,17 @@ struct provider {
     void (*failure)(enum provider_failure f, const char *message, struct provider_reply *out);
 };
 
-extern const struct provider provider_atlas;
-extern const struct provider provider_xsolla;
-extern const struct provider provider_xendbridge;
+/* The most providers provider_all may hold (metrics keep a fixed room for each). */
+#define PROVIDER_MAX 16
 
-/* Every provider, in the order their endpoints are listed. */
+/* Every provider, in the order their endpoints and settings are listed. */
 extern const struct provider *const provider_all[];
 extern const size_t provider_count;
 
+/* The provider of that name, or NULL. */
+const struct provider *provider_find(const char *name, size_t len);
+
 /* Frees what a parse allocated; accepts a zeroed event. */
 void provider_event_cleanup(struct provider_event *ev);
-
-/* The product's own answers, for providers that document none: 415 unsupported_media_type,
- * 400 invalid_payload, 503 unavailable with Retry-After, 500 internal. */
-void provider_json_failure(enum provider_failure f, const char *message,
-                           struct provider_reply *out);
-
-/* Shared by providers: {"error":{"code":code,"message":message}} into out. */
-void provider_error_body(struct provider_reply *out, const char *code, const char *message);
 
 #endif

@@ -1,4 +1,4 @@
-/* One table declares every setting: its variable, type, default, bounds and meaning. */
+/* Every setting in one place: its variable, type, default, bounds and meaning. */
 #include "config.h"
 
 #include <ctype.h>
@@ -7,7 +7,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "acl.h"
 #include "alert.h"
 
 #define PREFIX "VOIDRECON_"
@@ -15,12 +14,12 @@
 enum config_type { CT_STRING, CT_SECRET, CT_UINT };
 
 struct config_entry {
-    const char *name; /* without PREFIX */
+    const char *name; /* without PREFIX; for a provider's, without PREFIX and its NAME_ */
     enum config_type type;
-    size_t offset;
+    size_t offset; /* in struct config, or in struct config_provider for a provider's */
     const char *def;
     uint64_t min, max; /* CT_UINT */
-    const char *help;
+    const char *help;  /* for a provider's: a format taking its name; NULL: its secret_help */
 };
 
 #define S(name, field, def, help)                                                                  \
@@ -35,9 +34,13 @@ struct config_entry {
     {                                                                                              \
         name, CT_UINT, offsetof(struct config, field), def, lo, hi, help                           \
     }
+#define P(name, type, field, def, help)                                                            \
+    {                                                                                              \
+        name, type, offsetof(struct config_provider, field), def, 0, 0, help                       \
+    }
 #define DAY_MS 86400000ull
 
-static const struct config_entry entries[] = {
+static const struct config_entry globals[] = {
     K("DATABASE_URL", database_url, "libpq connection string or URI (empty: PG* variables)"),
     S("LISTEN", listen, "127.0.0.1:8080", "host:port of the HTTP listener"),
     S("LOG_LEVEL", log_level_name, "info", "debug, info, warn or error"),
@@ -63,19 +66,7 @@ static const struct config_entry entries[] = {
       "one Atlas request, connect to last byte"),
     U("ATLAS_CONNECT_TIMEOUT_MS", atlas_connect_timeout_ms, "3000", 10, DAY_MS,
       "connecting to Atlas (at most ATLAS_TIMEOUT_MS)"),
-#define PROVIDER_ENTRIES(NAME, i, label)                                                           \
-    K(NAME "_WEBHOOK_TOKEN", providers[i].webhook_token,                                           \
-      "required path token: /webhooks/" label "/<token> (unset: none)"),                           \
-        S(NAME "_ALLOWED_CIDRS", providers[i].allowed_cidrs, "",                                   \
-          "source addresses allowed to post " label                                                \
-          " webhooks, CIDRs separated by commas (unset: all)"),                                    \
-        S(NAME "_ALERTS", providers[i].alerts, "on",                                               \
-          "order_cancelled alerts for " label " cancellations: on or off")
-    PROVIDER_ENTRIES("ATLAS", 0, "atlas"),
-    PROVIDER_ENTRIES("XSOLLA", 1, "xsolla"),
-    K("XSOLLA_SECRET", providers[1].secret,
-      "Xsolla project secret key (unset: /webhooks/xsolla answers 503)"),
-    PROVIDER_ENTRIES("XENDBRIDGE", 2, "xendbridge"),
+    {NULL}, /* the settings of each provider go here, in provider_all's order */
     U("POLL_TICK_MS", poll_tick_ms, "1000", 1, DAY_MS, "how often the poller looks for due cases"),
     U("POLL_FIRST_MS", poll_first_ms, "300000", 0, 30 * DAY_MS,
       "first poll after a case appears, and the start of the growing interval"),
@@ -103,92 +94,247 @@ static const struct config_entry entries[] = {
     U("ALERT_CONCURRENCY", alert_concurrency, "4", 1, 1024, "deliveries in flight"),
 };
 
-static int set_value(struct config *cfg, const struct config_entry *e, const char *value, char *err,
-                     size_t errlen)
-{
-    char *field = (char *)cfg + e->offset;
+/* Each provider's VOIDRECON_<NAME>_*; SECRET only for providers that sign with one. */
+static const struct config_entry per_provider[] = {
+    P("WEBHOOK_TOKEN", CT_SECRET, webhook_token, "",
+      "required path token: /webhooks/%s/<token> (unset: none)"),
+    P("ALLOWED_CIDRS", CT_STRING, allowed_cidrs, "",
+      "source addresses allowed to post %s webhooks, CIDRs separated by commas (unset: all)"),
+    P("ALERTS", CT_STRING, alerts, "on", "order_cancelled alerts for %s cancellations: on or off"),
+    P("SECRET", CT_SECRET, secret, "", NULL),
+};
 
-    if (e->type == CT_UINT) {
-        char *end;
-        errno = 0;
-        unsigned long long v = strtoull(value, &end, 10);
-        if (errno != 0 || end == value || *end != '\0' || !isdigit((unsigned char)value[0]) ||
-            v < e->min || v > e->max) {
-            snprintf(err, errlen, PREFIX "%s: \"%s\" is not a whole number from %llu to %llu",
-                     e->name, value, (unsigned long long)e->min, (unsigned long long)e->max);
-            return VR_EINVAL;
-        }
-        *(uint64_t *)(void *)field = v;
-        return 0;
-    }
-    free(*(char **)(void *)field);
-    *(char **)(void *)field = xstrdup(value);
-    return 0;
+/* One setting as this configuration has it: its name, where its value lives, its help. */
+struct slot {
+    const struct config_entry *e;
+    const struct config_provider *p; /* NULL for a global setting */
+    char name[64];                   /* without PREFIX */
+    char help[200];
+    void *field;
+};
+
+/* tmpl with its "%s", if any, replaced by name. */
+static void fill_name(char *out, size_t cap, const char *tmpl, const char *name)
+{
+    const char *at = strstr(tmpl, "%s");
+
+    if (at == NULL)
+        (void)snprintf(out, cap, "%s", tmpl);
+    else
+        (void)snprintf(out, cap, "%.*s%s%s", (int)(at - tmpl), tmpl, name, at + 2);
 }
 
-void config_init(struct config *cfg)
+/* Calls fn for every setting in the documented order until it returns non-zero; returns that. */
+static int each_setting(struct config *cfg, int (*fn)(struct slot *s, void *arg), void *arg)
 {
-    char err[256];
-
-    static const char *const names[] = {"atlas", "xsolla", "xendbridge"};
-
-    memset(cfg, 0, sizeof(*cfg));
-    for (size_t i = 0; i < ARRAY_SIZE(cfg->providers); i++)
-        cfg->providers[i].name = names[i];
-    for (size_t i = 0; i < ARRAY_SIZE(entries); i++) {
-        if (set_value(cfg, &entries[i], entries[i].def, err, sizeof(err)) != 0)
-            vr_panic("%s", err); /* a default outside its own bounds */
-    }
-}
-
-extern char **environ;
-
-static const struct config_entry *entry_named(const char *name, size_t len)
-{
-    for (size_t i = 0; i < ARRAY_SIZE(entries); i++) {
-        if (strlen(entries[i].name) == len && strncmp(entries[i].name, name, len) == 0)
-            return &entries[i];
-    }
-    return NULL;
-}
-
-int config_load_env(struct config *cfg, char *err, size_t errlen)
-{
-    char name[128];
+    struct slot s;
     int r;
 
-    /* A misspelt variable would otherwise be ignored without a word. */
-    for (char **e = environ; *e != NULL; e++) {
-        const char *eq = strchr(*e, '=');
-        size_t plen = sizeof(PREFIX) - 1;
+    for (size_t i = 0; i < ARRAY_SIZE(globals); i++) {
+        if (globals[i].name == NULL) {
+            for (size_t k = 0; k < cfg->nproviders; k++) {
+                struct config_provider *p = &cfg->providers[k];
 
-        if (eq == NULL || strncmp(*e, PREFIX, plen) != 0 ||
-            entry_named(*e + plen, (size_t)(eq - *e) - plen) != NULL)
+                for (size_t j = 0; j < ARRAY_SIZE(per_provider); j++) {
+                    const struct config_entry *e = &per_provider[j];
+                    size_t n;
+
+                    if (e->offset == offsetof(struct config_provider, secret) &&
+                        !p->provider->needs_secret)
+                        continue;
+                    memset(&s, 0, sizeof(s));
+                    s.e = e;
+                    s.p = p;
+                    n = (size_t)snprintf(s.name, sizeof(s.name), "%s_%s", p->provider->name,
+                                         e->name);
+                    for (size_t c = 0; c < n && c < sizeof(s.name); c++)
+                        s.name[c] = (char)toupper((unsigned char)s.name[c]);
+                    fill_name(s.help, sizeof(s.help), e->help ? e->help : p->provider->secret_help,
+                              p->provider->name);
+                    s.field = (char *)p + e->offset;
+                    if ((r = fn(&s, arg)) != 0)
+                        return r;
+                }
+            }
             continue;
-        log_warn("config_unknown", "%.*s is not a voidrecon setting; ignored", (int)(eq - *e), *e);
-    }
-
-    for (size_t i = 0; i < ARRAY_SIZE(entries); i++) {
-        snprintf(name, sizeof(name), PREFIX "%s", entries[i].name);
-        const char *v = getenv(name);
-        if (v != NULL && (r = set_value(cfg, &entries[i], v, err, errlen)) != 0)
+        }
+        memset(&s, 0, sizeof(s));
+        s.e = &globals[i];
+        (void)snprintf(s.name, sizeof(s.name), "%s", globals[i].name);
+        (void)snprintf(s.help, sizeof(s.help), "%s", globals[i].help);
+        s.field = (char *)cfg + globals[i].offset;
+        if ((r = fn(&s, arg)) != 0)
             return r;
     }
     return 0;
 }
 
+static int set_value(const struct slot *s, const char *value, char *err, size_t errlen)
+{
+    const struct config_entry *e = s->e;
+
+    if (e->type == CT_UINT) {
+        char *end;
+        unsigned long long v;
+
+        errno = 0;
+        v = strtoull(value, &end, 10);
+        if (errno != 0 || end == value || *end != '\0' || !isdigit((unsigned char)value[0]) ||
+            v < e->min || v > e->max) {
+            (void)snprintf(err, errlen, PREFIX "%s: \"%s\" is not a whole number from %llu to %llu",
+                           s->name, value, (unsigned long long)e->min, (unsigned long long)e->max);
+            return VR_EINVAL;
+        }
+        *(uint64_t *)s->field = v;
+        return 0;
+    }
+    free(*(char **)s->field);
+    *(char **)s->field = xstrdup(value);
+    return 0;
+}
+
+static int set_default(struct slot *s, void *arg)
+{
+    char err[256];
+
+    (void)arg;
+    if (set_value(s, s->e->def, err, sizeof(err)) != 0)
+        vr_panic("%s", err); /* a default outside its own bounds */
+    return 0;
+}
+
+void config_init(struct config *cfg)
+{
+    memset(cfg, 0, sizeof(*cfg));
+    cfg->nproviders = provider_count;
+    cfg->providers = xcalloc(provider_count, sizeof(*cfg->providers));
+    for (size_t i = 0; i < provider_count; i++)
+        cfg->providers[i].provider = provider_all[i];
+    (void)each_setting(cfg, set_default, NULL);
+}
+
+/* Finds a setting by its name (without PREFIX, len bytes) for find_named. */
+struct lookup {
+    const char *name;
+    size_t len;
+    const char *value; /* set it to this when found (NULL: only look) */
+    char *err;
+    size_t errlen;
+    int status;
+};
+
+static int match(struct slot *s, void *arg)
+{
+    struct lookup *l = arg;
+
+    if (strlen(s->name) != l->len || strncmp(s->name, l->name, l->len) != 0)
+        return 0;
+    l->status = l->value != NULL ? set_value(s, l->value, l->err, l->errlen) : 0;
+    return 1;
+}
+
+/* 1 when a setting has that name (after setting it to value, when not NULL; l.status says how
+ * that went), else 0. */
+static int find_named(struct config *cfg, struct lookup *l)
+{
+    return each_setting(cfg, match, l);
+}
+
+struct env_read {
+    char *err;
+    size_t errlen;
+};
+
+static int read_env(struct slot *s, void *arg)
+{
+    struct env_read *r = arg;
+    char name[128];
+    const char *v;
+
+    (void)snprintf(name, sizeof(name), PREFIX "%s", s->name);
+    v = getenv(name);
+    return v != NULL ? set_value(s, v, r->err, r->errlen) : 0;
+}
+
+extern char **environ;
+
+int config_load_env(struct config *cfg, char *err, size_t errlen)
+{
+    struct env_read r = {err, errlen};
+
+    /* A misspelt variable would otherwise be ignored without a word. */
+    for (char **e = environ; *e != NULL; e++) {
+        const char *eq = strchr(*e, '=');
+        size_t plen = sizeof(PREFIX) - 1;
+        struct lookup l = {0};
+
+        if (eq == NULL || strncmp(*e, PREFIX, plen) != 0)
+            continue;
+        l.name = *e + plen;
+        l.len = (size_t)(eq - *e) - plen;
+        if (!find_named(cfg, &l))
+            log_warn("config_unknown", "%.*s is not a voidrecon setting; ignored", (int)(eq - *e),
+                     *e);
+    }
+    return each_setting(cfg, read_env, &r);
+}
+
 int config_set_flag(struct config *cfg, const char *flag, const char *value, char *err,
                     size_t errlen)
 {
-    const struct config_entry *e;
     char want[128];
     size_t n = 0;
+    struct lookup l = {want, 0, value, err, errlen, 0};
 
     for (const char *p = flag; *p && n + 1 < sizeof(want); p++)
         want[n++] = *p == '-' ? '_' : (char)toupper((unsigned char)*p);
     want[n] = '\0';
-    e = entry_named(want, n);
-    return e != NULL ? set_value(cfg, e, value, err, errlen) : VR_ENOENT;
+    l.len = n;
+    return find_named(cfg, &l) ? l.status : VR_ENOENT;
+}
+
+/* Applies the flags of argv: "--name=value" or "--name value". */
+static int load_flags(struct config *cfg, int argc, char **argv, char *err, size_t errlen)
+{
+    for (int i = 0; i < argc; i++) {
+        const char *arg = argv[i], *eq, *value;
+        char name[64];
+        int r;
+
+        if (strncmp(arg, "--", 2) != 0) {
+            (void)snprintf(err, errlen, "unexpected argument \"%s\"", arg);
+            return VR_EINVAL;
+        }
+        eq = strchr(arg, '=');
+        if (eq != NULL) {
+            (void)snprintf(name, sizeof(name), "%.*s", (int)(eq - arg - 2), arg + 2);
+            value = eq + 1;
+        } else {
+            (void)snprintf(name, sizeof(name), "%s", arg + 2);
+            if (i + 1 >= argc) {
+                (void)snprintf(err, errlen, "--%s needs a value", name);
+                return VR_EINVAL;
+            }
+            value = argv[++i];
+        }
+        r = config_set_flag(cfg, name, value, err, errlen);
+        if (r == VR_ENOENT)
+            (void)snprintf(err, errlen, "unknown option --%s (see voidrecon serve --help)", name);
+        if (r != 0)
+            return VR_EINVAL;
+    }
+    return 0;
+}
+
+int config_load(struct config *cfg, int argc, char **argv, char *err, size_t errlen)
+{
+    int r;
+
+    config_init(cfg);
+    if ((r = config_load_env(cfg, err, errlen)) != 0 ||
+        (r = load_flags(cfg, argc, argv, err, errlen)) != 0)
+        return r;
+    return config_validate(cfg, err, errlen);
 }
 
 static int parse_listen(struct config *cfg, char *err, size_t errlen)
@@ -220,76 +366,86 @@ bad:
     return VR_EINVAL;
 }
 
+static bool is_path_token(const char *s)
+{
+    for (; *s != '\0'; s++) {
+        if (!isalnum((unsigned char)*s) && strchr("-_.~", *s) == NULL)
+            return false;
+    }
+    return true;
+}
+
+static bool is_http_url(const char *s)
+{
+    return strncmp(s, "http://", 7) == 0 || strncmp(s, "https://", 8) == 0;
+}
+
+static int validate_provider(struct config_provider *p, char *err, size_t errlen)
+{
+    char upper[32], acl_err[200];
+    size_t n = (size_t)snprintf(upper, sizeof(upper), "%s", p->provider->name);
+
+    for (size_t i = 0; i < n && i < sizeof(upper); i++)
+        upper[i] = (char)toupper((unsigned char)upper[i]);
+    if (acl_parse(p->allowed_cidrs, &p->acl, acl_err, sizeof(acl_err)) != 0) {
+        (void)snprintf(err, errlen, PREFIX "%s_ALLOWED_CIDRS: %s", upper, acl_err);
+        return VR_EINVAL;
+    }
+    if (!is_path_token(p->webhook_token)) {
+        (void)snprintf(err, errlen,
+                       PREFIX "%s_WEBHOOK_TOKEN: only letters, digits and -_.~ may appear in a "
+                              "path token",
+                       upper);
+        return VR_EINVAL;
+    }
+    if (strcmp(p->alerts, "on") != 0 && strcmp(p->alerts, "off") != 0) {
+        (void)snprintf(err, errlen, PREFIX "%s_ALERTS: \"%s\" is not on or off", upper, p->alerts);
+        return VR_EINVAL;
+    }
+    p->alerts_on = strcmp(p->alerts, "on") == 0;
+    return 0;
+}
+
 int config_validate(struct config *cfg, char *err, size_t errlen)
 {
-    struct acl *acl = NULL;
-    char acl_err[200];
     int r;
 
     if ((r = parse_listen(cfg, err, errlen)) != 0)
         return r;
     if (log_level_parse(cfg->log_level_name, &cfg->log_level) != 0) {
-        snprintf(err, errlen, PREFIX "LOG_LEVEL: \"%s\" is not debug, info, warn or error",
-                 cfg->log_level_name);
+        (void)snprintf(err, errlen, PREFIX "LOG_LEVEL: \"%s\" is not debug, info, warn or error",
+                       cfg->log_level_name);
         return VR_EINVAL;
     }
-    for (size_t i = 0; i < ARRAY_SIZE(cfg->providers); i++) {
-        struct config_provider *p = &cfg->providers[i];
-        char upper[16];
-
-        snprintf(upper, sizeof(upper), "%s", p->name);
-        for (char *c = upper; *c; c++)
-            *c = (char)toupper((unsigned char)*c);
-        if (acl_parse(p->allowed_cidrs, &acl, acl_err, sizeof(acl_err)) != 0) {
-            snprintf(err, errlen, PREFIX "%s_ALLOWED_CIDRS: %s", upper, acl_err);
-            return VR_EINVAL;
-        }
-        acl_free(acl);
-        if (strspn(p->webhook_token, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
-                                     "0123456789-_.~") != strlen(p->webhook_token)) {
-            snprintf(err, errlen,
-                     PREFIX "%s_WEBHOOK_TOKEN: only letters, digits and -_.~ may appear in a "
-                            "path token",
-                     upper);
-            return VR_EINVAL;
-        }
-        if (strcmp(p->alerts, "on") != 0 && strcmp(p->alerts, "off") != 0) {
-            snprintf(err, errlen, PREFIX "%s_ALERTS: \"%s\" is not on or off", upper, p->alerts);
-            return VR_EINVAL;
-        }
-        p->alerts_on = strcmp(p->alerts, "on") == 0;
+    for (size_t i = 0; i < cfg->nproviders; i++) {
+        if ((r = validate_provider(&cfg->providers[i], err, errlen)) != 0)
+            return r;
     }
     if (cfg->atlas_base_url[0] != '\0') {
-        if (strncmp(cfg->atlas_base_url, "http://", 7) != 0 &&
-            strncmp(cfg->atlas_base_url, "https://", 8) != 0) {
-            snprintf(err, errlen, PREFIX "ATLAS_BASE_URL: \"%s\" is not an http(s) URL",
-                     cfg->atlas_base_url);
+        if (!is_http_url(cfg->atlas_base_url)) {
+            (void)snprintf(err, errlen, PREFIX "ATLAS_BASE_URL: \"%s\" is not an http(s) URL",
+                           cfg->atlas_base_url);
             return VR_EINVAL;
         }
         if (cfg->atlas_client_id[0] == '\0' || cfg->atlas_client_secret[0] == '\0') {
-            snprintf(err, errlen,
-                     PREFIX "ATLAS_CLIENT_ID and " PREFIX "ATLAS_CLIENT_SECRET: both must be "
-                            "set when " PREFIX "ATLAS_BASE_URL is");
+            (void)snprintf(err, errlen,
+                           PREFIX "ATLAS_CLIENT_ID and " PREFIX "ATLAS_CLIENT_SECRET: both must "
+                                  "be set when " PREFIX "ATLAS_BASE_URL is");
             return VR_EINVAL;
         }
     }
-    if (cfg->alert_url[0] != '\0' && strncmp(cfg->alert_url, "http://", 7) != 0 &&
-        strncmp(cfg->alert_url, "https://", 8) != 0) {
-        snprintf(err, errlen, PREFIX "ALERT_URL: \"%s\" is not an http(s) URL", cfg->alert_url);
+    if (cfg->alert_url[0] != '\0' && !is_http_url(cfg->alert_url)) {
+        (void)snprintf(err, errlen, PREFIX "ALERT_URL: \"%s\" is not an http(s) URL",
+                       cfg->alert_url);
         return VR_EINVAL;
     }
-    if (cfg->alert_secret[0] != '\0') {
-        unsigned char *key = NULL;
-        size_t len;
-
-        if (alert_key_parse(cfg->alert_secret, &key, &len) != 0) {
-            snprintf(err, errlen, PREFIX "ALERT_SECRET: a whsec_ secret must be base64");
-            return VR_EINVAL;
-        }
-        free(key);
+    if (cfg->alert_secret[0] != '\0' &&
+        alert_key_parse(cfg->alert_secret, &cfg->alert_key, &cfg->alert_key_len) != 0) {
+        (void)snprintf(err, errlen, PREFIX "ALERT_SECRET: a whsec_ secret must be base64");
+        return VR_EINVAL;
     }
     if (strpbrk(cfg->atlas_client_id, "\r\n") || strpbrk(cfg->atlas_client_secret, "\r\n")) {
-        snprintf(err, errlen, PREFIX "ATLAS_CLIENT_ID/_SECRET: must be one line");
+        (void)snprintf(err, errlen, PREFIX "ATLAS_CLIENT_ID/_SECRET: must be one line");
         return VR_EINVAL;
     }
     return 0;
@@ -333,68 +489,106 @@ void config_mask_url(const char *url, char *out, size_t outlen)
     }
 }
 
+struct log_line {
+    const struct config *cfg;
+    char text[4096];
+    size_t n;
+};
+
+/* Secrets are masked; a URL keeps what tells where it points. */
+static const char *shown(const struct slot *s, const struct config *cfg, char *masked, size_t cap)
+{
+    const char *v = *(char *const *)s->field;
+
+    if (s->e->type != CT_SECRET || v[0] == '\0')
+        return v;
+    if (s->field == (const void *)&cfg->database_url) {
+        config_mask_url(v, masked, cap);
+        return masked;
+    }
+    if (s->field == (const void *)&cfg->alert_url) {
+        /* Chat tools put their secret in the path: show only where alerts go. */
+        const char *host = strstr(v, "://");
+        size_t keep = host ? strcspn(host + 3, "/?#") + (size_t)(host + 3 - v) : 0;
+
+        (void)snprintf(masked, cap, "%.*s/***", (int)keep, v);
+        return masked;
+    }
+    return "***";
+}
+
+static int log_one(struct slot *s, void *arg)
+{
+    struct log_line *l = arg;
+    char masked[1024];
+    const char *v;
+    int n;
+
+    if (l->n >= sizeof(l->text))
+        return 1;
+    if (s->e->type == CT_UINT) {
+        n = snprintf(l->text + l->n, sizeof(l->text) - l->n, "%s%s=%llu", l->n ? " " : "", s->name,
+                     (unsigned long long)*(const uint64_t *)s->field);
+    } else {
+        v = shown(s, l->cfg, masked, sizeof(masked));
+        n = snprintf(l->text + l->n, sizeof(l->text) - l->n, "%s%s=%s", l->n ? " " : "", s->name,
+                     v[0] ? v : "(unset)");
+    }
+    l->n += n > 0 ? (size_t)n : 0;
+    return 0;
+}
+
 void config_log(const struct config *cfg)
 {
-    char line[4096], masked[1024];
-    size_t n = 0;
+    struct log_line *l = xcalloc(1, sizeof(*l));
 
-    for (size_t i = 0; i < ARRAY_SIZE(entries) && n < sizeof(line); i++) {
-        const struct config_entry *e = &entries[i];
-        const char *field = (const char *)cfg + e->offset;
-        if (e->type == CT_UINT) {
-            n += (size_t)snprintf(line + n, sizeof(line) - n, "%s%s=%llu", n ? " " : "", e->name,
-                                  (unsigned long long)*(const uint64_t *)(const void *)field);
-            continue;
-        }
-        const char *v = *(char *const *)(const void *)field;
-        if (e->type == CT_SECRET && v[0] != '\0') {
-            if (e->offset == offsetof(struct config, database_url)) {
-                config_mask_url(v, masked, sizeof(masked));
-                v = masked;
-            } else if (e->offset == offsetof(struct config, alert_url)) {
-                /* Chat tools put their secret in the path: show only where alerts go. */
-                const char *host = strstr(v, "://");
-                size_t keep = host ? strcspn(host + 3, "/?#") + (size_t)(host + 3 - v) : 0;
+    l->cfg = cfg;
+    /* each_setting only reads through the slots it hands out here. */
+    (void)each_setting((struct config *)cfg, log_one, l);
+    log_info("config", "%s", l->text);
+    free(l);
+}
 
-                snprintf(masked, sizeof(masked), "%.*s/***", (int)keep, v);
-                v = masked;
-            } else {
-                v = "***";
-            }
-        }
-        n += (size_t)snprintf(line + n, sizeof(line) - n, "%s%s=%s", n ? " " : "", e->name,
-                              v[0] ? v : "(unset)");
-    }
-    log_info("config", "%s", line);
+static int print_one(struct slot *s, void *arg)
+{
+    FILE *f = arg;
+
+    (void)fprintf(f, "  " PREFIX "%-22s %s", s->name, s->help);
+    if (s->e->def[0] != '\0' && s->e->type != CT_SECRET)
+        (void)fprintf(f, " [%s]", s->e->def);
+    (void)fputc('\n', f);
+    return 0;
 }
 
 void config_print_help(FILE *f)
 {
-    fprintf(f, "Environment (flags --name-in-lower-case=VALUE override them):\n");
-    for (size_t i = 0; i < ARRAY_SIZE(entries); i++) {
-        const struct config_entry *e = &entries[i];
-        fprintf(f, "  " PREFIX "%-22s %s", e->name, e->help);
-        if (e->def[0] != '\0' && e->type != CT_SECRET)
-            fprintf(f, " [%s]", e->def);
-        fputc('\n', f);
-    }
+    struct config cfg;
+
+    config_init(&cfg);
+    (void)fprintf(f, "Environment (flags --name-in-lower-case=VALUE override them):\n");
+    (void)each_setting(&cfg, print_one, f);
+    config_cleanup(&cfg);
+}
+
+static int free_one(struct slot *s, void *arg)
+{
+    (void)arg;
+    if (s->e->type != CT_UINT)
+        free(*(char **)s->field);
+    return 0;
 }
 
 void config_cleanup(struct config *cfg)
 {
-    for (size_t i = 0; i < ARRAY_SIZE(entries); i++) {
-        if (entries[i].type != CT_UINT)
-            free(*(char **)(void *)((char *)cfg + entries[i].offset));
+    if (cfg->providers != NULL) {
+        (void)each_setting(cfg, free_one, NULL);
+        for (size_t i = 0; i < cfg->nproviders; i++)
+            acl_free(cfg->providers[i].acl);
     }
+    free(cfg->providers);
     free(cfg->listen_host);
+    if (cfg->alert_key != NULL)
+        memset(cfg->alert_key, 0, cfg->alert_key_len);
+    free(cfg->alert_key);
     memset(cfg, 0, sizeof(*cfg));
-}
-
-const struct config_provider *config_provider_find(const struct config *cfg, const char *name)
-{
-    for (size_t i = 0; i < ARRAY_SIZE(cfg->providers); i++) {
-        if (strcmp(cfg->providers[i].name, name) == 0)
-            return &cfg->providers[i];
-    }
-    return NULL;
 }

@@ -459,13 +459,13 @@ struct intake *intake_new(uv_loop_t *loop, struct store *st, const struct intake
     in->nroutes = cfg->nproviders;
     in->routes = xcalloc(cfg->nproviders + 1, sizeof(*in->routes));
     for (size_t i = 0; i < cfg->nproviders; i++) {
-        const struct intake_provider *ip = &cfg->providers[i];
+        const struct config_provider *cp = &cfg->providers[i];
 
-        in->routes[i].p = ip->provider;
-        in->routes[i].token = xstrdup(ip->webhook_token ? ip->webhook_token : "");
-        in->routes[i].acl = ip->acl;
-        in->routes[i].secret = xstrdup(ip->secret ? ip->secret : "");
-        in->routes[i].alerts = ip->alerts;
+        in->routes[i].p = cp->provider;
+        in->routes[i].token = xstrdup(cp->webhook_token ? cp->webhook_token : "");
+        in->routes[i].acl = cp->acl;
+        in->routes[i].secret = xstrdup(cp->secret ? cp->secret : "");
+        in->routes[i].alerts = cp->alerts_on;
     }
     in->api = cfg->api;
     in->recheck_ms = cfg->schema_recheck_ms ? cfg->schema_recheck_ms : DEFAULT_RECHECK_MS;

@@ -86,7 +86,6 @@ static const char alerts_help[] =
 struct app {
     uv_loop_t loop;
     struct config cfg;
-    struct acl *acls[3]; /* per provider, as cfg.providers */
     struct store *st;
     struct intake *in;
     struct httpd *http;
@@ -252,7 +251,6 @@ static void on_signal(uv_signal_t *s, int signum)
  * app->loop. Returns 0, or 1 after closing what it made (the loop then runs empty). */
 static int app_start(struct app *app, bool schema_current)
 {
-    struct intake_provider routes[ARRAY_SIZE(app->acls)];
     char err[512];
     const char *host = app->cfg.listen_host;
     bool v6 = strchr(host, ':') != NULL;
@@ -270,24 +268,10 @@ static int app_start(struct app *app, bool schema_current)
         return 1;
     }
     app->api = api_new(app->st, app->cfg.admin_token);
-    for (size_t i = 0; i < provider_count; i++) {
-        const struct config_provider *cp = config_provider_find(&app->cfg, provider_all[i]->name);
-
-        if (cp == NULL || i >= ARRAY_SIZE(routes))
-            abort(); /* every provider has its VOIDRECON_<NAME>_* settings */
-
-        routes[i] = (struct intake_provider){
-            .provider = provider_all[i],
-            .webhook_token = cp->webhook_token,
-            .acl = app->acls[cp - app->cfg.providers],
-            .secret = cp->secret,
-            .alerts = cp->alerts_on,
-        };
-    }
     app->in = intake_new(&app->loop, app->st,
                          &(struct intake_config){
-                             .providers = routes,
-                             .nproviders = provider_count,
+                             .providers = app->cfg.providers,
+                             .nproviders = app->cfg.nproviders,
                              .api = app->api,
                              .schema_current = schema_current,
                          });
@@ -379,7 +363,6 @@ static int app_start(struct app *app, bool schema_current)
 static int cmd_serve(int argc, char **argv)
 {
     struct app app;
-    char err[512];
     bool schema_current;
     int rc;
 
@@ -394,10 +377,6 @@ static int cmd_serve(int argc, char **argv)
         return 2;
     }
     config_log(&app.cfg);
-    for (size_t i = 0; i < ARRAY_SIZE(app.acls); i++) {
-        if (acl_parse(app.cfg.providers[i].allowed_cidrs, &app.acls[i], err, sizeof(err)) != 0)
-            abort(); /* config_validate has parsed them already */
-    }
     rc = migrate_check_startup(app.cfg.database_url, &schema_current) == 0 ? 0 : 1;
     if (rc == 0) {
         uv_loop_init(&app.loop);
@@ -422,8 +401,6 @@ static int cmd_serve(int argc, char **argv)
             rc = 1;
         }
     }
-    for (size_t i = 0; i < ARRAY_SIZE(app.acls); i++)
-        acl_free(app.acls[i]);
     config_cleanup(&app.cfg);
     return rc;
 }

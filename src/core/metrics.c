@@ -1,4 +1,5 @@
-/* Fixed label sets, so the exposition cannot grow with what clients send. */
+/* Fixed label sets, so the exposition cannot grow with what clients send; the providers' come
+ * from provider_all. */
 #include "metrics.h"
 
 #include <inttypes.h>
@@ -8,18 +9,12 @@
 #include <string.h>
 
 #include "buf.h"
+#include "provider.h"
 
-static const char *const providers[] = {"atlas", "xsolla", "xendbridge"};
 static const char *const webhook_outcomes[] = {"applied", "duplicate", "stale", "conflict",
                                                "ignored", "rejected",  "failed"};
-static const char *const handlers[] = {"webhooks_atlas",
-                                       "webhooks_xsolla",
-                                       "webhooks_xendbridge",
-                                       "api",
-                                       "healthz",
-                                       "readyz",
-                                       "metrics",
-                                       "other"};
+/* The handlers after one "webhooks_<name>" per provider. */
+static const char *const handlers[] = {"api", "healthz", "readyz", "metrics", "other"};
 static const char *const sources[] = {"webhook", "poll", "api"};
 static const char *const transition_outcomes[] = {"applied", "duplicate", "stale", "conflict"};
 static const char *const poll_results[] = {"ok", "failed", "lease_lost"};
@@ -27,9 +22,9 @@ static const char *const poll_results[] = {"ok", "failed", "lease_lost"};
 static const double buckets[] = {0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05,
                                  0.1,    0.25,  0.5,    1,     2.5,  5,     10};
 
-#define NPROV ARRAY_SIZE(providers)
+#define NPROV PROVIDER_MAX
 #define NWOUT ARRAY_SIZE(webhook_outcomes)
-#define NHAND ARRAY_SIZE(handlers)
+#define NHAND (NPROV + ARRAY_SIZE(handlers))
 #define NSRC  ARRAY_SIZE(sources)
 #define NTOUT ARRAY_SIZE(transition_outcomes)
 #define NPOLL ARRAY_SIZE(poll_results)
@@ -56,36 +51,63 @@ static int index_of(const char *const *names, size_t n, const char *name)
     return -1;
 }
 
+static int provider_index(const char *name, size_t len)
+{
+    const struct provider *p = provider_find(name, len);
+
+    for (size_t i = 0; p != NULL && i < provider_count; i++) {
+        if (provider_all[i] == p)
+            return (int)i;
+    }
+    return -1;
+}
+
 void metrics_webhook(const char *provider, const char *outcome)
 {
-    int p = index_of(providers, NPROV, provider), o = index_of(webhook_outcomes, NWOUT, outcome);
+    int p = provider_index(provider, strlen(provider));
+    int o = index_of(webhook_outcomes, NWOUT, outcome);
 
     if (p >= 0 && o >= 0)
         m.webhooks[p][o]++;
 }
 
-static int handler_of(const char *path)
+/* A provider's endpoint is its handler, token or not; the others are named by their path. */
+static size_t handler_of(const char *path)
 {
-    if (strncmp(path, "/webhooks/atlas", 15) == 0)
-        return 0;
-    if (strncmp(path, "/webhooks/xsolla", 16) == 0)
-        return 1;
-    if (strncmp(path, "/webhooks/xendbridge", 20) == 0)
-        return 2;
+    static const char webhooks[] = "/webhooks/";
+    enum { H_API, H_HEALTHZ, H_READYZ, H_METRICS, H_OTHER }; /* the order of handlers[] */
+    int p;
+
+    if (strncmp(path, webhooks, sizeof(webhooks) - 1) == 0) {
+        const char *name = path + sizeof(webhooks) - 1;
+
+        if ((p = provider_index(name, strcspn(name, "/"))) >= 0)
+            return (size_t)p;
+        return NPROV + H_OTHER;
+    }
     if (strncmp(path, "/v1", 3) == 0 && (path[3] == '\0' || path[3] == '/'))
-        return 3;
+        return NPROV + H_API;
     if (strcmp(path, "/healthz") == 0)
-        return 4;
+        return NPROV + H_HEALTHZ;
     if (strcmp(path, "/readyz") == 0)
-        return 5;
+        return NPROV + H_READYZ;
     if (strcmp(path, "/metrics") == 0)
-        return 6;
-    return 7;
+        return NPROV + H_METRICS;
+    return NPROV + H_OTHER;
+}
+
+/* The label of handler h; buf holds "webhooks_<name>" for a provider's. */
+static const char *handler_name(size_t h, char *buf, size_t cap)
+{
+    if (h >= NPROV)
+        return handlers[h - NPROV];
+    (void)snprintf(buf, cap, "webhooks_%s", provider_all[h]->name);
+    return buf;
 }
 
 void metrics_http(const char *path, int status, double seconds)
 {
-    int h = handler_of(path);
+    size_t h = handler_of(path);
 
     if (status >= 100 && status < 600)
         m.requests[h][status / 100]++;
@@ -145,48 +167,61 @@ static void family(struct buf *o, const char *name, const char *type, const char
     put(o, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
 }
 
+static void render_webhooks(struct buf *o)
+{
+    family(o, "voidrecon_webhooks_received_total", "counter",
+           "Webhooks received, by provider and what became of them.");
+    for (size_t p = 0; p < provider_count; p++)
+        for (size_t w = 0; w < NWOUT; w++)
+            put(o,
+                "voidrecon_webhooks_received_total{provider=\"%s\",outcome=\"%s\"} %" PRIu64 "\n",
+                provider_all[p]->name, webhook_outcomes[w], m.webhooks[p][w]);
+}
+
+static void render_http(struct buf *o)
+{
+    char name[64];
+    const char *hn;
+
+    family(o, "voidrecon_http_requests_total", "counter",
+           "HTTP requests answered, by handler and status class.");
+    for (size_t h = 0; h < NHAND; h++)
+        for (int c = 1; c <= 5; c++)
+            if (m.requests[h][c] > 0)
+                put(o, "voidrecon_http_requests_total{handler=\"%s\",code=\"%dxx\"} %" PRIu64 "\n",
+                    handler_name(h, name, sizeof(name)), c, m.requests[h][c]);
+
+    family(o, "voidrecon_http_request_duration_seconds", "histogram",
+           "Time from a request's arrival to its answer, by handler.");
+    for (size_t h = 0; h < NHAND; h++) {
+        if (h >= provider_count && h < NPROV)
+            continue; /* room for providers not in provider_all */
+        hn = handler_name(h, name, sizeof(name));
+        for (size_t b = 0; b < NBUCK; b++)
+            put(o,
+                "voidrecon_http_request_duration_seconds_bucket{handler=\"%s\",le=\"%g\"} %" PRIu64
+                "\n",
+                hn, buckets[b], m.duration_buckets[h][b]);
+        put(o,
+            "voidrecon_http_request_duration_seconds_bucket{handler=\"%s\",le=\"+Inf\"} %" PRIu64
+            "\n",
+            hn, m.duration_count[h]);
+        put(o, "voidrecon_http_request_duration_seconds_sum{handler=\"%s\"} %.6f\n", hn,
+            m.duration_sum[h]);
+        put(o, "voidrecon_http_request_duration_seconds_count{handler=\"%s\"} %" PRIu64 "\n", hn,
+            m.duration_count[h]);
+    }
+}
+
 char *metrics_render(const struct metrics_gauges *g)
 {
     struct buf o;
 
     buf_init(&o, METRICS_MAX_BYTES);
-
     family(&o, "voidrecon_build_info", "gauge", "The running version.");
     put(&o, "voidrecon_build_info{version=\"%s\"} 1\n", VOIDRECON_VERSION);
-
-    family(&o, "voidrecon_webhooks_received_total", "counter",
-           "Webhooks received, by provider and what became of them.");
-    for (size_t p = 0; p < NPROV; p++)
-        for (size_t w = 0; w < NWOUT; w++)
-            put(&o,
-                "voidrecon_webhooks_received_total{provider=\"%s\",outcome=\"%s\"} %" PRIu64 "\n",
-                providers[p], webhook_outcomes[w], m.webhooks[p][w]);
-
-    family(&o, "voidrecon_http_requests_total", "counter",
-           "HTTP requests answered, by handler and status class.");
-    for (size_t h = 0; h < NHAND; h++)
-        for (int c = 1; c <= 5; c++)
-            if (m.requests[h][c] > 0)
-                put(&o, "voidrecon_http_requests_total{handler=\"%s\",code=\"%dxx\"} %" PRIu64 "\n",
-                    handlers[h], c, m.requests[h][c]);
-
-    family(&o, "voidrecon_http_request_duration_seconds", "histogram",
-           "Time from a request's arrival to its answer, by handler.");
-    for (size_t h = 0; h < NHAND; h++) {
-        for (size_t b = 0; b < NBUCK; b++)
-            put(&o,
-                "voidrecon_http_request_duration_seconds_bucket{handler=\"%s\",le=\"%g\"} %" PRIu64
-                "\n",
-                handlers[h], buckets[b], m.duration_buckets[h][b]);
-        put(&o,
-            "voidrecon_http_request_duration_seconds_bucket{handler=\"%s\",le=\"+Inf\"} %" PRIu64
-            "\n",
-            handlers[h], m.duration_count[h]);
-        put(&o, "voidrecon_http_request_duration_seconds_sum{handler=\"%s\"} %.6f\n", handlers[h],
-            m.duration_sum[h]);
-        put(&o, "voidrecon_http_request_duration_seconds_count{handler=\"%s\"} %" PRIu64 "\n",
-            handlers[h], m.duration_count[h]);
-    }
+    render_webhooks(&o);
+    render_http(&o);
 
     family(&o, "voidrecon_transitions_total", "counter",
            "Void reports through the state machine, by source and outcome.");

@@ -92,13 +92,13 @@ static void registered(int status, const struct store_result *res, void *arg)
     cJSON *obj;
 
     if (status == VR_EUNAVAIL) {
-        log_warn("case_not_registered", "order=%s void=%s: %s", r->ref.order_no,
-                 r->ref.void_code, res->error);
+        log_warn("case_not_registered", "order=%s void=%s: %s", r->ref.order_no, r->ref.void_code,
+                 res->error);
         httpd_respond_error(r->req, 503, "unavailable", "database unavailable; retry later",
                             "Retry-After: 5\r\n");
     } else if (status != 0) {
-        log_error("case_not_registered", "order=%s void=%s: %s", r->ref.order_no,
-                  r->ref.void_code, res->error);
+        log_error("case_not_registered", "order=%s void=%s: %s", r->ref.order_no, r->ref.void_code,
+                  res->error);
         httpd_respond_error(r->req, 500, "internal", "the case could not be registered", NULL);
     } else {
         metrics_transition("api", res->outcome);

@@ -4,7 +4,7 @@
 #include <string.h>
 
 #include "atlas.h"
-#include "provider.h"
+#include "provider_int.h"
 
 static int atlas_parse(const char *body, size_t len, struct provider_event *ev, char *err,
                        size_t errlen)

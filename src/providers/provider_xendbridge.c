@@ -8,18 +8,11 @@
 
 #include <cjson/cJSON.h>
 
-#include "atlas.h"
-#include "provider.h"
+#include "provider_int.h"
 
 #define MAX_CHECKSUM_BYTES 1024
 /* OrderStatus Cancelled = 2 (Submitted 1 ... Completed 7; other values are kept as given). */
 #define ORDER_STATUS_CANCELLED 2
-
-static int fail(char *err, size_t errlen, const char *field, const char *what)
-{
-    snprintf(err, errlen, "%s: %s", field, what);
-    return VR_EPARSE;
-}
 
 static int parse_order_status(const cJSON *data, const char *checksum, struct provider_event *ev,
                               char *err, size_t errlen)
@@ -32,15 +25,16 @@ static int parse_order_status(const cJSON *data, const char *checksum, struct pr
     char num[32];
 
     if (ref == NULL)
-        return fail(err, errlen, "Data.OrderReference", "missing");
+        return provider_fail(err, errlen, "Data.OrderReference", "missing");
     if (!cJSON_IsString(ref) || ref->valuestring[0] == '\0' ||
-        strlen(ref->valuestring) > ATLAS_MAX_KEY_BYTES)
-        return fail(err, errlen, "Data.OrderReference", "expected a string of 1 to 128 bytes");
+        strlen(ref->valuestring) > PROVIDER_MAX_REF_BYTES)
+        return provider_fail(err, errlen, "Data.OrderReference",
+                             "expected a string of 1 to 128 bytes");
     if (id != NULL && !cJSON_IsNull(id) && !cJSON_IsString(id))
-        return fail(err, errlen, "Data.OrderId", "expected a string");
+        return provider_fail(err, errlen, "Data.OrderId", "expected a string");
     if (!cJSON_IsNumber(status) || status->valuedouble != floor(status->valuedouble) ||
         fabs(status->valuedouble) > 1e9)
-        return fail(err, errlen, "Data.OrderStatus", "expected an integer");
+        return provider_fail(err, errlen, "Data.OrderStatus", "expected an integer");
     snprintf(num, sizeof(num), "%.0f", status->valuedouble);
     if (status->valuedouble != ORDER_STATUS_CANCELLED) {
         ev->type = xstrdup("order_status");
@@ -73,22 +67,20 @@ static int xendbridge_parse(const char *body, size_t len, struct provider_event 
     int r = 0;
 
     memset(ev, 0, sizeof(*ev));
-    if (root == NULL) {
-        snprintf(err, errlen, "body: not valid JSON");
-        return VR_EPARSE;
-    }
+    if (root == NULL)
+        return provider_fail(err, errlen, "body", "not valid JSON");
     sum = cJSON_GetObjectItemCaseSensitive(root, "CheckSum");
     data = cJSON_GetObjectItemCaseSensitive(root, "Data");
     if (!cJSON_IsObject(root))
-        r = fail(err, errlen, "body", "expected a JSON object {\"CheckSum\", \"Data\"}");
+        r = provider_fail(err, errlen, "body", "expected a JSON object {\"CheckSum\", \"Data\"}");
     else if (sum == NULL)
-        r = fail(err, errlen, "CheckSum", "missing");
+        r = provider_fail(err, errlen, "CheckSum", "missing");
     else if (!cJSON_IsString(sum) || strlen(sum->valuestring) > MAX_CHECKSUM_BYTES)
-        r = fail(err, errlen, "CheckSum", "expected a string of at most 1024 bytes");
+        r = provider_fail(err, errlen, "CheckSum", "expected a string of at most 1024 bytes");
     else if (data == NULL)
-        r = fail(err, errlen, "Data", "missing");
+        r = provider_fail(err, errlen, "Data", "missing");
     else if (!cJSON_IsObject(data))
-        r = fail(err, errlen, "Data", "expected a JSON object");
+        r = provider_fail(err, errlen, "Data", "expected a JSON object");
     else if (cJSON_IsObject(cJSON_GetObjectItemCaseSensitive(data, "OrderDetails")))
         ev->type = xstrdup("order_payment_confirmation");
     else if (cJSON_GetObjectItemCaseSensitive(data, "P2POrderStatus") != NULL)
@@ -96,9 +88,10 @@ static int xendbridge_parse(const char *body, size_t len, struct provider_event 
     else if (cJSON_GetObjectItemCaseSensitive(data, "OrderStatus") != NULL)
         r = parse_order_status(data, sum->valuestring, ev, err, errlen);
     else
-        r = fail(err, errlen, "Data",
-                 "not a documented XendBridge notification (no OrderStatus, OrderDetails or "
-                 "P2POrderStatus)");
+        r = provider_fail(
+            err, errlen, "Data",
+            "not a documented XendBridge notification (no OrderStatus, OrderDetails or "
+            "P2POrderStatus)");
     if (r == 0 && ev->details == NULL)
         ev->kind = PROVIDER_EVENT_OTHER;
     cJSON_Delete(root);

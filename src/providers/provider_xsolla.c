@@ -10,11 +10,10 @@
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
 
-#include "provider.h"
+#include "provider_int.h"
 
 #define SIGNATURE_PREFIX "Signature "
 #define SHA1_HEX_BYTES   40
-#define MAX_TYPE_BYTES   64
 
 static int xsolla_verify(const char *secret, provider_header_fn header, const void *req,
                          const char *body, size_t len, char *err, size_t errlen)
@@ -27,15 +26,16 @@ static int xsolla_verify(const char *secret, provider_header_fn header, const vo
     const char *given;
 
     if (auth == NULL) {
-        snprintf(err, errlen, "Authorization: missing (expected \"Signature <sha1 hex>\")");
-        return -1;
+        (void)snprintf(err, errlen, "Authorization: missing (expected \"Signature <sha1 hex>\")");
+        return VR_EAUTH;
     }
     /* Exactly as Xsolla's own library accepts it: one space, 40 lowercase hex digits. */
     given = auth + sizeof(SIGNATURE_PREFIX) - 1;
     if (strncmp(auth, SIGNATURE_PREFIX, sizeof(SIGNATURE_PREFIX) - 1) != 0 ||
         strlen(given) != SHA1_HEX_BYTES || strspn(given, "0123456789abcdef") != SHA1_HEX_BYTES) {
-        snprintf(err, errlen, "Authorization: expected \"Signature\" and 40 lowercase hex digits");
-        return -1;
+        (void)snprintf(err, errlen,
+                       "Authorization: expected \"Signature\" and 40 lowercase hex digits");
+        return VR_EAUTH;
     }
     ctx = EVP_MD_CTX_new();
     if (ctx == NULL || !EVP_DigestInit_ex(ctx, EVP_sha1(), NULL) ||
@@ -46,16 +46,10 @@ static int xsolla_verify(const char *secret, provider_header_fn header, const vo
     for (unsigned int i = 0; i < mdlen; i++)
         snprintf(want + 2 * i, 3, "%02x", md[i]);
     if (CRYPTO_memcmp(want, given, SHA1_HEX_BYTES) != 0) {
-        snprintf(err, errlen, "Authorization: the signature does not match the body");
-        return -1;
+        (void)snprintf(err, errlen, "Authorization: the signature does not match the body");
+        return VR_EAUTH;
     }
     return 0;
-}
-
-static int fail(char *err, size_t errlen, const char *field, const char *what)
-{
-    snprintf(err, errlen, "%s: %s", field, what);
-    return VR_EPARSE;
 }
 
 /* An optional string (null allowed) copied into obj under name; a mistyped one fails. */
@@ -69,7 +63,7 @@ static int keep_string(const cJSON *from, const char *key, const char *path, cJS
         return 0;
     }
     if (!cJSON_IsString(v))
-        return fail(err, errlen, path, "expected a string");
+        return provider_fail(err, errlen, path, "expected a string");
     cJSON_AddStringToObject(to, name, v->valuestring);
     return 0;
 }
@@ -100,24 +94,25 @@ static int parse_canceled(const cJSON *root, struct provider_event *ev, char *er
     int r = 0;
 
     if (!cJSON_IsObject(order))
-        return fail(err, errlen, "order", order ? "expected an object" : "missing");
+        return provider_fail(err, errlen, "order", order ? "expected an object" : "missing");
     id = cJSON_GetObjectItemCaseSensitive(order, "id");
     if (id == NULL)
-        return fail(err, errlen, "order.id", "missing");
+        return provider_fail(err, errlen, "order.id", "missing");
     if (!cJSON_IsNumber(id) || id->valuedouble != floor(id->valuedouble) || id->valuedouble < 0 ||
         id->valuedouble > 9007199254740991.0)
-        return fail(err, errlen, "order.id", "expected a non-negative integer");
+        return provider_fail(err, errlen, "order.id", "expected a non-negative integer");
     if (!cJSON_IsObject(user))
-        return fail(err, errlen, "user", user ? "expected an object" : "missing");
+        return provider_fail(err, errlen, "user", user ? "expected an object" : "missing");
     if (!cJSON_IsString(cJSON_GetObjectItemCaseSensitive(user, "external_id")))
-        return fail(err, errlen, "user.external_id",
-                    cJSON_GetObjectItemCaseSensitive(user, "external_id") ? "expected a string"
-                                                                          : "missing");
+        return provider_fail(err, errlen, "user.external_id",
+                             cJSON_GetObjectItemCaseSensitive(user, "external_id")
+                                 ? "expected a string"
+                                 : "missing");
     if (!cJSON_IsArray(items))
-        return fail(err, errlen, "items", items ? "expected an array" : "missing");
+        return provider_fail(err, errlen, "items", items ? "expected an array" : "missing");
     status = cJSON_GetObjectItemCaseSensitive(order, "status");
     if (status != NULL && !cJSON_IsNull(status) && !cJSON_IsString(status))
-        return fail(err, errlen, "order.status", "expected a string");
+        return provider_fail(err, errlen, "order.status", "expected a string");
 
     details = cJSON_CreateObject();
     cJSON_AddNumberToObject(details, "order_id", id->valuedouble);
@@ -151,18 +146,16 @@ static int xsolla_parse(const char *body, size_t len, struct provider_event *ev,
     int r = 0;
 
     memset(ev, 0, sizeof(*ev));
-    if (root == NULL) {
-        snprintf(err, errlen, "body: not valid JSON");
-        return VR_EPARSE;
-    }
+    if (root == NULL)
+        return provider_fail(err, errlen, "body", "not valid JSON");
     type = cJSON_GetObjectItemCaseSensitive(root, "notification_type");
     if (!cJSON_IsObject(root))
-        r = fail(err, errlen, "body", "expected a JSON object");
+        r = provider_fail(err, errlen, "body", "expected a JSON object");
     else if (type == NULL)
-        r = fail(err, errlen, "notification_type", "missing");
+        r = provider_fail(err, errlen, "notification_type", "missing");
     else if (!cJSON_IsString(type) || type->valuestring[0] == '\0' ||
-             strlen(type->valuestring) > MAX_TYPE_BYTES)
-        r = fail(err, errlen, "notification_type", "expected a string of 1 to 64 bytes");
+             strlen(type->valuestring) > PROVIDER_MAX_TYPE_BYTES)
+        r = provider_fail(err, errlen, "notification_type", "expected a string of 1 to 64 bytes");
     if (r == 0) {
         ev->type = xstrdup(type->valuestring);
         if (strcmp(ev->type, "order_canceled") == 0)
@@ -216,6 +209,7 @@ static void xsolla_failure(enum provider_failure f, const char *message, struct 
 const struct provider provider_xsolla = {
     .name = "xsolla",
     .needs_secret = true,
+    .secret_help = "Xsolla project secret key (unset: /webhooks/xsolla answers 503)",
     .verifies_senders = true,
     .verify = xsolla_verify,
     .parse = xsolla_parse,

@@ -99,8 +99,7 @@ static void applied(int status, const struct store_result *res, void *arg)
     else if (status == VR_ESTATE)
         log_debug("poll_lease_lost", "order=%s void=%s: answer dropped", j->order_no, j->void_code);
     else if (status != 0)
-        log_warn("poll_not_stored", "order=%s void=%s: %s", j->order_no, j->void_code,
-                 res->error);
+        log_warn("poll_not_stored", "order=%s void=%s: %s", j->order_no, j->void_code, res->error);
     job_done(j);
 }
 

@@ -1091,8 +1091,7 @@ int db_classify(const PGresult *res, int status, const char *what, char *err, si
         state = "";
     (void)snprintf(err, errlen, "%s: %s (SQLSTATE %s)", what, msg ? msg : "unknown error", state);
     if (strncmp(state, "08", 2) == 0 || strncmp(state, "57", 2) == 0 ||
-        strncmp(state, "53", 2) == 0 || strncmp(state, "40", 2) == 0 ||
-        strcmp(state, "55P03") == 0)
+        strncmp(state, "53", 2) == 0 || strncmp(state, "40", 2) == 0 || strcmp(state, "55P03") == 0)
         return VR_EUNAVAIL;
     return VR_EDB;
 }

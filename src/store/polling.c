@@ -141,8 +141,8 @@ static void poll_failure_written(struct db_session *s, PGresult *res, int status
     store_row_init(&row, res, 0);
     op->result.outcome = "failed";
     op->result.alert_id = store_row_i64(&row, 1);
-    store_op_finish(op, store_row_check(&row, "recording a failed poll", op->error,
-                                        sizeof(op->error)));
+    store_op_finish(op,
+                    store_row_check(&row, "recording a failed poll", op->error, sizeof(op->error)));
 }
 
 void store_poll_failed(struct store *st, const char *order_no, const char *void_code,

@@ -58,9 +58,9 @@ struct store_row {
 
 void store_row_init(struct store_row *r, const PGresult *res, int row);
 bool store_row_null(const struct store_row *r, int col);
-int64_t store_row_i64(struct store_row *r, int col); /* NULL reads as 0 */
-int store_row_int(struct store_row *r, int col);     /* NULL reads as 0; must fit an int */
-bool store_row_bool(struct store_row *r, int col);   /* NULL reads as false */
+int64_t store_row_i64(struct store_row *r, int col);      /* NULL reads as 0 */
+int store_row_int(struct store_row *r, int col);          /* NULL reads as 0; must fit an int */
+bool store_row_bool(struct store_row *r, int col);        /* NULL reads as false */
 const char *store_row_text(struct store_row *r, int col); /* NULL reads as NULL */
 
 /* 0, or VR_EDB with err naming what was read and the field that did not decode. */

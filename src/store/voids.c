@@ -151,8 +151,8 @@ static void void_written(struct db_session *s, PGresult *res, int status, void *
     store_row_init(&row, res, 0);
     op->result.delivery_id = store_row_i64(&row, 0);
     op->result.alert_id = store_row_i64(&row, 1);
-    store_op_finish(op, store_row_check(&row, "applying a void report", op->error,
-                                        sizeof(op->error)));
+    store_op_finish(op,
+                    store_row_check(&row, "applying a void report", op->error, sizeof(op->error)));
 }
 
 static const char *poll_mode(const struct store *st, const struct store_void_report *rep,
@@ -235,8 +235,8 @@ static void void_decided(struct store_op *op, const struct voidcase_state *cur, 
         [VP_ALERT_KIND] = dec->alert_kind,
         [VP_POLL_MODE] = mode,
         [VP_POLL_DELAY_MS] = store_u64_text(delay_ms, n.delay, sizeof(n.delay)),
-        [VP_SEEN_VERSION] = cur->exists ? store_i64_text(version, n.version, sizeof(n.version))
-                                        : NULL,
+        [VP_SEEN_VERSION] =
+            cur->exists ? store_i64_text(version, n.version, sizeof(n.version)) : NULL,
         [VP_CHANGED] = changed ? "true" : "false",
         [VP_RECONCILED] = voidcase_is_reconciled(dec->to_status, dec->confirmed) ? "true" : "false",
         [VP_STATUS_NAME] = voidcase_status_name(dec->to_status),

@@ -78,10 +78,11 @@ static void cancellation_written(struct db_session *s, PGresult *res, int status
     store_row_init(&row, res, 0);
     op->result.delivery_id = store_row_i64(&row, 0);
     outcome = store_row_text(&row, 1);
-    op->result.outcome = outcome != NULL && strcmp(outcome, "applied") == 0 ? "applied" : "duplicate";
+    op->result.outcome =
+        outcome != NULL && strcmp(outcome, "applied") == 0 ? "applied" : "duplicate";
     op->result.alert_id = store_row_i64(&row, 2);
-    store_op_finish(op, store_row_check(&row, "storing an order cancellation", op->error,
-                                        sizeof(op->error)));
+    store_op_finish(
+        op, store_row_check(&row, "storing an order cancellation", op->error, sizeof(op->error)));
 }
 
 void store_record_cancellation(struct store *st, const struct store_delivery *d,

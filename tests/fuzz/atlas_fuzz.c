@@ -60,8 +60,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     case ATLAS_EVENT_VOID:
         if (ev.order_no == NULL || ev.void_code == NULL || ev.order_no[0] == '\0' ||
             ev.void_code[0] == '\0' || strlen(ev.order_no) > ATLAS_MAX_KEY_BYTES ||
-            strlen(ev.void_code) > ATLAS_MAX_KEY_BYTES ||
-            !voidcase_status_is_valid(ev.void_status))
+            strlen(ev.void_code) > ATLAS_MAX_KEY_BYTES || !voidcase_status_is_valid(ev.void_status))
             abort();
         break;
     case ATLAS_EVENT_CANCELLED:

@@ -53,8 +53,8 @@ static int drain(struct httpreq *p, const struct httpreq_limits *lim)
             break;
         case HTTPREQ_ERROR:
             status = httpreq_error_status(p);
-            if (status != 400 && status != 411 && status != 413 && status != 417 &&
-                status != 431 && status != 505)
+            if (status != 400 && status != 411 && status != 413 && status != 417 && status != 431 &&
+                status != 505)
                 abort();
             if (httpreq_error_message(p)[0] == '\0')
                 abort();

@@ -120,11 +120,11 @@ static void alert_text_fits_every_kind(void)
 
     for (size_t i = 0; i < ARRAY_SIZE(cases); i++) {
         struct alert_row a = {.id = 1,
-                          .kind = cases[i][0],
-                          .order_no = "O",
-                          .void_code = "V",
-                          .payload = cases[i][1],
-                          .created_at = "t"};
+                              .kind = cases[i][0],
+                              .order_no = "O",
+                              .void_code = "V",
+                              .payload = cases[i][1],
+                              .created_at = "t"};
         char *body = alert_body(&a);
 
         ASSERT_CONTAINS(body, cases[i][2]);
