@@ -13,6 +13,11 @@ struct api;
  * borrowed and must outlive the API. */
 struct api *api_new(struct store *st, const char *admin_token);
 
+/* The answer to a registered case, as POST /v1/cases gives it:
+ * {"order_no","void_code","created","outcome","status"}. Caller frees with free(). */
+char *api_registration_json(const char *order_no, const char *void_code,
+                            const struct store_result *res);
+
 /* Answers one request whose path is /v1 or starts with /v1/. */
 void api_handle(struct api *a, struct httpd_request *req);
 

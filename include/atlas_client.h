@@ -39,11 +39,11 @@ typedef void (*atlas_client_cb)(const struct atlas_reply *reply, void *arg);
 
 struct atlas_client;
 
-/* Creates a client on loop; 0, or VR_EINVAL with a message in err. Caller ends it with
- * atlas_client_close, then atlas_client_free after done_cb. Needs curl_global_init first.
- * Accept-Encoding: gzip is always sent (httpc), since Atlas may compress. */
-int atlas_client_new(struct atlas_client **out, uv_loop_t *loop,
-                     const struct atlas_client_config *cfg, char *err, size_t errlen) VR_MUSTCHECK;
+/* Creates a client on loop. base_url is an http(s) URL, client_id and client_secret one line
+ * each (config_validate checks them). Caller ends it with atlas_client_close. Needs
+ * curl_global_init first. Accept-Encoding: gzip is always sent (httpc), since Atlas may
+ * compress. */
+struct atlas_client *atlas_client_new(uv_loop_t *loop, const struct atlas_client_config *cfg);
 
 /* Starts POST {base_url}/queryVoidOrders.do for one case; cb runs once, from the loop, never
  * from inside this call. order_no and void_code are copied. Not after atlas_client_close. */
@@ -51,11 +51,8 @@ void atlas_client_query(struct atlas_client *c, const char *order_no, const char
                         atlas_client_cb cb, void *arg);
 
 /* Fails the requests under way with VR_ECLOSED (their callbacks run inside this call),
- * releases every connection and calls done_cb(arg) from the loop once every handle is
- * closed. */
+ * releases every connection, frees the client once every handle is closed and then calls
+ * done_cb(arg) (NULL: none) from the loop. */
 void atlas_client_close(struct atlas_client *c, void (*done_cb)(void *arg), void *arg);
-
-/* Frees a client after done_cb; accepts NULL. */
-void atlas_client_free(struct atlas_client *c);
 
 #endif

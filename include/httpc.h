@@ -35,8 +35,7 @@ typedef void (*httpc_cb)(const struct httpc_response *r, void *arg);
 
 struct httpc;
 
-/* Creates a client on loop. Needs curl_global_init first. Caller ends it with httpc_close,
- * then httpc_free after done_cb. */
+/* Creates a client on loop. Needs curl_global_init first. Caller ends it with httpc_close. */
 struct httpc *httpc_new(uv_loop_t *loop, const struct httpc_config *cfg);
 
 /* POSTs len bytes of body to url (http or https; redirects are not followed) with headers, a
@@ -47,11 +46,8 @@ void httpc_post(struct httpc *c, const char *url, const char *const *headers, co
                 size_t len, httpc_cb cb, void *arg);
 
 /* Fails the requests under way with VR_ECLOSED (their callbacks run inside this call),
- * releases every connection and calls done_cb(arg) from the loop once every handle is
- * closed. */
+ * releases every connection, and once every handle is closed frees the client and calls
+ * done_cb(arg) (NULL: none) from the loop. */
 void httpc_close(struct httpc *c, void (*done_cb)(void *arg), void *arg);
-
-/* Frees a client after done_cb; accepts NULL. */
-void httpc_free(struct httpc *c);
 
 #endif

@@ -32,16 +32,16 @@ struct httpd_request; /* one request handed to the handler; opaque, see the acce
  * httpd_respond or httpd_respond_error exactly once for req, now or later from the loop. */
 typedef void (*httpd_handler_cb)(struct httpd_request *req, void *arg);
 
-/* Called by httpd_stop once every handle is closed. */
+/* Called by httpd_close once every handle is closed and the server freed. */
 typedef void (*httpd_done_cb)(void *arg);
 
 /* Binds, listens and starts accepting on loop. cfg is copied (host too); arg is borrowed and
- * passed to handler. On success *out is set; the caller stops it with httpd_stop and then
- * frees it with httpd_free. Returns VR_EINVAL for a host that is not a numeric address or a
- * port out of range, VR_EIO when binding or listening fails, with a message in err (the caller
- * logs); on failure the half-made server closes its handle itself the next time the loop runs. */
-int httpd_start(struct httpd **out, uv_loop_t *loop, const struct httpd_config *cfg,
-                httpd_handler_cb handler, void *arg, char *err, size_t errlen) VR_MUSTCHECK;
+ * passed to handler. On success *out is set; the caller ends it with httpd_close. Returns
+ * VR_EINVAL for a host that is not a numeric address or a port out of range, VR_EIO when
+ * binding or listening fails, with a message in err (the caller logs); on failure the half-made
+ * server closes its handle and frees itself the next time the loop runs. */
+int httpd_new(struct httpd **out, uv_loop_t *loop, const struct httpd_config *cfg,
+              httpd_handler_cb handler, void *arg, char *err, size_t errlen) VR_MUSTCHECK;
 
 /* The port actually bound (useful with port 0). */
 int httpd_port(const struct httpd *h);
@@ -72,12 +72,9 @@ void httpd_respond_error(struct httpd_request *req, int status, const char *code
                          const char *message, const char *extra_headers);
 
 /* Stops accepting at once. Idle and half-received connections are closed; requests in flight
- * get their response written, then their connection is closed. done_cb(arg) runs once every
- * handle is closed (from the loop, never from inside httpd_stop); then the caller may call
- * httpd_free. Call it at most once. */
-void httpd_stop(struct httpd *h, httpd_done_cb done_cb, void *arg);
-
-/* Frees a stopped server (after done_cb); accepts NULL. */
-void httpd_free(struct httpd *h);
+ * get their response written, then their connection is closed. Once every handle is closed the
+ * server frees itself and done_cb(arg) runs (NULL: none; from the loop, never from inside
+ * httpd_close). Call it at most once. */
+void httpd_close(struct httpd *h, httpd_done_cb done_cb, void *arg);
 
 #endif

@@ -21,24 +21,22 @@ struct intake_config {
      * secrets are copied, allowlists borrowed and must outlive the intake). */
     const struct config_provider *providers;
     size_t nproviders;
-    struct api *api;            /* serves /v1; borrowed */
+    const char *admin_token;    /* bearer token of /v1; "" or NULL: /v1 disabled; copied */
     bool schema_current;        /* start-up found the schema current */
     uint64_t schema_recheck_ms; /* while not known current, how often to look (5000) */
 };
 
 struct intake;
 
-/* Creates the endpoints over st (borrowed; it must outlive the intake). Caller stops it with
- * intake_close, which closes its timer; free with intake_free after the loop ran. */
+/* Creates the endpoints over st (borrowed; it must outlive the intake). Caller ends it with
+ * intake_close once no request is in flight (after httpd_close). */
 struct intake *intake_new(uv_loop_t *loop, struct store *st, const struct intake_config *cfg);
 
 /* The httpd handler; arg is the struct intake. */
 void intake_handle(struct httpd_request *req, void *arg);
 
-/* Stops the schema re-check timer (its handle closes on the next loop turn). */
-void intake_close(struct intake *in);
-
-/* Frees an intake after intake_close and a loop turn; accepts NULL. */
-void intake_free(struct intake *in);
+/* Stops re-checking the schema; once its timer is closed and its last check answered, the
+ * intake frees itself and done_cb(arg) (NULL: none) runs from the loop. */
+void intake_close(struct intake *in, void (*done_cb)(void *arg), void *arg);
 
 #endif

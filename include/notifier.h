@@ -8,13 +8,15 @@
 #include <uv.h>
 
 #include "common.h"
-#include "httpc.h"
 #include "store.h"
 
 /* Zero fields take the defaults in parentheses. */
 struct notifier_config {
-    const char *url;       /* receiver; copied */
-    const char *secret;    /* "" or NULL: unsigned; "whsec_..." or a raw key; copied */
+    const char *url;          /* receiver; copied */
+    const unsigned char *key; /* signing key (alert_key_parse), keylen bytes; NULL: unsigned;
+                                 copied */
+    size_t keylen;
+    uint64_t timeout_ms;   /* one delivery attempt (15000) */
     uint64_t tick_ms;      /* how often to look for due alerts (250) */
     uint64_t retry_ms;     /* first retry after a failure, doubling after (5000) */
     uint64_t retry_max_ms; /* cap of the backoff (3600000) */
@@ -24,16 +26,13 @@ struct notifier_config {
 
 struct notifier;
 
-/* Creates and starts delivery on loop through http (borrowed, as st; both must outlive it).
- * Returns 0, or VR_EINVAL when the secret is a whsec_ value that is not base64. */
-int notifier_new(struct notifier **out, uv_loop_t *loop, struct store *st, struct httpc *http,
-                 const struct notifier_config *cfg) VR_MUSTCHECK;
+/* Creates and starts delivery on loop, with its own HTTP client. st is borrowed and must
+ * outlive it. Caller ends it with notifier_close. */
+struct notifier *notifier_new(uv_loop_t *loop, struct store *st, const struct notifier_config *cfg);
 
-/* Stops leasing; results in hand are recorded, then done_cb(arg) runs from the loop. Attempts
- * still waiting for the receiver end when the caller closes http (their leases expire). */
-void notifier_stop(struct notifier *n, void (*done_cb)(void *arg), void *arg);
-
-/* Frees a stopped notifier; accepts NULL. */
-void notifier_free(struct notifier *n);
+/* Stops leasing and closes the HTTP client: attempts still waiting for the receiver end there
+ * (their leases expire and the alerts go out again), results in hand are recorded. Then the
+ * notifier frees itself and done_cb(arg) (NULL: none) runs from the loop. */
+void notifier_close(struct notifier *n, void (*done_cb)(void *arg), void *arg);
 
 #endif

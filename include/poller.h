@@ -24,21 +24,20 @@ struct poller_config {
     unsigned concurrency;     /* requests in flight (8) */
     unsigned max_rps;         /* requests started per second (10) */
     unsigned failures_alert;  /* failed polls in a row that flag poll_failing (10) */
+    /* The Atlas API; base_url NULL or "": no polling (Atlas not configured), only the stuck
+     * sweep. Copied. */
+    struct atlas_client_config atlas;
 };
 
 struct poller;
 
-/* Creates and starts the poller on loop. client NULL: no polling (Atlas not configured), only
- * the stuck sweep. st and client are borrowed and must outlive it. */
-struct poller *poller_new(uv_loop_t *loop, struct store *st, struct atlas_client *client,
-                          const struct poller_config *cfg);
+/* Creates and starts the poller on loop, with its own Atlas client. st is borrowed and must
+ * outlive it. Caller ends it with poller_close. */
+struct poller *poller_new(uv_loop_t *loop, struct store *st, const struct poller_config *cfg);
 
-/* Stops leasing; answers already in hand are applied, then done_cb(arg) runs from the loop.
- * Requests still waiting for Atlas end (as VR_ECLOSED, leases left to expire) when the caller
- * closes the Atlas client, which it may do right after this call. */
-void poller_stop(struct poller *p, void (*done_cb)(void *arg), void *arg);
-
-/* Frees a stopped poller (after done_cb); accepts NULL. */
-void poller_free(struct poller *p);
+/* Stops leasing and closes the Atlas client: requests still waiting for Atlas end there
+ * (their leases expire and the cases are polled again), answers already in hand are applied.
+ * Then the poller frees itself and done_cb(arg) (NULL: none) runs from the loop. */
+void poller_close(struct poller *p, void (*done_cb)(void *arg), void *arg);
 
 #endif

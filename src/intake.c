@@ -41,7 +41,10 @@ struct intake {
     enum schema_state schema;
     bool checking;
     bool closing;
+    bool timer_open;
     uv_timer_t recheck;
+    void (*done_cb)(void *arg);
+    void *done_arg;
 };
 
 /* One webhook on its way to the database. */
@@ -101,6 +104,7 @@ static bool token_equal(const char *given, size_t given_len, const char *want)
 /* ---- schema readiness --------------------------------------------------------------------- */
 
 static void schema_recheck_start(struct intake *in);
+static void intake_maybe_done(struct intake *in);
 
 static void schema_checked(int status, const char *error, int version, void *arg)
 {
@@ -108,8 +112,10 @@ static void schema_checked(int status, const char *error, int version, void *arg
 
     (void)error; /* unreachable: looked at again shortly; /readyz says so meanwhile */
     in->checking = false;
-    if (in->closing)
+    if (in->closing) {
+        intake_maybe_done(in);
         return;
+    }
     if (status != 0) {
         schema_recheck_start(in);
         return;
@@ -422,7 +428,7 @@ void intake_handle(struct httpd_request *req, void *arg)
         not_found(req);
         return;
     }
-    if (in->api != NULL && strncmp(path, "/v1", 3) == 0 && (path[3] == '\0' || path[3] == '/')) {
+    if (strncmp(path, "/v1", 3) == 0 && (path[3] == '\0' || path[3] == '/')) {
         api_handle(in->api, req);
         return;
     }
@@ -467,25 +473,23 @@ struct intake *intake_new(uv_loop_t *loop, struct store *st, const struct intake
         in->routes[i].secret = xstrdup(cp->secret ? cp->secret : "");
         in->routes[i].alerts = cp->alerts_on;
     }
-    in->api = cfg->api;
+    in->api = api_new(st, cfg->admin_token);
     in->recheck_ms = cfg->schema_recheck_ms ? cfg->schema_recheck_ms : DEFAULT_RECHECK_MS;
     in->schema = cfg->schema_current ? SCHEMA_CURRENT : SCHEMA_UNKNOWN;
     uv_timer_init(loop, &in->recheck);
+    in->timer_open = true;
     in->recheck.data = in;
     if (in->schema != SCHEMA_CURRENT)
         uv_timer_start(&in->recheck, on_recheck, 0, 0);
     return in;
 }
 
-void intake_close(struct intake *in)
+static void intake_maybe_done(struct intake *in)
 {
-    in->closing = true;
-    uv_close((uv_handle_t *)&in->recheck, NULL);
-}
+    void (*done_cb)(void *arg) = in->done_cb;
+    void *done_arg = in->done_arg;
 
-void intake_free(struct intake *in)
-{
-    if (in == NULL)
+    if (!in->closing || in->checking || in->timer_open)
         return;
     for (size_t i = 0; i < in->nroutes; i++) {
         free(in->routes[i].token);
@@ -493,5 +497,24 @@ void intake_free(struct intake *in)
         free(in->routes[i].secret);
     }
     free(in->routes);
+    api_free(in->api);
     free(in);
+    if (done_cb != NULL)
+        done_cb(done_arg);
+}
+
+static void timer_closed(uv_handle_t *h)
+{
+    struct intake *in = h->data;
+
+    in->timer_open = false;
+    intake_maybe_done(in);
+}
+
+void intake_close(struct intake *in, void (*done_cb)(void *arg), void *arg)
+{
+    in->closing = true;
+    in->done_cb = done_cb;
+    in->done_arg = arg;
+    uv_close((uv_handle_t *)&in->recheck, timer_closed);
 }

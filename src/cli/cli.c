@@ -1,367 +1,373 @@
-/* CLI operations: a private loop, a one-connection pool, the same store and ops functions as
- * the API, run to completion; results printed as tables or JSON. */
+/* The command line: the commands, their help, their options, and the settings among them. */
 #include "cli.h"
 
+#include <stdbool.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include <cjson/cJSON.h>
-#include <uv.h>
-
-#include "atlas.h"
+#include "cli_int.h"
 #include "log.h"
+#include "migrate.h"
+#include "provider.h"
 #include "store.h"
 
-struct cli {
-    uv_loop_t loop;
-    struct store *st;
-    bool done;
+static const char usage_text[] =
+    "usage: voidrecon COMMAND [--setting=VALUE ...]\n"
+    "\n"
+    "Keeps airline void cases true: receives Atlas order.void webhooks, keeps each case's\n"
+    "state in PostgreSQL, polls Atlas until every case is reconciled, and records order\n"
+    "cancellations.\n"
+    "\n"
+    "Commands:\n"
+    "  serve     run the HTTP service and the poller in the foreground (SIGINT/SIGTERM stop\n"
+    "            it cleanly)\n"
+    "  migrate   apply pending database migrations, then exit\n"
+    "  cases     add, list, show or acknowledge void cases (voidrecon cases --help)\n"
+    "  alerts    list alerts and their delivery state\n"
+    "  version   print the version\n"
+    "  help      print this help; 'voidrecon COMMAND --help' describes one command\n";
+
+/* The endpoints' list is written between these two, from provider_all. */
+static const char serve_help_head[] = "usage: voidrecon serve [--setting=VALUE ...]\n"
+                                      "\n"
+                                      "Runs the service in the foreground: the webhook endpoints\n"
+                                      "POST ";
+static const char serve_help_tail[] =
+    ",\nthe /v1 operations API, GET /healthz, /readyz and /metrics; the poller of\n"
+    "queryVoidOrders.do when VOIDRECON_ATLAS_BASE_URL is set, and alert delivery when\n"
+    "VOIDRECON_ALERT_URL is.\n"
+    "Refuses to start on a database whose schema is behind (run 'voidrecon migrate').\n"
+    "Log lines are JSON objects on stderr.\n";
+
+static const char migrate_help[] =
+    "usage: voidrecon migrate [--database-url=URL]\n"
+    "\n"
+    "Applies the migrations built into this binary that the database lacks, one transaction\n"
+    "each, under an advisory lock so that concurrent runs wait for each other.\n";
+
+static const char version_help[] = "usage: voidrecon version\n\nPrints the version.\n";
+
+static const char cases_help[] =
+    "usage: voidrecon cases add ORDER_NO VOID_CODE [--status N] [--json]\n"
+    "       voidrecon cases list [--state open|followup|rejected|all] [--limit N] [--cursor C]\n"
+    "                            [--json]\n"
+    "       voidrecon cases show ORDER_NO VOID_CODE [--json]\n"
+    "       voidrecon cases ack ORDER_NO VOID_CODE --by NAME [--note TEXT] [--json]\n"
+    "\n"
+    "Work straight on the database (VOIDRECON_DATABASE_URL or --database-url); no running\n"
+    "server is needed.\n"
+    "  add   registers a void case right after void.do, so that it is polled even if no\n"
+    "        webhook ever arrives (as POST /v1/cases); a known case is left as it is.\n"
+    "        --status N gives the voidStatus void.do answered (default 0).\n"
+    "  list  cases by state (default open), 50 a page; --cursor continues a listing.\n"
+    "  show  one case with its history, alerts and acknowledgements.\n"
+    "  ack   acknowledges the case's follow-up: it leaves the follow-up list, and who and\n"
+    "        why are recorded.\n"
+    "Tables by default; --json prints what the /v1 API answers.\n";
+
+static const char alerts_help[] =
+    "usage: voidrecon alerts list [--state pending|delivered|all] [--limit N] [--cursor C]\n"
+    "                             [--json]\n"
+    "\n"
+    "Lists alerts newest first with their delivery state, straight from the database.\n";
+
+/* ---- settings ------------------------------------------------------------------------------- */
+
+/* The settings from the environment and the flags among argv; 0, or 2 after saying why. */
+static int load_settings(struct config *cfg, int argc, char **argv)
+{
+    char err[512];
+
+    if (config_load(cfg, argc, argv, err, sizeof(err)) != 0) {
+        log_error("config_invalid", "%s", err);
+        return 2;
+    }
+    log_set_level(cfg->log_level);
+    return 0;
+}
+
+/* ---- serve, migrate, version ---------------------------------------------------------------- */
+
+static void serve_help(FILE *f)
+{
+    (void)fputs(serve_help_head, f);
+    for (size_t i = 0; i < provider_count; i++)
+        (void)fprintf(f, "%s/webhooks/%s",
+                      i == 0                   ? ""
+                      : i + 1 < provider_count ? ", "
+                                               : " and ",
+                      provider_all[i]->name);
+    (void)fputs(serve_help_tail, f);
+}
+
+static int cmd_serve(int argc, char **argv, cli_serve_fn serve)
+{
+    struct config cfg;
+    int rc = load_settings(&cfg, argc, argv);
+
+    if (rc == 0) {
+        config_log(&cfg);
+        rc = serve(&cfg);
+    }
+    config_cleanup(&cfg);
+    return rc;
+}
+
+static int cmd_migrate(int argc, char **argv, cli_serve_fn serve)
+{
+    struct config cfg;
+    char err[1024];
+    int applied = 0, version = 0, rc = load_settings(&cfg, argc, argv);
+
+    (void)serve;
+    if (rc != 0)
+        goto out;
+    if (migrate_run(cfg.database_url, &applied, &version, err, sizeof(err)) != 0) {
+        log_error("migrate_failed", "%s", err);
+        rc = 1;
+        goto out;
+    }
+    log_info("migrated", "applied %d migration(s); schema at version %d", applied, version);
+out:
+    config_cleanup(&cfg);
+    return rc;
+}
+
+static int cmd_version(int argc, char **argv, cli_serve_fn serve)
+{
+    (void)argc;
+    (void)argv;
+    (void)serve;
+    (void)printf("voidrecon %s\n", VOIDRECON_VERSION);
+    return 0;
+}
+
+/* ---- cases and alerts ----------------------------------------------------------------------- */
+
+/* A command's own options; the other --flags are settings (config_load). */
+struct cmd_opts {
+    bool json;
+    const char *state, *cursor, *by, *note;
+    unsigned limit;
     int status;
-    char *json;
-    char error[256];
-    struct store_result res;
+    const char *pos[4];
+    int npos;
+    char **flags;
+    int nflags;
 };
 
-static int cli_open(struct cli *c, const struct config *cfg)
-{
-    char err[256];
+static const char *const valued_opts[] = {"state", "cursor", "by", "note", "limit", "status"};
 
-    memset(c, 0, sizeof(*c));
-    uv_loop_init(&c->loop);
-    if (store_new(&c->st, &c->loop,
-                  &(struct store_config){.conninfo = cfg->database_url,
-                                         .pool_size = 1,
-                                         .timeout_ms = cfg->db_timeout_ms,
-                                         .poll_first_ms = cfg->poll_first_ms,
-                                         .poll_confirm_ms = cfg->poll_confirm_ms},
-                  err, sizeof(err)) != 0) {
-        log_error("config_invalid", "VOIDRECON_DATABASE_URL: %s", err);
-        (void)uv_loop_close(&c->loop);
+/* --limit (1..STORE_MAX_LIMIT) or --status (0..6); 0, or 2 after saying what is wrong. */
+static int number_opt(struct cmd_opts *o, const char *name, size_t n, const char *v)
+{
+    bool status = strncmp(name, "status", n) == 0;
+    long lo = status ? 0 : 1, hi = status ? 6 : STORE_MAX_LIMIT;
+    char *end;
+    long num = strtol(v, &end, 10);
+
+    if (*v == '\0' || *end != '\0' || num < lo || num > hi) {
+        log_error("usage", "--%.*s: \"%s\" is not a number from %ld to %ld", (int)n, name, v, lo,
+                  hi);
         return 2;
     }
+    if (status)
+        o->status = (int)num;
+    else
+        o->limit = (unsigned)num;
     return 0;
 }
 
-/* Runs the loop until the operation is done, then closes everything. */
-static void cli_finish(struct cli *c)
+/* One option of the command: name (n bytes, without "--") and its value. */
+static int own_opt(struct cmd_opts *o, const char *name, size_t n, const char *v)
 {
-    while (!c->done && uv_run(&c->loop, UV_RUN_ONCE) != 0)
-        ;
-    if (!c->done) {
-        c->status = VR_EUNAVAIL;
-        (void)snprintf(c->error, sizeof(c->error), "the operation never finished");
+    if (strncmp(name, "state", n) == 0)
+        o->state = v;
+    else if (strncmp(name, "cursor", n) == 0)
+        o->cursor = v;
+    else if (strncmp(name, "by", n) == 0)
+        o->by = v;
+    else if (strncmp(name, "note", n) == 0)
+        o->note = v;
+    else
+        return number_opt(o, name, n, v);
+    return 0;
+}
+
+static bool is_own(const char *name, size_t n)
+{
+    for (size_t k = 0; k < ARRAY_SIZE(valued_opts); k++) {
+        if (strlen(valued_opts[k]) == n && strncmp(name, valued_opts[k], n) == 0)
+            return true;
     }
-    store_close(c->st, NULL, NULL);
-    uv_run(&c->loop, UV_RUN_DEFAULT);
-    (void)uv_loop_close(&c->loop);
+    return false;
 }
 
-static void json_done(int status, const char *json, const char *error, void *arg)
+/* Returns 0, or 2 after saying what is wrong. o->flags is the caller's to free either way. */
+static int cmd_opts_parse(int argc, char **argv, struct cmd_opts *o)
 {
-    struct cli *c = arg;
+    memset(o, 0, sizeof(*o));
+    o->flags = xcalloc((size_t)argc + 1, sizeof(*o->flags));
+    for (int i = 0; i < argc; i++) {
+        const char *a = argv[i], *eq = strchr(a, '='), *v = NULL;
+        size_t n = eq ? (size_t)(eq - a - 2) : strlen(a + 2);
 
-    c->status = status;
-    c->json = json != NULL ? xstrdup(json) : NULL;
-    (void)snprintf(c->error, sizeof(c->error), "%s", error);
-    c->done = true;
-}
-
-static void applied(int status, const struct store_result *res, void *arg)
-{
-    struct cli *c = arg;
-
-    c->status = status;
-    c->done = true;
-    c->res = *res;
-    c->res.error = NULL;
-    (void)snprintf(c->error, sizeof(c->error), "%s", res->error);
-}
-
-/* Says why an operation failed; returns the exit status. */
-static int failed(const struct cli *c, const char *what)
-{
-    switch (c->status) {
-    case VR_ENOENT:
-        log_error("not_found", "%s: no such void case", what);
-        break;
-    case VR_ESTATE:
-        log_error("no_followup", "%s: the case has no follow-up waiting to be acknowledged", what);
-        break;
-    case VR_EINVAL:
-        log_error("invalid_cursor", "%s: --cursor is not one voidrecon gave out", what);
-        break;
-    default:
-        log_error("failed", "%s: %s", what, c->error);
-        break;
-    }
-    return 1;
-}
-
-/* ---- tables ------------------------------------------------------------------------------- */
-
-/* A field as table text: strings as they are, times shortened to the second, null as "-". */
-static void cell(const cJSON *obj, const char *name, char *out, size_t cap)
-{
-    const cJSON *v = cJSON_GetObjectItemCaseSensitive(obj, name);
-
-    if (cJSON_IsString(v)) {
-        const char *s = v->valuestring;
-        /* 2026-11-29T21:08:34.296103+00:00 -> 2026-11-29 21:08:34 */
-        if (strlen(s) >= 19 && s[4] == '-' && s[10] == 'T')
-            snprintf(out, cap, "%.10s %.8s", s, s + 11);
-        else
-            snprintf(out, cap, "%s", s);
-    } else if (cJSON_IsBool(v)) {
-        snprintf(out, cap, "%s", cJSON_IsTrue(v) ? "yes" : "no");
-    } else if (cJSON_IsNumber(v)) {
-        snprintf(out, cap, "%.0f", v->valuedouble);
-    } else {
-        snprintf(out, cap, "-");
-    }
-    /* One line per row, whatever a message holds. */
-    for (char *p = out; *p; p++)
-        if (*p == '\n' || *p == '\r' || *p == '\t')
-            *p = ' ';
-}
-
-#define CELL_BYTES 96
-
-/* Prints the rows of array with one column per field (names, headers: n each). */
-static void table(FILE *out, const cJSON *array, const char *const *names,
-                  const char *const *headers, size_t n)
-{
-    size_t rows = (size_t)cJSON_GetArraySize(array), w[16] = {0};
-    char(*cells)[CELL_BYTES] = xcalloc(rows * n + 1, CELL_BYTES);
-    const cJSON *item;
-    size_t r = 0;
-
-    for (size_t i = 0; i < n; i++)
-        w[i] = strlen(headers[i]);
-    cJSON_ArrayForEach(item, array)
-    {
-        for (size_t i = 0; i < n; i++) {
-            cell(item, names[i], cells[r * n + i], CELL_BYTES);
-            if (strlen(cells[r * n + i]) > w[i])
-                w[i] = strlen(cells[r * n + i]);
+        if (strcmp(a, "--json") == 0) {
+            o->json = true;
+        } else if (strncmp(a, "--", 2) != 0) {
+            if (o->npos == (int)ARRAY_SIZE(o->pos)) {
+                log_error("usage", "unexpected argument \"%s\"", a);
+                return 2;
+            }
+            o->pos[o->npos++] = a;
+        } else if (!is_own(a + 2, n)) {
+            o->flags[o->nflags++] = argv[i];
+            if (eq == NULL && i + 1 < argc)
+                o->flags[o->nflags++] = argv[++i];
+        } else {
+            v = eq != NULL ? eq + 1 : i + 1 < argc ? argv[++i] : NULL;
+            if (v == NULL) {
+                log_error("usage", "%s needs a value", a);
+                return 2;
+            }
+            if (own_opt(o, a + 2, n, v) != 0)
+                return 2;
         }
-        r++;
-    }
-    for (size_t i = 0; i < n; i++)
-        fprintf(out, "%-*s%s", i + 1 < n ? (int)w[i] : 0, headers[i], i + 1 < n ? "  " : "\n");
-    for (r = 0; r < rows; r++)
-        for (size_t i = 0; i < n; i++)
-            fprintf(out, "%-*s%s", i + 1 < n ? (int)w[i] : 0, cells[r * n + i],
-                    i + 1 < n ? "  " : "\n");
-    free(cells);
-}
-
-static void more(FILE *out, const cJSON *doc, const char *noun)
-{
-    const cJSON *next = cJSON_GetObjectItemCaseSensitive(doc, "next_cursor");
-
-    if (cJSON_IsString(next))
-        fprintf(out, "(more %s: add --cursor %s)\n", noun, next->valuestring);
-}
-
-static const char *const case_names[] = {"order_no",        "void_code", "status",
-                                         "status_name",     "confirmed", "needs_followup",
-                                         "followup_reason", "updated_at"};
-static const char *const case_headers[] = {"ORDER_NO",  "VOID_CODE", "ST",     "STATUS",
-                                           "CONFIRMED", "FOLLOWUP",  "REASON", "UPDATED"};
-
-static void print_case(FILE *out, const cJSON *c)
-{
-    static const char *const fields[] = {
-        "order_no",          "void_code",         "status_name",       "status",
-        "is_open",           "confirmed",         "reconciled_at",     "message",
-        "cancel_reason",     "void_method",       "needs_followup",    "followup_reason",
-        "followup_acked_at", "followup_acked_by", "followup_ack_note", "created_at",
-        "updated_at",        "last_seen_at",      "next_poll_at",      "polls",
-        "poll_failures",     "last_poll_error",
-    };
-    char v[CELL_BYTES * 4];
-
-    for (size_t i = 0; i < ARRAY_SIZE(fields); i++) {
-        cell(c, fields[i], v, sizeof(v));
-        fprintf(out, "%-18s %s\n", fields[i], v);
-    }
-}
-
-/* ---- commands ----------------------------------------------------------------------------- */
-
-int cli_cases_add(const struct config *cfg, const char *order_no, const char *void_code, int status,
-                  bool json, FILE *out)
-{
-    struct store_void_report rep = {
-        .order_no = order_no,
-        .void_code = void_code,
-        .status = status,
-        .source = VOIDCASE_SOURCE_API,
-    };
-    struct cli c;
-    int rc;
-
-    if (order_no[0] == '\0' || void_code[0] == '\0' || strlen(order_no) > ATLAS_MAX_KEY_BYTES ||
-        strlen(void_code) > ATLAS_MAX_KEY_BYTES) {
-        log_error("usage", "ORDER_NO and VOID_CODE must be 1 to %d bytes", ATLAS_MAX_KEY_BYTES);
-        return 2;
-    }
-    if ((rc = cli_open(&c, cfg)) != 0)
-        return rc;
-    store_apply_void(c.st, NULL, &rep, applied, &c);
-    cli_finish(&c);
-    if (c.status != 0)
-        return failed(&c, "cases add");
-    if (json) {
-        cJSON *obj = cJSON_CreateObject();
-        char *s;
-
-        cJSON_AddStringToObject(obj, "order_no", order_no);
-        cJSON_AddStringToObject(obj, "void_code", void_code);
-        cJSON_AddBoolToObject(obj, "created", c.res.created);
-        cJSON_AddStringToObject(obj, "outcome", c.res.outcome);
-        cJSON_AddNumberToObject(obj, "status", c.res.to_status);
-        s = vr_json_print(obj);
-        fprintf(out, "%s\n", s);
-        free(s);
-        cJSON_Delete(obj);
-    } else {
-        fprintf(out, "%s %s: %s (%s), status %d %s\n", order_no, void_code, c.res.outcome,
-                c.res.created ? "registered" : "already known", c.res.to_status,
-                voidcase_status_name(c.res.to_status));
     }
     return 0;
 }
 
-/* Runs a JSON-answering operation and hands the parsed document to print (unless json). */
-static int run_json(struct cli *c, const char *what, bool json, FILE *out,
-                    void (*print)(FILE *out, const cJSON *doc))
+/* The settings among the flags; a command prints its result, so the pool's connection chatter
+ * is hidden unless VOIDRECON_LOG_LEVEL asks for it. */
+static int command_settings(struct cmd_opts *o, struct config *cfg)
 {
-    cJSON *doc;
-
-    cli_finish(c);
-    if (c->status != 0)
-        return failed(c, what);
-    if (json) {
-        fprintf(out, "%s\n", c->json);
-    } else if ((doc = cJSON_Parse(c->json)) != NULL) {
-        print(out, doc);
-        cJSON_Delete(doc);
-    }
-    free(c->json);
+    if (load_settings(cfg, o->nflags, o->flags) != 0)
+        return 2;
+    if (getenv("VOIDRECON_LOG_LEVEL") == NULL && cfg->log_level < LOG_WARN)
+        log_set_level(LOG_WARN);
     return 0;
 }
 
-static void print_cases(FILE *out, const cJSON *doc)
+static bool is_sub(const char *sub, const char *name)
 {
-    const cJSON *cases = cJSON_GetObjectItemCaseSensitive(doc, "cases");
-
-    table(out, cases, case_names, case_headers, ARRAY_SIZE(case_names));
-    more(out, doc, "cases");
+    return strcmp(sub, name) == 0;
 }
 
-int cli_cases_list(const struct config *cfg, const char *state, unsigned limit, const char *cursor,
-                   bool json, FILE *out)
+static int cases_run(const struct cmd_opts *o, const struct config *cfg)
 {
-    struct cli c;
+    const char *sub = o->pos[0];
+
+    if (is_sub(sub, "add"))
+        return cli_cases_add(cfg, o->pos[1], o->pos[2], o->status, o->json, stdout);
+    if (is_sub(sub, "list"))
+        return cli_cases_list(cfg, o->state ? o->state : "open", o->limit, o->cursor, o->json,
+                              stdout);
+    if (is_sub(sub, "show"))
+        return cli_cases_show(cfg, o->pos[1], o->pos[2], o->json, stdout);
+    return cli_cases_ack(cfg, o->pos[1], o->pos[2], o->by, o->note, o->json, stdout);
+}
+
+static int cmd_cases(int argc, char **argv, cli_serve_fn serve)
+{
+    struct cmd_opts o;
+    struct config cfg = {0};
+    const char *sub;
     int rc;
 
-    if (!store_case_state_valid(state)) {
-        log_error("usage", "--state: \"%s\" is not open, followup, rejected or all", state);
-        return 2;
+    (void)serve;
+    if ((rc = cmd_opts_parse(argc, argv, &o)) != 0)
+        goto out;
+    sub = o.npos > 0 ? o.pos[0] : "";
+    if ((is_sub(sub, "add") || is_sub(sub, "show") || is_sub(sub, "ack"))
+            ? o.npos != 3
+            : (!is_sub(sub, "list") || o.npos != 1)) {
+        (void)fputs(cases_help, stderr);
+        rc = 2;
+        goto out;
     }
-    if ((rc = cli_open(&c, cfg)) != 0)
-        return rc;
-    store_cases_list(c.st, state, limit, cursor, json_done, &c);
-    return run_json(&c, "cases list", json, out, print_cases);
+    if ((rc = command_settings(&o, &cfg)) == 0)
+        rc = cases_run(&o, &cfg);
+out:
+    free(o.flags);
+    config_cleanup(&cfg);
+    return rc;
 }
 
-static void print_show(FILE *out, const cJSON *doc)
+static int cmd_alerts(int argc, char **argv, cli_serve_fn serve)
 {
-    static const char *const h_names[] = {"at",        "source",  "reported_status", "from_status",
-                                          "to_status", "outcome", "message"};
-    static const char *const h_headers[] = {"AT", "SOURCE",  "REPORTED", "FROM",
-                                            "TO", "OUTCOME", "MESSAGE"};
-    static const char *const a_names[] = {"id", "kind", "created_at", "delivered_at", "attempts"};
-    static const char *const a_headers[] = {"ID", "KIND", "RAISED", "DELIVERED", "ATTEMPTS"};
-    static const char *const k_names[] = {"at", "reason", "acked_by", "note"};
-    static const char *const k_headers[] = {"AT", "REASON", "BY", "NOTE"};
-
-    print_case(out, cJSON_GetObjectItemCaseSensitive(doc, "case"));
-    fprintf(out, "\nHistory:\n");
-    table(out, cJSON_GetObjectItemCaseSensitive(doc, "history"), h_names, h_headers,
-          ARRAY_SIZE(h_names));
-    fprintf(out, "\nAlerts:\n");
-    table(out, cJSON_GetObjectItemCaseSensitive(doc, "alerts"), a_names, a_headers,
-          ARRAY_SIZE(a_names));
-    fprintf(out, "\nAcknowledgements:\n");
-    table(out, cJSON_GetObjectItemCaseSensitive(doc, "acknowledgements"), k_names, k_headers,
-          ARRAY_SIZE(k_names));
-}
-
-int cli_cases_show(const struct config *cfg, const char *order_no, const char *void_code, bool json,
-                   FILE *out)
-{
-    struct cli c;
+    struct cmd_opts o;
+    struct config cfg = {0};
     int rc;
 
-    if ((rc = cli_open(&c, cfg)) != 0)
-        return rc;
-    store_case_show(c.st, order_no, void_code, json_done, &c);
-    return run_json(&c, "cases show", json, out, print_show);
-}
-
-static void print_acked(FILE *out, const cJSON *doc)
-{
-    const cJSON *c = cJSON_GetObjectItemCaseSensitive(doc, "case");
-    char order[CELL_BYTES], code[CELL_BYTES], by[CELL_BYTES], reason[CELL_BYTES];
-
-    cell(c, "order_no", order, sizeof(order));
-    cell(c, "void_code", code, sizeof(code));
-    cell(c, "followup_acked_by", by, sizeof(by));
-    cell(c, "followup_reason", reason, sizeof(reason));
-    fprintf(out, "%s %s: follow-up (%s) acknowledged by %s\n", order, code, reason, by);
-}
-
-int cli_cases_ack(const struct config *cfg, const char *order_no, const char *void_code,
-                  const char *by, const char *note, bool json, FILE *out)
-{
-    struct cli c;
-    int rc;
-
-    if (by == NULL || by[0] == '\0') {
-        log_error("usage", "--by NAME is required: who acknowledges the follow-up");
-        return 2;
+    (void)serve;
+    if ((rc = cmd_opts_parse(argc, argv, &o)) != 0)
+        goto out;
+    if (o.npos != 1 || strcmp(o.pos[0], "list") != 0) {
+        (void)fputs(alerts_help, stderr);
+        rc = 2;
+        goto out;
     }
-    if ((rc = cli_open(&c, cfg)) != 0)
-        return rc;
-    store_case_ack(c.st, order_no, void_code, by, note, json_done, &c);
-    return run_json(&c, "cases ack", json, out, print_acked);
+    if ((rc = command_settings(&o, &cfg)) == 0)
+        rc = cli_alerts_list(&cfg, o.state ? o.state : "all", o.limit, o.cursor, o.json, stdout);
+out:
+    free(o.flags);
+    config_cleanup(&cfg);
+    return rc;
 }
 
-static void print_alerts(FILE *out, const cJSON *doc)
+/* ---- dispatch ------------------------------------------------------------------------------- */
+
+struct command {
+    const char *name;
+    const char *alias;  /* NULL: none */
+    const char *help;   /* NULL: serve_help */
+    bool settings_help; /* --help also lists the settings */
+    int (*run)(int argc, char **argv, cli_serve_fn serve);
+};
+
+static const struct command commands[] = {
+    {"serve", NULL, NULL, true, cmd_serve},
+    {"migrate", NULL, migrate_help, true, cmd_migrate},
+    {"cases", NULL, cases_help, false, cmd_cases},
+    {"alerts", NULL, alerts_help, false, cmd_alerts},
+    {"version", "--version", version_help, false, cmd_version},
+};
+
+static bool wants_help(int argc, char **argv)
 {
-    static const char *const names[] = {"id",         "kind",         "order_no", "void_code",
-                                        "created_at", "delivered_at", "attempts", "last_error"};
-    static const char *const headers[] = {"ID",     "KIND",      "ORDER_NO", "VOID_CODE",
-                                          "RAISED", "DELIVERED", "ATTEMPTS", "LAST_ERROR"};
-
-    table(out, cJSON_GetObjectItemCaseSensitive(doc, "alerts"), names, headers, ARRAY_SIZE(names));
-    more(out, doc, "alerts");
-}
-
-int cli_alerts_list(const struct config *cfg, const char *state, unsigned limit, const char *cursor,
-                    bool json, FILE *out)
-{
-    struct cli c;
-    int rc;
-
-    if (!store_alert_state_valid(state)) {
-        log_error("usage", "--state: \"%s\" is not pending, delivered or all", state);
-        return 2;
+    for (int i = 0; i < argc; i++) {
+        if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0)
+            return true;
     }
-    if ((rc = cli_open(&c, cfg)) != 0)
-        return rc;
-    store_alerts_list(c.st, state, limit, cursor, json_done, &c);
-    return run_json(&c, "alerts list", json, out, print_alerts);
+    return false;
+}
+
+int cli_main(int argc, char **argv, cli_serve_fn serve)
+{
+    const char *name = argc > 1 ? argv[1] : NULL;
+
+    if (name == NULL || strcmp(name, "help") == 0 || strcmp(name, "--help") == 0 ||
+        strcmp(name, "-h") == 0) {
+        (void)fputs(usage_text, name ? stdout : stderr);
+        return name ? 0 : 2;
+    }
+    for (size_t i = 0; i < ARRAY_SIZE(commands); i++) {
+        const struct command *c = &commands[i];
+
+        if (strcmp(name, c->name) != 0 && (c->alias == NULL || strcmp(name, c->alias) != 0))
+            continue;
+        if (wants_help(argc - 2, argv + 2)) {
+            if (c->help != NULL)
+                (void)fputs(c->help, stdout);
+            else
+                serve_help(stdout);
+            if (c->settings_help)
+                config_print_help(stdout);
+            return 0;
+        }
+        return c->run(argc - 2, argv + 2, serve);
+    }
+    (void)fprintf(stderr, "voidrecon: unknown command \"%s\"\n\n%s", name, usage_text);
+    return 2;
 }

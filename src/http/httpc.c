@@ -123,12 +123,23 @@ static void req_fail_closed(struct httpc_req *r)
 
 /* ---- curl's socket and timer callbacks ---------------------------------------------------- */
 
+/* One handle fewer; after httpc_close, the last one frees the client and says so. */
+static void handle_gone(struct httpc *c)
+{
+    void (*done_cb)(void *arg) = c->done_cb;
+    void *done_arg = c->done_arg;
+
+    if (--c->handles_open > 0 || !c->closing)
+        return;
+    free(c->user_agent);
+    free(c);
+    if (done_cb != NULL)
+        done_cb(done_arg);
+}
+
 static void handle_closed(uv_handle_t *h)
 {
-    struct httpc *c = h->data;
-
-    if (--c->handles_open == 0 && c->done_cb != NULL)
-        c->done_cb(c->done_arg);
+    handle_gone(h->data);
 }
 
 static void sock_closed(uv_handle_t *h)
@@ -137,8 +148,7 @@ static void sock_closed(uv_handle_t *h)
     struct httpc *c = s->c;
 
     free(s);
-    if (--c->handles_open == 0 && c->done_cb != NULL)
-        c->done_cb(c->done_arg);
+    handle_gone(c);
 }
 
 static void on_poll(uv_poll_t *h, int status, int events)
@@ -337,12 +347,4 @@ void httpc_close(struct httpc *c, void (*done_cb)(void *arg), void *arg)
     curl_multi_cleanup(c->multi);
     c->multi = NULL;
     uv_close((uv_handle_t *)&c->timer, handle_closed);
-}
-
-void httpc_free(struct httpc *c)
-{
-    if (c == NULL)
-        return;
-    free(c->user_agent);
-    free(c);
 }

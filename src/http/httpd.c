@@ -86,14 +86,18 @@ static void conn_on_timer(uv_timer_t *t);
 
 /* ---- connection bookkeeping --------------------------------------------------------------- */
 
+/* The last handle of a closing server is gone: free it, then say so. */
 static void httpd_maybe_done(struct httpd *h)
 {
-    if (h->stopping && !h->listener_open && h->conns == NULL && h->done_cb != NULL) {
-        httpd_done_cb cb = h->done_cb;
+    httpd_done_cb cb = h->done_cb;
+    void *arg = h->done_arg;
 
-        h->done_cb = NULL;
-        cb(h->done_arg);
-    }
+    if (!h->stopping || h->listener_open || h->conns != NULL)
+        return;
+    free(h->host);
+    free(h);
+    if (cb != NULL)
+        cb(arg);
 }
 
 static void conn_handle_closed(uv_handle_t *handle)
@@ -621,8 +625,8 @@ static void failed_listener_closed(uv_handle_t *handle)
     free(h);
 }
 
-int httpd_start(struct httpd **out, uv_loop_t *loop, const struct httpd_config *cfg,
-                httpd_handler_cb handler, void *arg, char *err, size_t errlen)
+int httpd_new(struct httpd **out, uv_loop_t *loop, const struct httpd_config *cfg,
+              httpd_handler_cb handler, void *arg, char *err, size_t errlen)
 {
     struct sockaddr_storage addr;
     struct httpd *h;
@@ -748,7 +752,7 @@ void httpd_respond_error(struct httpd_request *req, int status, const char *code
     free(body);
 }
 
-void httpd_stop(struct httpd *h, httpd_done_cb done_cb, void *arg)
+void httpd_close(struct httpd *h, httpd_done_cb done_cb, void *arg)
 {
     struct conn *c, *next;
 
@@ -762,12 +766,4 @@ void httpd_stop(struct httpd *h, httpd_done_cb done_cb, void *arg)
         if (c->inflight == NULL && !c->response_pending)
             conn_close(c);
     }
-}
-
-void httpd_free(struct httpd *h)
-{
-    if (h == NULL)
-        return;
-    free(h->host);
-    free(h);
 }

@@ -77,19 +77,26 @@ static int check_token(const struct api *a, struct httpd_request *req)
     return 0;
 }
 
-static void respond_object(struct httpd_request *req, int status, cJSON *obj)
+char *api_registration_json(const char *order_no, const char *void_code,
+                            const struct store_result *res)
 {
-    char *body = vr_json_print(obj);
+    cJSON *obj = cJSON_CreateObject();
+    char *s;
 
-    httpd_respond(req, status, JSON, NULL, body, strlen(body));
-    free(body);
+    cJSON_AddStringToObject(obj, "order_no", order_no);
+    cJSON_AddStringToObject(obj, "void_code", void_code);
+    cJSON_AddBoolToObject(obj, "created", res->created);
+    cJSON_AddStringToObject(obj, "outcome", res->outcome);
+    cJSON_AddNumberToObject(obj, "status", res->to_status);
+    s = vr_json_print(obj);
     cJSON_Delete(obj);
+    return s;
 }
 
 static void registered(int status, const struct store_result *res, void *arg)
 {
     struct registration *r = arg;
-    cJSON *obj;
+    char *body;
 
     if (status == VR_EUNAVAIL) {
         log_warn("case_not_registered", "order=%s void=%s: %s", r->ref.order_no, r->ref.void_code,
@@ -104,13 +111,9 @@ static void registered(int status, const struct store_result *res, void *arg)
         metrics_transition("api", res->outcome);
         log_info("case_registered", "order=%s void=%s outcome=%s status=%d", r->ref.order_no,
                  r->ref.void_code, res->outcome, res->to_status);
-        obj = cJSON_CreateObject();
-        cJSON_AddStringToObject(obj, "order_no", r->ref.order_no);
-        cJSON_AddStringToObject(obj, "void_code", r->ref.void_code);
-        cJSON_AddBoolToObject(obj, "created", res->created);
-        cJSON_AddStringToObject(obj, "outcome", res->outcome);
-        cJSON_AddNumberToObject(obj, "status", res->to_status);
-        respond_object(r->req, res->created ? 201 : 200, obj);
+        body = api_registration_json(r->ref.order_no, r->ref.void_code, res);
+        httpd_respond(r->req, res->created ? 201 : 200, JSON, NULL, body, strlen(body));
+        free(body);
     }
     atlas_case_ref_cleanup(&r->ref);
     free(r);

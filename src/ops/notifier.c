@@ -10,6 +10,7 @@
 #include <time.h>
 
 #include "alert.h"
+#include "httpc.h"
 #include "log.h"
 #include "metrics.h"
 
@@ -41,6 +42,7 @@ struct notifier {
     unsigned in_flight;
     bool leasing;
     bool stopping;
+    bool http_open;
     void (*done_cb)(void *arg);
     void *done_arg;
 };
@@ -150,23 +152,23 @@ static void on_tick(uv_timer_t *t)
     store_alerts_lease(n->st, n->cfg.concurrency - n->in_flight, n->cfg.lease_ms, leased, n);
 }
 
-int notifier_new(struct notifier **out, uv_loop_t *loop, struct store *st, struct httpc *http,
-                 const struct notifier_config *cfg)
+struct notifier *notifier_new(uv_loop_t *loop, struct store *st, const struct notifier_config *cfg)
 {
     struct notifier *n = xcalloc(1, sizeof(*n));
 
-    *out = NULL;
     n->cfg = *cfg;
-    if (cfg->secret != NULL && cfg->secret[0] != '\0' &&
-        alert_key_parse(cfg->secret, &n->key, &n->keylen) != 0) {
-        free(n);
-        return VR_EINVAL;
-    }
     n->loop = loop;
     n->st = st;
-    n->http = http;
+    n->http = httpc_new(loop, &(struct httpc_config){.timeout_ms = cfg->timeout_ms});
+    n->http_open = true;
     n->url = xstrdup(cfg->url);
-    n->cfg.url = n->cfg.secret = NULL;
+    if (cfg->key != NULL) {
+        n->key = xmalloc(cfg->keylen);
+        memcpy(n->key, cfg->key, cfg->keylen);
+        n->keylen = cfg->keylen;
+    }
+    n->cfg.url = NULL;
+    n->cfg.key = NULL;
     VR_DEFAULT(n->cfg.tick_ms, DEFAULT_TICK_MS);
     VR_DEFAULT(n->cfg.retry_ms, DEFAULT_RETRY_MS);
     VR_DEFAULT(n->cfg.retry_max_ms, DEFAULT_RETRY_MAX_MS);
@@ -176,41 +178,50 @@ int notifier_new(struct notifier **out, uv_loop_t *loop, struct store *st, struc
     uv_timer_init(loop, &n->tick);
     n->tick.data = n;
     uv_timer_start(&n->tick, on_tick, 0, n->cfg.tick_ms);
-    *out = n;
-    return 0;
+    return n;
 }
 
 static void tick_closed(uv_handle_t *h)
 {
     struct notifier *n = h->data;
+    void (*done_cb)(void *arg) = n->done_cb;
+    void *done_arg = n->done_arg;
 
-    n->done_cb(n->done_arg);
-}
-
-static void notifier_maybe_done(struct notifier *n)
-{
-    if (!n->stopping || n->in_flight > 0 || n->leasing || n->done_cb == NULL ||
-        uv_is_closing((uv_handle_t *)&n->tick))
-        return;
-    uv_close((uv_handle_t *)&n->tick, tick_closed);
-}
-
-void notifier_stop(struct notifier *n, void (*done_cb)(void *arg), void *arg)
-{
-    n->stopping = true;
-    n->done_cb = done_cb;
-    n->done_arg = arg;
-    uv_timer_stop(&n->tick);
-    notifier_maybe_done(n);
-}
-
-void notifier_free(struct notifier *n)
-{
-    if (n == NULL)
-        return;
     if (n->key != NULL)
         memset(n->key, 0, n->keylen);
     free(n->key);
     free(n->url);
     free(n);
+    if (done_cb != NULL)
+        done_cb(done_arg);
+}
+
+/* Closing ends once nothing is in flight and the HTTP client is gone. */
+static void notifier_maybe_done(struct notifier *n)
+{
+    if (!n->stopping || n->in_flight > 0 || n->leasing || n->http_open ||
+        uv_is_closing((uv_handle_t *)&n->tick))
+        return;
+    uv_close((uv_handle_t *)&n->tick, tick_closed);
+}
+
+static void http_closed(void *arg)
+{
+    struct notifier *n = arg;
+
+    n->http = NULL;
+    n->http_open = false;
+    notifier_maybe_done(n);
+}
+
+void notifier_close(struct notifier *n, void (*done_cb)(void *arg), void *arg)
+{
+    n->stopping = true;
+    n->done_cb = done_cb;
+    n->done_arg = arg;
+    uv_timer_stop(&n->tick);
+    /* A delivery still waiting for its receiver is not worth a slow shutdown: it ends here as
+     * VR_ECLOSED, its lease expires and it is made again. Results in hand are recorded. */
+    httpc_close(n->http, http_closed, n);
+    notifier_maybe_done(n);
 }

@@ -1,6 +1,7 @@
 /* queryVoidOrders.do over httpc: the request Atlas documents, and its answer read as a reply. */
 #include "atlas_client.h"
 
+#include <assert.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -9,7 +10,6 @@
 #include "httpc.h"
 
 #define QUERY_PATH   "queryVoidOrders.do"
-#define MAX_ID_BYTES 200
 #define HEADER_LINES 4
 
 struct atlas_client {
@@ -68,29 +68,16 @@ static char *header_line(const char *name, const char *value)
     return s;
 }
 
-int atlas_client_new(struct atlas_client **out, uv_loop_t *loop,
-                     const struct atlas_client_config *cfg, char *err, size_t errlen)
+struct atlas_client *atlas_client_new(uv_loop_t *loop, const struct atlas_client_config *cfg)
 {
-    struct atlas_client *c;
-    size_t n;
+    struct atlas_client *c = xcalloc(1, sizeof(*c));
+    size_t n = strlen(cfg->base_url);
 
-    *out = NULL;
-    if (cfg->base_url == NULL ||
-        (strncmp(cfg->base_url, "http://", 7) != 0 && strncmp(cfg->base_url, "https://", 8) != 0)) {
-        snprintf(err, errlen, "base URL is not an http(s) URL");
-        return VR_EINVAL;
-    }
-    if (cfg->client_id == NULL || cfg->client_secret == NULL ||
-        strpbrk(cfg->client_id, "\r\n") != NULL || strpbrk(cfg->client_secret, "\r\n") != NULL ||
-        strlen(cfg->client_id) > MAX_ID_BYTES || strlen(cfg->client_secret) > MAX_ID_BYTES) {
-        snprintf(err, errlen, "client id and secret must be set, one line each");
-        return VR_EINVAL;
-    }
-    c = xcalloc(1, sizeof(*c));
-    n = strlen(cfg->base_url);
+    /* One line each, or a header could be split: config_validate sees to it. */
+    assert(strpbrk(cfg->client_id, "\r\n") == NULL && strpbrk(cfg->client_secret, "\r\n") == NULL);
     c->url = xmalloc(n + sizeof(QUERY_PATH) + 1);
-    snprintf(c->url, n + sizeof(QUERY_PATH) + 1, "%s%s" QUERY_PATH, cfg->base_url,
-             n > 0 && cfg->base_url[n - 1] == '/' ? "" : "/");
+    (void)snprintf(c->url, n + sizeof(QUERY_PATH) + 1, "%s%s" QUERY_PATH, cfg->base_url,
+                   n > 0 && cfg->base_url[n - 1] == '/' ? "" : "/");
     c->headers[0] = xstrdup("Content-Type: application/json");
     c->headers[1] = xstrdup("Accept: application/json");
     c->headers[2] = header_line("x-atlas-client-id: ", cfg->client_id);
@@ -100,8 +87,7 @@ int atlas_client_new(struct atlas_client **out, uv_loop_t *loop,
                                   .connect_timeout_ms = cfg->connect_timeout_ms,
                                   .max_response_bytes = cfg->max_response_bytes,
                               });
-    *out = c;
-    return 0;
+    return c;
 }
 
 void atlas_client_query(struct atlas_client *c, const char *order_no, const char *void_code,
@@ -117,18 +103,26 @@ void atlas_client_query(struct atlas_client *c, const char *order_no, const char
     free(body);
 }
 
-void atlas_client_close(struct atlas_client *c, void (*done_cb)(void *arg), void *arg)
+static void http_closed(void *arg)
 {
-    httpc_close(c->http, done_cb, arg);
-}
+    struct atlas_client *c = arg;
+    void (*done_cb)(void *arg) = c->done_cb;
+    void *done_arg = c->done_arg;
 
-void atlas_client_free(struct atlas_client *c)
-{
-    if (c == NULL)
-        return;
-    httpc_free(c->http);
-    for (size_t i = 0; i < HEADER_LINES; i++)
+    for (size_t i = 0; i < HEADER_LINES; i++) {
+        if (c->headers[i] != NULL)
+            memset(c->headers[i], 0, strlen(c->headers[i])); /* the secret's line too */
         free(c->headers[i]);
+    }
     free(c->url);
     free(c);
+    if (done_cb != NULL)
+        done_cb(done_arg);
+}
+
+void atlas_client_close(struct atlas_client *c, void (*done_cb)(void *arg), void *arg)
+{
+    c->done_cb = done_cb;
+    c->done_arg = arg;
+    httpc_close(c->http, http_closed, c);
 }

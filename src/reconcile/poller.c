@@ -55,6 +55,7 @@ struct poller {
     bool leasing;
     bool sweeping;
     bool stopping;
+    bool client_open;
     void (*done_cb)(void *arg);
     void *done_arg;
 };
@@ -275,15 +276,18 @@ static void on_tick(uv_timer_t *t)
 
 /* ---- lifecycle ---------------------------------------------------------------------------- */
 
-struct poller *poller_new(uv_loop_t *loop, struct store *st, struct atlas_client *client,
-                          const struct poller_config *cfg)
+struct poller *poller_new(uv_loop_t *loop, struct store *st, const struct poller_config *cfg)
 {
     struct poller *p = xcalloc(1, sizeof(*p));
 
     p->loop = loop;
     p->st = st;
-    p->client = client;
     p->cfg = *cfg;
+    if (cfg->atlas.base_url != NULL && cfg->atlas.base_url[0] != '\0') {
+        p->client = atlas_client_new(loop, &cfg->atlas);
+        p->client_open = true;
+    }
+    p->cfg.atlas = (struct atlas_client_config){0}; /* its strings are the caller's */
     VR_DEFAULT(p->cfg.tick_ms, DEFAULT_TICK_MS);
     VR_DEFAULT(p->cfg.max_interval_ms, DEFAULT_MAX_INTERVAL_MS);
     VR_DEFAULT(p->cfg.retry_ms, DEFAULT_RETRY_MS);
@@ -304,19 +308,33 @@ struct poller *poller_new(uv_loop_t *loop, struct store *st, struct atlas_client
 static void tick_closed(uv_handle_t *h)
 {
     struct poller *p = h->data;
+    void (*done_cb)(void *arg) = p->done_cb;
+    void *done_arg = p->done_arg;
 
-    p->done_cb(p->done_arg);
+    free(p);
+    if (done_cb != NULL)
+        done_cb(done_arg);
 }
 
+/* Closing ends once nothing is in flight and the Atlas client is gone. */
 static void poller_maybe_done(struct poller *p)
 {
-    if (!p->stopping || p->in_flight > 0 || p->leasing || p->sweeping || p->done_cb == NULL ||
+    if (!p->stopping || p->in_flight > 0 || p->leasing || p->sweeping || p->client_open ||
         uv_is_closing((uv_handle_t *)&p->tick))
         return;
     uv_close((uv_handle_t *)&p->tick, tick_closed);
 }
 
-void poller_stop(struct poller *p, void (*done_cb)(void *arg), void *arg)
+static void client_closed(void *arg)
+{
+    struct poller *p = arg;
+
+    p->client = NULL;
+    p->client_open = false;
+    poller_maybe_done(p);
+}
+
+void poller_close(struct poller *p, void (*done_cb)(void *arg), void *arg)
 {
     struct poll_job *j;
 
@@ -329,10 +347,9 @@ void poller_stop(struct poller *p, void (*done_cb)(void *arg), void *arg)
         p->paused = j->next;
         job_done(j);
     }
+    /* A poll still waiting for Atlas is not worth a slow shutdown: it ends here as
+     * VR_ECLOSED, its lease expires and it is made again. Answers in hand are still applied. */
+    if (p->client != NULL)
+        atlas_client_close(p->client, client_closed, p);
     poller_maybe_done(p);
-}
-
-void poller_free(struct poller *p)
-{
-    free(p);
 }

@@ -21,7 +21,7 @@ struct fixture {
     uv_loop_t loop;
     struct httpd *h;
     int port;
-    bool stop_on_request; /* call httpd_stop as soon as a request arrives */
+    bool stop_on_request; /* call httpd_close as soon as a request arrives */
     bool stopped;
     unsigned handled;
 };
@@ -54,7 +54,7 @@ static void handler(struct httpd_request *req, void *arg)
 
     f->handled++;
     if (f->stop_on_request && f->handled == 1)
-        httpd_stop(f->h, stopped, f);
+        httpd_close(f->h, stopped, f);
     if (strncmp(path, "/slow/", 6) == 0) {
         struct late *l = xcalloc(1, sizeof(*l));
         l->req = req;
@@ -109,9 +109,9 @@ static int fixture_start(struct fixture *f)
 
     memset(f, 0, sizeof(*f));
     uv_loop_init(&f->loop);
-    if (httpd_start(&f->h, &f->loop, &(struct httpd_config){.host = "127.0.0.1"}, handler, f, err,
-                    sizeof(err)) != 0) {
-        fprintf(stderr, "httpd_start: %s\n", err);
+    if (httpd_new(&f->h, &f->loop, &(struct httpd_config){.host = "127.0.0.1"}, handler, f, err,
+                  sizeof(err)) != 0) {
+        fprintf(stderr, "httpd_new: %s\n", err);
         return -1;
     }
     f->port = httpd_port(f->h);
@@ -132,9 +132,8 @@ static void run_client(struct fixture *f, struct client *c)
 static int fixture_finish(struct fixture *f)
 {
     if (!f->stopped && !f->stop_on_request)
-        httpd_stop(f->h, stopped, f);
+        httpd_close(f->h, stopped, f);
     uv_run(&f->loop, UV_RUN_DEFAULT);
-    httpd_free(f->h);
     return uv_loop_close(&f->loop);
 }
 
@@ -159,7 +158,7 @@ static void httpd_answers_pipelined_requests_in_order_when_handlers_finish_late(
     ASSERT_EQ(fixture_finish(&f), 0);
 }
 
-static void httpd_stop_answers_the_request_in_flight_then_closes(void)
+static void httpd_close_answers_the_request_in_flight_then_closes(void)
 {
     struct fixture f;
     struct client c = {.send = "GET /slow/9 HTTP/1.1\r\nHost: t\r\n\r\n"
@@ -196,8 +195,8 @@ static void httpd_refuses_a_host_that_is_not_an_address(void)
     char err[200] = "";
 
     uv_loop_init(&loop);
-    ASSERT_EQ(httpd_start(&h, &loop, &(struct httpd_config){.host = "localhost"}, handler, NULL,
-                          err, sizeof(err)),
+    ASSERT_EQ(httpd_new(&h, &loop, &(struct httpd_config){.host = "localhost"}, handler, NULL, err,
+                        sizeof(err)),
               VR_EINVAL);
     ASSERT_TRUE(h == NULL);
     ASSERT_CONTAINS(err, "localhost");
@@ -205,6 +204,6 @@ static void httpd_refuses_a_host_that_is_not_an_address(void)
 }
 
 CHECK_MAIN(CASE(httpd_answers_pipelined_requests_in_order_when_handlers_finish_late),
-           CASE(httpd_stop_answers_the_request_in_flight_then_closes),
+           CASE(httpd_close_answers_the_request_in_flight_then_closes),
            CASE(httpd_replaces_a_response_with_broken_headers_by_500),
            CASE(httpd_refuses_a_host_that_is_not_an_address))

@@ -1,0 +1,33 @@
+/* The commands that work straight on the database, so they work while no server runs; each
+ * calls the same store functions as the HTTP API and prints a table, or with json the API's
+ * JSON document. Each returns the exit status: 0; 1 when the operation failed (said on stderr);
+ * 2 for bad arguments. */
+#ifndef VR_CLI_INT_H
+#define VR_CLI_INT_H
+
+#include <stdbool.h>
+#include <stdio.h>
+
+#include "config.h"
+
+/* Registers a void case as POST /v1/cases does (source "api"; status 0 right after void.do). */
+int cli_cases_add(const struct config *cfg, const char *order_no, const char *void_code, int status,
+                  bool json, FILE *out);
+
+/* Lists cases in state (open, followup, rejected, all); limit 0: the default page. */
+int cli_cases_list(const struct config *cfg, const char *state, unsigned limit, const char *cursor,
+                   bool json, FILE *out);
+
+/* Shows one case with its history, alerts and acknowledgements. */
+int cli_cases_show(const struct config *cfg, const char *order_no, const char *void_code, bool json,
+                   FILE *out);
+
+/* Acknowledges the case's follow-up as by, with an optional note. */
+int cli_cases_ack(const struct config *cfg, const char *order_no, const char *void_code,
+                  const char *by, const char *note, bool json, FILE *out);
+
+/* Lists alerts in state (pending, delivered, all), newest first. */
+int cli_alerts_list(const struct config *cfg, const char *state, unsigned limit, const char *cursor,
+                    bool json, FILE *out);
+
+#endif

@@ -1,0 +1,359 @@
+/* The commands on the store: a private loop and a one-connection store running the same
+ * functions as the API to completion; results printed as tables or JSON. */
+#include <stdlib.h>
+#include <string.h>
+
+#include <cjson/cJSON.h>
+#include <uv.h>
+
+#include "api.h"
+#include "atlas.h"
+#include "cli_int.h"
+#include "log.h"
+#include "store.h"
+
+struct cli {
+    uv_loop_t loop;
+    struct store *st;
+    bool done;
+    int status;
+    char *json;
+    char error[256];
+    struct store_result res;
+};
+
+static int cli_open(struct cli *c, const struct config *cfg)
+{
+    char err[256];
+
+    memset(c, 0, sizeof(*c));
+    uv_loop_init(&c->loop);
+    if (store_new(&c->st, &c->loop,
+                  &(struct store_config){.conninfo = cfg->database_url,
+                                         .pool_size = 1,
+                                         .timeout_ms = cfg->db_timeout_ms,
+                                         .poll_first_ms = cfg->poll_first_ms,
+                                         .poll_confirm_ms = cfg->poll_confirm_ms},
+                  err, sizeof(err)) != 0) {
+        log_error("config_invalid", "VOIDRECON_DATABASE_URL: %s", err);
+        (void)uv_loop_close(&c->loop);
+        return 2;
+    }
+    return 0;
+}
+
+/* Runs the loop until the operation is done, then closes everything. */
+static void cli_finish(struct cli *c)
+{
+    while (!c->done && uv_run(&c->loop, UV_RUN_ONCE) != 0)
+        ;
+    if (!c->done) {
+        c->status = VR_EUNAVAIL;
+        (void)snprintf(c->error, sizeof(c->error), "the operation never finished");
+    }
+    store_close(c->st, NULL, NULL);
+    uv_run(&c->loop, UV_RUN_DEFAULT);
+    (void)uv_loop_close(&c->loop);
+}
+
+static void json_done(int status, const char *json, const char *error, void *arg)
+{
+    struct cli *c = arg;
+
+    c->status = status;
+    c->json = json != NULL ? xstrdup(json) : NULL;
+    (void)snprintf(c->error, sizeof(c->error), "%s", error);
+    c->done = true;
+}
+
+static void applied(int status, const struct store_result *res, void *arg)
+{
+    struct cli *c = arg;
+
+    c->status = status;
+    c->done = true;
+    c->res = *res;
+    c->res.error = NULL;
+    (void)snprintf(c->error, sizeof(c->error), "%s", res->error);
+}
+
+/* Says why an operation failed; returns the exit status. */
+static int failed(const struct cli *c, const char *what)
+{
+    switch (c->status) {
+    case VR_ENOENT:
+        log_error("not_found", "%s: no such void case", what);
+        break;
+    case VR_ESTATE:
+        log_error("no_followup", "%s: the case has no follow-up waiting to be acknowledged", what);
+        break;
+    case VR_EINVAL:
+        log_error("invalid_cursor", "%s: --cursor is not one voidrecon gave out", what);
+        break;
+    default:
+        log_error("failed", "%s: %s", what, c->error);
+        break;
+    }
+    return 1;
+}
+
+/* ---- tables ------------------------------------------------------------------------------- */
+
+/* A field as table text: strings as they are, times shortened to the second, null as "-". */
+static void cell(const cJSON *obj, const char *name, char *out, size_t cap)
+{
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(obj, name);
+
+    if (cJSON_IsString(v)) {
+        const char *s = v->valuestring;
+        /* 2026-11-29T21:08:34.296103+00:00 -> 2026-11-29 21:08:34 */
+        if (strlen(s) >= 19 && s[4] == '-' && s[10] == 'T')
+            snprintf(out, cap, "%.10s %.8s", s, s + 11);
+        else
+            snprintf(out, cap, "%s", s);
+    } else if (cJSON_IsBool(v)) {
+        snprintf(out, cap, "%s", cJSON_IsTrue(v) ? "yes" : "no");
+    } else if (cJSON_IsNumber(v)) {
+        snprintf(out, cap, "%.0f", v->valuedouble);
+    } else {
+        snprintf(out, cap, "-");
+    }
+    /* One line per row, whatever a message holds. */
+    for (char *p = out; *p; p++)
+        if (*p == '\n' || *p == '\r' || *p == '\t')
+            *p = ' ';
+}
+
+#define CELL_BYTES 96
+
+/* Prints the rows of array with one column per field (names, headers: n each). */
+static void table(FILE *out, const cJSON *array, const char *const *names,
+                  const char *const *headers, size_t n)
+{
+    size_t rows = (size_t)cJSON_GetArraySize(array), w[16] = {0};
+    char(*cells)[CELL_BYTES] = xcalloc(rows * n + 1, CELL_BYTES);
+    const cJSON *item;
+    size_t r = 0;
+
+    for (size_t i = 0; i < n; i++)
+        w[i] = strlen(headers[i]);
+    cJSON_ArrayForEach(item, array)
+    {
+        for (size_t i = 0; i < n; i++) {
+            cell(item, names[i], cells[r * n + i], CELL_BYTES);
+            if (strlen(cells[r * n + i]) > w[i])
+                w[i] = strlen(cells[r * n + i]);
+        }
+        r++;
+    }
+    for (size_t i = 0; i < n; i++)
+        fprintf(out, "%-*s%s", i + 1 < n ? (int)w[i] : 0, headers[i], i + 1 < n ? "  " : "\n");
+    for (r = 0; r < rows; r++)
+        for (size_t i = 0; i < n; i++)
+            fprintf(out, "%-*s%s", i + 1 < n ? (int)w[i] : 0, cells[r * n + i],
+                    i + 1 < n ? "  " : "\n");
+    free(cells);
+}
+
+static void more(FILE *out, const cJSON *doc, const char *noun)
+{
+    const cJSON *next = cJSON_GetObjectItemCaseSensitive(doc, "next_cursor");
+
+    if (cJSON_IsString(next))
+        fprintf(out, "(more %s: add --cursor %s)\n", noun, next->valuestring);
+}
+
+static const char *const case_names[] = {"order_no",        "void_code", "status",
+                                         "status_name",     "confirmed", "needs_followup",
+                                         "followup_reason", "updated_at"};
+static const char *const case_headers[] = {"ORDER_NO",  "VOID_CODE", "ST",     "STATUS",
+                                           "CONFIRMED", "FOLLOWUP",  "REASON", "UPDATED"};
+
+static void print_case(FILE *out, const cJSON *c)
+{
+    static const char *const fields[] = {
+        "order_no",          "void_code",         "status_name",       "status",
+        "is_open",           "confirmed",         "reconciled_at",     "message",
+        "cancel_reason",     "void_method",       "needs_followup",    "followup_reason",
+        "followup_acked_at", "followup_acked_by", "followup_ack_note", "created_at",
+        "updated_at",        "last_seen_at",      "next_poll_at",      "polls",
+        "poll_failures",     "last_poll_error",
+    };
+    char v[CELL_BYTES * 4];
+
+    for (size_t i = 0; i < ARRAY_SIZE(fields); i++) {
+        cell(c, fields[i], v, sizeof(v));
+        fprintf(out, "%-18s %s\n", fields[i], v);
+    }
+}
+
+/* ---- commands ----------------------------------------------------------------------------- */
+
+int cli_cases_add(const struct config *cfg, const char *order_no, const char *void_code, int status,
+                  bool json, FILE *out)
+{
+    struct store_void_report rep = {
+        .order_no = order_no,
+        .void_code = void_code,
+        .status = status,
+        .source = VOIDCASE_SOURCE_API,
+    };
+    struct cli c;
+    int rc;
+
+    if (order_no[0] == '\0' || void_code[0] == '\0' || strlen(order_no) > ATLAS_MAX_KEY_BYTES ||
+        strlen(void_code) > ATLAS_MAX_KEY_BYTES) {
+        log_error("usage", "ORDER_NO and VOID_CODE must be 1 to %d bytes", ATLAS_MAX_KEY_BYTES);
+        return 2;
+    }
+    if ((rc = cli_open(&c, cfg)) != 0)
+        return rc;
+    store_apply_void(c.st, NULL, &rep, applied, &c);
+    cli_finish(&c);
+    if (c.status != 0)
+        return failed(&c, "cases add");
+    if (json) {
+        char *s = api_registration_json(order_no, void_code, &c.res);
+
+        (void)fprintf(out, "%s\n", s);
+        free(s);
+    } else {
+        fprintf(out, "%s %s: %s (%s), status %d %s\n", order_no, void_code, c.res.outcome,
+                c.res.created ? "registered" : "already known", c.res.to_status,
+                voidcase_status_name(c.res.to_status));
+    }
+    return 0;
+}
+
+/* Runs a JSON-answering operation and hands the parsed document to print (unless json). */
+static int run_json(struct cli *c, const char *what, bool json, FILE *out,
+                    void (*print)(FILE *out, const cJSON *doc))
+{
+    cJSON *doc;
+
+    cli_finish(c);
+    if (c->status != 0)
+        return failed(c, what);
+    if (json) {
+        fprintf(out, "%s\n", c->json);
+    } else if ((doc = cJSON_Parse(c->json)) != NULL) {
+        print(out, doc);
+        cJSON_Delete(doc);
+    }
+    free(c->json);
+    return 0;
+}
+
+static void print_cases(FILE *out, const cJSON *doc)
+{
+    const cJSON *cases = cJSON_GetObjectItemCaseSensitive(doc, "cases");
+
+    table(out, cases, case_names, case_headers, ARRAY_SIZE(case_names));
+    more(out, doc, "cases");
+}
+
+int cli_cases_list(const struct config *cfg, const char *state, unsigned limit, const char *cursor,
+                   bool json, FILE *out)
+{
+    struct cli c;
+    int rc;
+
+    if (!store_case_state_valid(state)) {
+        log_error("usage", "--state: \"%s\" is not open, followup, rejected or all", state);
+        return 2;
+    }
+    if ((rc = cli_open(&c, cfg)) != 0)
+        return rc;
+    store_cases_list(c.st, state, limit, cursor, json_done, &c);
+    return run_json(&c, "cases list", json, out, print_cases);
+}
+
+static void print_show(FILE *out, const cJSON *doc)
+{
+    static const char *const h_names[] = {"at",        "source",  "reported_status", "from_status",
+                                          "to_status", "outcome", "message"};
+    static const char *const h_headers[] = {"AT", "SOURCE",  "REPORTED", "FROM",
+                                            "TO", "OUTCOME", "MESSAGE"};
+    static const char *const a_names[] = {"id", "kind", "created_at", "delivered_at", "attempts"};
+    static const char *const a_headers[] = {"ID", "KIND", "RAISED", "DELIVERED", "ATTEMPTS"};
+    static const char *const k_names[] = {"at", "reason", "acked_by", "note"};
+    static const char *const k_headers[] = {"AT", "REASON", "BY", "NOTE"};
+
+    print_case(out, cJSON_GetObjectItemCaseSensitive(doc, "case"));
+    fprintf(out, "\nHistory:\n");
+    table(out, cJSON_GetObjectItemCaseSensitive(doc, "history"), h_names, h_headers,
+          ARRAY_SIZE(h_names));
+    fprintf(out, "\nAlerts:\n");
+    table(out, cJSON_GetObjectItemCaseSensitive(doc, "alerts"), a_names, a_headers,
+          ARRAY_SIZE(a_names));
+    fprintf(out, "\nAcknowledgements:\n");
+    table(out, cJSON_GetObjectItemCaseSensitive(doc, "acknowledgements"), k_names, k_headers,
+          ARRAY_SIZE(k_names));
+}
+
+int cli_cases_show(const struct config *cfg, const char *order_no, const char *void_code, bool json,
+                   FILE *out)
+{
+    struct cli c;
+    int rc;
+
+    if ((rc = cli_open(&c, cfg)) != 0)
+        return rc;
+    store_case_show(c.st, order_no, void_code, json_done, &c);
+    return run_json(&c, "cases show", json, out, print_show);
+}
+
+static void print_acked(FILE *out, const cJSON *doc)
+{
+    const cJSON *c = cJSON_GetObjectItemCaseSensitive(doc, "case");
+    char order[CELL_BYTES], code[CELL_BYTES], by[CELL_BYTES], reason[CELL_BYTES];
+
+    cell(c, "order_no", order, sizeof(order));
+    cell(c, "void_code", code, sizeof(code));
+    cell(c, "followup_acked_by", by, sizeof(by));
+    cell(c, "followup_reason", reason, sizeof(reason));
+    fprintf(out, "%s %s: follow-up (%s) acknowledged by %s\n", order, code, reason, by);
+}
+
+int cli_cases_ack(const struct config *cfg, const char *order_no, const char *void_code,
+                  const char *by, const char *note, bool json, FILE *out)
+{
+    struct cli c;
+    int rc;
+
+    if (by == NULL || by[0] == '\0') {
+        log_error("usage", "--by NAME is required: who acknowledges the follow-up");
+        return 2;
+    }
+    if ((rc = cli_open(&c, cfg)) != 0)
+        return rc;
+    store_case_ack(c.st, order_no, void_code, by, note, json_done, &c);
+    return run_json(&c, "cases ack", json, out, print_acked);
+}
+
+static void print_alerts(FILE *out, const cJSON *doc)
+{
+    static const char *const names[] = {"id",         "kind",         "order_no", "void_code",
+                                        "created_at", "delivered_at", "attempts", "last_error"};
+    static const char *const headers[] = {"ID",     "KIND",      "ORDER_NO", "VOID_CODE",
+                                          "RAISED", "DELIVERED", "ATTEMPTS", "LAST_ERROR"};
+
+    table(out, cJSON_GetObjectItemCaseSensitive(doc, "alerts"), names, headers, ARRAY_SIZE(names));
+    more(out, doc, "alerts");
+}
+
+int cli_alerts_list(const struct config *cfg, const char *state, unsigned limit, const char *cursor,
+                    bool json, FILE *out)
+{
+    struct cli c;
+    int rc;
+
+    if (!store_alert_state_valid(state)) {
+        log_error("usage", "--state: \"%s\" is not pending, delivered or all", state);
+        return 2;
+    }
+    if ((rc = cli_open(&c, cfg)) != 0)
+        return rc;
+    store_alerts_list(c.st, state, limit, cursor, json_done, &c);
+    return run_json(&c, "alerts list", json, out, print_alerts);
+}
