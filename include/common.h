@@ -28,7 +28,7 @@
 enum vr_errno {
     VR_OK = 0,
 #define XX(name, s) VR_##name,
-    VR_ERRNO_FIRST_ = -1000,
+    VR_ERRNO_BASE = -1000, /* the codes count up from here */
     VR_ERRNO_MAP(XX)
 #undef XX
 };

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The whole suite, as CI runs it: installs what is missing, builds with -Werror and runs every
-# test under ctest, then builds and runs them again under AddressSanitizer and
-# UndefinedBehaviorSanitizer.
+# test under ctest, checks the style (scripts/lint.sh), then builds and runs the tests again
+# under AddressSanitizer and UndefinedBehaviorSanitizer.
 set -euo pipefail
 
 usage() {
@@ -9,8 +9,9 @@ usage() {
 usage: scripts/test.sh [CTEST_ARG...]     e.g. scripts/test.sh -R integration.intake
 
 Builds build-test (-DWERROR=ON) and build-asan (-DSANITIZE=address,undefined) and runs
-ctest in each; the suite starts its own PostgreSQL. Extra arguments go to ctest.
-VR_TEST_SANITIZE=0 skips the sanitizer build.
+ctest in each; the suite starts its own PostgreSQL. Between the two, scripts/lint.sh checks
+formatting and lint. Extra arguments go to ctest. VR_TEST_SANITIZE=0 skips the sanitizer
+build, VR_TEST_LINT=0 the style checks.
 USAGE
 }
 case "${1:-}" in
@@ -32,6 +33,9 @@ suite() {
 ctest_args=("$@")
 started=$SECONDS
 suite build-test -DCMAKE_BUILD_TYPE=RelWithDebInfo
+if [[ "${VR_TEST_LINT:-1}" != 0 ]]; then
+    "$root/scripts/lint.sh" build-test
+fi
 if [[ "${VR_TEST_SANITIZE:-1}" != 0 ]]; then
     export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=1:strict_string_checks=1}
     export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}

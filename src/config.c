@@ -6,8 +6,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "alert.h"
+#include "buf.h"
 
 #define PREFIX "VOIDRECON_"
 
@@ -38,13 +40,13 @@ struct config_entry {
     {                                                                                              \
         name, type, offsetof(struct config_provider, field), def, 0, 0, help                       \
     }
-#define DAY_MS 86400000ull
+#define DAY_MS 86400000ULL
 
 static const struct config_entry globals[] = {
     K("DATABASE_URL", database_url, "libpq connection string or URI (empty: PG* variables)"),
     S("LISTEN", listen, "127.0.0.1:8080", "host:port of the HTTP listener"),
     S("LOG_LEVEL", log_level_name, "info", "debug, info, warn or error"),
-    U("MAX_BODY_BYTES", max_body_bytes, "1048576", 1, 64ull << 20, "largest request body"),
+    U("MAX_BODY_BYTES", max_body_bytes, "1048576", 1, 64ULL << 20, "largest request body"),
     U("MAX_HEADER_BYTES", max_header_bytes, "16384", 1024, 1 << 20,
       "largest request line plus headers"),
     U("HEADER_TIMEOUT_MS", header_timeout_ms, "10000", 10, DAY_MS,
@@ -66,7 +68,8 @@ static const struct config_entry globals[] = {
       "one Atlas request, connect to last byte"),
     U("ATLAS_CONNECT_TIMEOUT_MS", atlas_connect_timeout_ms, "3000", 10, DAY_MS,
       "connecting to Atlas (at most ATLAS_TIMEOUT_MS)"),
-    {NULL}, /* the settings of each provider go here, in provider_all's order */
+    /* The settings of each provider go here, in provider_all's order. */
+    {NULL, CT_STRING, 0, NULL, 0, 0, NULL},
     U("POLL_TICK_MS", poll_tick_ms, "1000", 1, DAY_MS, "how often the poller looks for due cases"),
     U("POLL_FIRST_MS", poll_first_ms, "300000", 0, 30 * DAY_MS,
       "first poll after a case appears, and the start of the growing interval"),
@@ -124,49 +127,66 @@ static void fill_name(char *out, size_t cap, const char *tmpl, const char *name)
         (void)snprintf(out, cap, "%.*s%s%s", (int)(at - tmpl), tmpl, name, at + 2);
 }
 
-/* Calls fn for every setting in the documented order until it returns non-zero; returns that. */
-static int each_setting(struct config *cfg, int (*fn)(struct slot *s, void *arg), void *arg)
+static bool applies(const struct config_entry *e, const struct provider *p)
 {
-    struct slot s;
-    int r;
+    return e->offset != offsetof(struct config_provider, secret) || p->needs_secret;
+}
 
-    for (size_t i = 0; i < ARRAY_SIZE(globals); i++) {
-        if (globals[i].name == NULL) {
-            for (size_t k = 0; k < cfg->nproviders; k++) {
-                struct config_provider *p = &cfg->providers[k];
+static void global_slot(struct config *cfg, const struct config_entry *e, struct slot *s)
+{
+    memset(s, 0, sizeof(*s));
+    s->e = e;
+    (void)snprintf(s->name, sizeof(s->name), "%s", e->name);
+    (void)snprintf(s->help, sizeof(s->help), "%s", e->help);
+    s->field = (char *)cfg + e->offset;
+}
 
-                for (size_t j = 0; j < ARRAY_SIZE(per_provider); j++) {
-                    const struct config_entry *e = &per_provider[j];
-                    size_t n;
+static void provider_slot(struct config_provider *p, const struct config_entry *e, struct slot *s)
+{
+    const char *name = p->provider->name;
+    size_t n;
 
-                    if (e->offset == offsetof(struct config_provider, secret) &&
-                        !p->provider->needs_secret)
-                        continue;
-                    memset(&s, 0, sizeof(s));
-                    s.e = e;
-                    s.p = p;
-                    n = (size_t)snprintf(s.name, sizeof(s.name), "%s_%s", p->provider->name,
-                                         e->name);
-                    for (size_t c = 0; c < n && c < sizeof(s.name); c++)
-                        s.name[c] = (char)toupper((unsigned char)s.name[c]);
-                    fill_name(s.help, sizeof(s.help), e->help ? e->help : p->provider->secret_help,
-                              p->provider->name);
-                    s.field = (char *)p + e->offset;
-                    if ((r = fn(&s, arg)) != 0)
-                        return r;
-                }
+    memset(s, 0, sizeof(*s));
+    s->e = e;
+    s->p = p;
+    n = (size_t)snprintf(s->name, sizeof(s->name), "%s_%s", name, e->name);
+    for (size_t c = 0; c < n && c < sizeof(s->name); c++)
+        s->name[c] = (char)toupper((unsigned char)s->name[c]);
+    fill_name(s->help, sizeof(s->help), e->help ? e->help : p->provider->secret_help, name);
+    s->field = (char *)p + e->offset;
+}
+
+/* The i-th setting in the documented order into s; false past the last. */
+static bool slot_at(struct config *cfg, size_t i, struct slot *s)
+{
+    for (size_t g = 0; g < ARRAY_SIZE(globals); g++) {
+        if (globals[g].name != NULL) {
+            if (i-- == 0) {
+                global_slot(cfg, &globals[g], s);
+                return true;
             }
             continue;
         }
-        memset(&s, 0, sizeof(s));
-        s.e = &globals[i];
-        (void)snprintf(s.name, sizeof(s.name), "%s", globals[i].name);
-        (void)snprintf(s.help, sizeof(s.help), "%s", globals[i].help);
-        s.field = (char *)cfg + globals[i].offset;
-        if ((r = fn(&s, arg)) != 0)
-            return r;
+        for (size_t k = 0; k < cfg->nproviders; k++) {
+            for (size_t j = 0; j < ARRAY_SIZE(per_provider); j++) {
+                if (applies(&per_provider[j], cfg->providers[k].provider) && i-- == 0) {
+                    provider_slot(&cfg->providers[k], &per_provider[j], s);
+                    return true;
+                }
+            }
+        }
     }
-    return 0;
+    return false;
+}
+
+/* The setting named name (len bytes, without PREFIX) into s; false when there is none. */
+static bool find_slot(struct config *cfg, const char *name, size_t len, struct slot *s)
+{
+    for (size_t i = 0; slot_at(cfg, i, s); i++) {
+        if (strlen(s->name) == len && strncmp(s->name, name, len) == 0)
+            return true;
+    }
+    return false;
 }
 
 static int set_value(const struct slot *s, const char *value, char *err, size_t errlen)
@@ -193,104 +213,61 @@ static int set_value(const struct slot *s, const char *value, char *err, size_t 
     return 0;
 }
 
-static int set_default(struct slot *s, void *arg)
-{
-    char err[256];
-
-    (void)arg;
-    if (set_value(s, s->e->def, err, sizeof(err)) != 0)
-        vr_panic("%s", err); /* a default outside its own bounds */
-    return 0;
-}
-
 void config_init(struct config *cfg)
 {
+    struct slot s;
+    char err[256];
+
     memset(cfg, 0, sizeof(*cfg));
     cfg->nproviders = provider_count;
     cfg->providers = xcalloc(provider_count, sizeof(*cfg->providers));
     for (size_t i = 0; i < provider_count; i++)
         cfg->providers[i].provider = provider_all[i];
-    (void)each_setting(cfg, set_default, NULL);
+    for (size_t i = 0; slot_at(cfg, i, &s); i++) {
+        if (set_value(&s, s.e->def, err, sizeof(err)) != 0)
+            vr_panic("%s", err); /* a default outside its own bounds */
+    }
 }
-
-/* Finds a setting by its name (without PREFIX, len bytes) for find_named. */
-struct lookup {
-    const char *name;
-    size_t len;
-    const char *value; /* set it to this when found (NULL: only look) */
-    char *err;
-    size_t errlen;
-    int status;
-};
-
-static int match(struct slot *s, void *arg)
-{
-    struct lookup *l = arg;
-
-    if (strlen(s->name) != l->len || strncmp(s->name, l->name, l->len) != 0)
-        return 0;
-    l->status = l->value != NULL ? set_value(s, l->value, l->err, l->errlen) : 0;
-    return 1;
-}
-
-/* 1 when a setting has that name (after setting it to value, when not NULL; l.status says how
- * that went), else 0. */
-static int find_named(struct config *cfg, struct lookup *l)
-{
-    return each_setting(cfg, match, l);
-}
-
-struct env_read {
-    char *err;
-    size_t errlen;
-};
-
-static int read_env(struct slot *s, void *arg)
-{
-    struct env_read *r = arg;
-    char name[128];
-    const char *v;
-
-    (void)snprintf(name, sizeof(name), PREFIX "%s", s->name);
-    v = getenv(name);
-    return v != NULL ? set_value(s, v, r->err, r->errlen) : 0;
-}
-
-extern char **environ;
 
 int config_load_env(struct config *cfg, char *err, size_t errlen)
 {
-    struct env_read r = {err, errlen};
+    const size_t plen = sizeof(PREFIX) - 1;
+    char name[128];
+    struct slot s;
+    int r;
 
     /* A misspelt variable would otherwise be ignored without a word. */
     for (char **e = environ; *e != NULL; e++) {
         const char *eq = strchr(*e, '=');
-        size_t plen = sizeof(PREFIX) - 1;
-        struct lookup l = {0};
 
-        if (eq == NULL || strncmp(*e, PREFIX, plen) != 0)
-            continue;
-        l.name = *e + plen;
-        l.len = (size_t)(eq - *e) - plen;
-        if (!find_named(cfg, &l))
+        if (eq != NULL && strncmp(*e, PREFIX, plen) == 0 &&
+            !find_slot(cfg, *e + plen, (size_t)(eq - *e) - plen, &s))
             log_warn("config_unknown", "%.*s is not a voidrecon setting; ignored", (int)(eq - *e),
                      *e);
     }
-    return each_setting(cfg, read_env, &r);
+    for (size_t i = 0; slot_at(cfg, i, &s); i++) {
+        const char *v;
+
+        (void)snprintf(name, sizeof(name), PREFIX "%s", s.name);
+        if ((v = getenv(name)) != NULL && (r = set_value(&s, v, err, errlen)) != 0)
+            return r;
+    }
+    return 0;
 }
 
-int config_set_flag(struct config *cfg, const char *flag, const char *value, char *err,
+int config_set_flag(struct config *cfg, const char *name, const char *value, char *err,
                     size_t errlen)
 {
     char want[128];
     size_t n = 0;
-    struct lookup l = {want, 0, value, err, errlen, 0};
+    struct slot s;
 
-    for (const char *p = flag; *p && n + 1 < sizeof(want); p++)
-        want[n++] = *p == '-' ? '_' : (char)toupper((unsigned char)*p);
+    for (const char *p = name; *p && n + 1 < sizeof(want); p++)
+        want[n++] = (char)(*p == '-' ? '_' : toupper((unsigned char)*p));
     want[n] = '\0';
-    l.len = n;
-    return find_named(cfg, &l) ? l.status : VR_ENOENT;
+    if (!find_slot(cfg, want, n, &s))
+        return VR_ENOENT;
+    return set_value(&s, value, err, errlen);
 }
 
 /* Applies the flags of argv: "--name=value" or "--name value". */
@@ -451,49 +428,46 @@ int config_validate(struct config *cfg, char *err, size_t errlen)
     return 0;
 }
 
+/* The end of a key=value value: quoted ('...' with \\ escapes) or up to the next space. */
+static const char *value_end(const char *v)
+{
+    if (*v != '\'') {
+        while (*v && *v != ' ')
+            v++;
+        return v;
+    }
+    for (v++; *v && *v != '\''; v++) {
+        if (*v == '\\' && v[1])
+            v++;
+    }
+    return *v ? v + 1 : v;
+}
+
 void config_mask_url(const char *url, char *out, size_t outlen)
 {
     const char *scheme = strstr(url, "://");
-    const char *pw;
+    const char *pw, *v;
 
-    snprintf(out, outlen, "%s", url);
+    (void)snprintf(out, outlen, "%s", url);
     if (scheme != NULL) {
         const char *at = strchr(scheme + 3, '@');
         const char *colon = strchr(scheme + 3, ':');
+
         if (at != NULL && colon != NULL && colon < at)
-            snprintf(out, outlen, "%.*s:***%s", (int)(colon - url), url, at);
+            (void)snprintf(out, outlen, "%.*s:***%s", (int)(colon - url), url, at);
         return;
     }
     /* key=value form: hide the value of password=..., quoted or not. */
-    if ((pw = strstr(url, "password")) != NULL) {
-        const char *v = pw + 8;
-        while (*v == ' ')
-            v++;
-        if (*v != '=')
-            return;
-        v++;
-        while (*v == ' ')
-            v++;
-        const char *e = v;
-        if (*e == '\'') {
-            for (e++; *e && *e != '\''; e++)
-                if (*e == '\\' && e[1])
-                    e++;
-            if (*e)
-                e++;
-        } else {
-            while (*e && *e != ' ')
-                e++;
-        }
-        snprintf(out, outlen, "%.*s***%s", (int)(v - url), url, e);
-    }
+    if ((pw = strstr(url, "password")) == NULL)
+        return;
+    v = pw + 8;
+    v += strspn(v, " ");
+    if (*v != '=')
+        return;
+    v++;
+    v += strspn(v, " ");
+    (void)snprintf(out, outlen, "%.*s***%s", (int)(v - url), url, value_end(v));
 }
-
-struct log_line {
-    const struct config *cfg;
-    char text[4096];
-    size_t n;
-};
 
 /* Secrets are masked; a URL keeps what tells where it points. */
 static const char *shown(const struct slot *s, const struct config *cfg, char *masked, size_t cap)
@@ -517,74 +491,59 @@ static const char *shown(const struct slot *s, const struct config *cfg, char *m
     return "***";
 }
 
-static int log_one(struct slot *s, void *arg)
-{
-    struct log_line *l = arg;
-    char masked[1024];
-    const char *v;
-    int n;
-
-    if (l->n >= sizeof(l->text))
-        return 1;
-    if (s->e->type == CT_UINT) {
-        n = snprintf(l->text + l->n, sizeof(l->text) - l->n, "%s%s=%llu", l->n ? " " : "", s->name,
-                     (unsigned long long)*(const uint64_t *)s->field);
-    } else {
-        v = shown(s, l->cfg, masked, sizeof(masked));
-        n = snprintf(l->text + l->n, sizeof(l->text) - l->n, "%s%s=%s", l->n ? " " : "", s->name,
-                     v[0] ? v : "(unset)");
-    }
-    l->n += n > 0 ? (size_t)n : 0;
-    return 0;
-}
-
 void config_log(const struct config *cfg)
 {
-    struct log_line *l = xcalloc(1, sizeof(*l));
+    struct buf line;
+    char masked[1024];
+    struct slot s;
 
-    l->cfg = cfg;
-    /* each_setting only reads through the slots it hands out here. */
-    (void)each_setting((struct config *)cfg, log_one, l);
-    log_info("config", "%s", l->text);
-    free(l);
-}
+    buf_init(&line, 16384);
+    /* slot_at only hands out where values are; nothing here writes through it. */
+    for (size_t i = 0; slot_at((struct config *)cfg, i, &s); i++) {
+        const char *sep = line.len ? " " : "";
+        int r;
 
-static int print_one(struct slot *s, void *arg)
-{
-    FILE *f = arg;
+        if (s.e->type == CT_UINT) {
+            r = buf_addf(&line, "%s%s=%llu", sep, s.name,
+                         (unsigned long long)*(const uint64_t *)s.field);
+        } else {
+            const char *v = shown(&s, cfg, masked, sizeof(masked));
 
-    (void)fprintf(f, "  " PREFIX "%-22s %s", s->name, s->help);
-    if (s->e->def[0] != '\0' && s->e->type != CT_SECRET)
-        (void)fprintf(f, " [%s]", s->e->def);
-    (void)fputc('\n', f);
-    return 0;
+            r = buf_addf(&line, "%s%s=%s", sep, s.name, v[0] ? v : "(unset)");
+        }
+        if (r != 0)
+            break; /* the rest would not fit one log line anyway */
+    }
+    log_info("config", "%s", line.data ? line.data : "");
+    buf_free(&line);
 }
 
 void config_print_help(FILE *f)
 {
     struct config cfg;
+    struct slot s;
 
     config_init(&cfg);
-    (void)fprintf(f, "Environment (flags --name-in-lower-case=VALUE override them):\n");
-    (void)each_setting(&cfg, print_one, f);
+    fprintf(f, "Environment (flags --name-in-lower-case=VALUE override them):\n");
+    for (size_t i = 0; slot_at(&cfg, i, &s); i++) {
+        fprintf(f, "  " PREFIX "%-22s %s", s.name, s.help);
+        if (s.e->def[0] != '\0' && s.e->type != CT_SECRET)
+            fprintf(f, " [%s]", s.e->def);
+        fputc('\n', f);
+    }
     config_cleanup(&cfg);
-}
-
-static int free_one(struct slot *s, void *arg)
-{
-    (void)arg;
-    if (s->e->type != CT_UINT)
-        free(*(char **)s->field);
-    return 0;
 }
 
 void config_cleanup(struct config *cfg)
 {
-    if (cfg->providers != NULL) {
-        (void)each_setting(cfg, free_one, NULL);
-        for (size_t i = 0; i < cfg->nproviders; i++)
-            acl_free(cfg->providers[i].acl);
+    struct slot s;
+
+    for (size_t i = 0; cfg->providers != NULL && slot_at(cfg, i, &s); i++) {
+        if (s.e->type != CT_UINT)
+            free(*(char **)s.field);
     }
+    for (size_t i = 0; cfg->providers != NULL && i < cfg->nproviders; i++)
+        acl_free(cfg->providers[i].acl);
     free(cfg->providers);
     free(cfg->listen_host);
     if (cfg->alert_key != NULL)

@@ -223,38 +223,48 @@ static void webhook_free(struct webhook *w)
     free(w);
 }
 
+static void webhook_not_stored(struct webhook *w, int status, const char *error)
+{
+    bool transient = status == VR_EUNAVAIL;
+
+    log_at(transient ? LOG_WARN : LOG_ERROR, "webhook_not_stored",
+           "provider=%s type=%s peer=%s: %s", w->d.provider,
+           w->d.event_type ? w->d.event_type : "-", w->d.remote_addr, error);
+    answer_failure(w->req, w->route, transient ? PROVIDER_UNAVAILABLE : PROVIDER_INTERNAL,
+                   transient ? "database unavailable; retry later"
+                             : "the delivery could not be stored");
+}
+
+static void webhook_log(const struct webhook *w, const struct store_result *res)
+{
+    const struct provider_event *ev = &w->ev;
+    const char *order = ev->order_no ? ev->order_no : ev->order_ref ? ev->order_ref : "-";
+
+    log_info("webhook",
+             "provider=%s type=%s outcome=%s delivery=%" PRId64 " order=%s void=%s status=%d "
+             "alert=%" PRId64 " peer=%s",
+             w->d.provider, w->d.event_type ? w->d.event_type : "-", res->outcome, res->delivery_id,
+             order, ev->void_code ? ev->void_code : "-",
+             ev->kind == PROVIDER_EVENT_VOID ? ev->void_status : -1, res->alert_id,
+             w->d.remote_addr);
+}
+
 static void webhook_stored(int status, const struct store_result *res, void *arg)
 {
     struct webhook *w = arg;
     struct provider_reply r;
 
     metrics_webhook(w->d.provider, status == 0 ? res->outcome : "failed");
-    if (status == 0 && w->ev.kind == PROVIDER_EVENT_VOID)
-        metrics_transition("webhook", res->outcome);
     if (status != 0) {
-        log_at(status == VR_EUNAVAIL ? LOG_WARN : LOG_ERROR, "webhook_not_stored",
-               "provider=%s type=%s peer=%s: %s", w->d.provider,
-               w->d.event_type ? w->d.event_type : "-", w->d.remote_addr, res->error);
-        answer_failure(w->req, w->route,
-                       status == VR_EUNAVAIL ? PROVIDER_UNAVAILABLE : PROVIDER_INTERNAL,
-                       status == VR_EUNAVAIL ? "database unavailable; retry later"
-                                             : "the delivery could not be stored");
-        webhook_free(w);
-        return;
+        webhook_not_stored(w, status, res->error);
+    } else {
+        if (w->ev.kind == PROVIDER_EVENT_VOID)
+            metrics_transition("webhook", res->outcome);
+        webhook_log(w, res);
+        memset(&r, 0, sizeof(r));
+        w->route->p->success(res->outcome, (long long)res->delivery_id, &r);
+        respond_reply(w->req, &r);
     }
-    log_info("webhook",
-             "provider=%s type=%s outcome=%s delivery=%" PRId64 " order=%s void=%s status=%d "
-             "alert=%" PRId64 " peer=%s",
-             w->d.provider, w->d.event_type ? w->d.event_type : "-", res->outcome, res->delivery_id,
-             w->ev.order_no    ? w->ev.order_no
-             : w->ev.order_ref ? w->ev.order_ref
-                               : "-",
-             w->ev.void_code ? w->ev.void_code : "-",
-             w->ev.kind == PROVIDER_EVENT_VOID ? w->ev.void_status : -1, res->alert_id,
-             w->d.remote_addr);
-    memset(&r, 0, sizeof(r));
-    w->route->p->success(res->outcome, (long long)res->delivery_id, &r);
-    respond_reply(w->req, &r);
     webhook_free(w);
 }
 

@@ -84,7 +84,7 @@ static bool prefix_equal(const unsigned char *a, const unsigned char *b, unsigne
         return false;
     if (rest == 0)
         return true;
-    unsigned char mask = (unsigned char)(0xffu << (8 - rest));
+    unsigned char mask = (unsigned char)(0xffU << (8 - rest));
     return (a[bytes] & mask) == (b[bytes] & mask);
 }
 

@@ -98,7 +98,7 @@ char *xstrndup(const char *s, size_t n)
 
 uint64_t vr_rand(uint64_t *state)
 {
-    uint64_t x = *state ? *state : 0x9e3779b97f4a7c15ull;
+    uint64_t x = *state ? *state : 0x9e3779b97f4a7c15ULL;
 
     x ^= x << 13;
     x ^= x >> 7;

@@ -26,35 +26,34 @@ void log_set_level(enum log_level level)
     log_current_level = level;
 }
 
+/* One character of a JSON string into out (room for 7 bytes); returns the bytes written. */
+static size_t escape_one(unsigned char c, char *out)
+{
+    if (c == '"' || c == '\\') {
+        out[0] = '\\';
+        out[1] = (char)c;
+        return 2;
+    }
+    if (c < 0x20)
+        return (size_t)snprintf(out, 7, "\\u%04x", c);
+    out[0] = (char)c;
+    return 1;
+}
+
 size_t log_json_escape(char *out, size_t cap, const char *s)
 {
     size_t n = 0;
 
-    if (cap == 0)
+    if (cap < 3) { /* not even "" fits */
+        if (cap > 0)
+            out[0] = '\0';
         return 0;
-#define PUT(c)                                                                                     \
-    do {                                                                                           \
-        if (n + 1 >= cap)                                                                          \
-            goto out;                                                                              \
-        out[n++] = (c);                                                                            \
-    } while (0)
-    PUT('"');
-    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
-        /* Reserve room for the longest escape and the closing quote. */
-        if (n + 8 >= cap)
-            break;
-        if (*p == '"' || *p == '\\') {
-            PUT('\\');
-            PUT((char)*p);
-        } else if (*p < 0x20) {
-            n += (size_t)snprintf(out + n, cap - n, "\\u%04x", *p);
-        } else {
-            PUT((char)*p);
-        }
     }
-    PUT('"');
-#undef PUT
-out:
+    out[n++] = '"';
+    /* Room stays for the longest escape, the closing quote and the NUL. */
+    for (const unsigned char *p = (const unsigned char *)s; *p && n + 8 < cap; p++)
+        n += escape_one(*p, out + n);
+    out[n++] = '"';
     out[n] = '\0';
     return n;
 }
@@ -71,9 +70,9 @@ void log_write(enum log_level level, const char *event, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(msg, sizeof(msg), fmt, ap);
     va_end(ap);
-    clock_gettime(CLOCK_REALTIME, &now);
-    gmtime_r(&now.tv_sec, &tm);
-    strftime(ts, sizeof(ts), "%Y-%m-%dT%H:%M:%S", &tm);
+    (void)clock_gettime(CLOCK_REALTIME, &now);
+    (void)gmtime_r(&now.tv_sec, &tm);
+    (void)strftime(ts, sizeof(ts), "%Y-%m-%dT%H:%M:%S", &tm);
     log_json_escape(esc, sizeof(esc), msg);
     /* One fprintf per line keeps lines whole even with several writers on one pipe. */
     fprintf(stderr, "{\"ts\":\"%s.%03ldZ\",\"level\":\"%s\",\"event\":\"%s\",\"msg\":%s}\n", ts,

@@ -204,38 +204,50 @@ static bool is_own(const char *name, size_t n)
     return false;
 }
 
+/* Takes argv[*i] (and its value, moving *i on); 0, or 2 after saying what is wrong. */
+static int take_arg(struct cmd_opts *o, int argc, char **argv, int *i)
+{
+    const char *a = argv[*i], *eq = strchr(a, '='), *v;
+    size_t n;
+
+    if (strcmp(a, "--json") == 0) {
+        o->json = true;
+        return 0;
+    }
+    if (strncmp(a, "--", 2) != 0) {
+        if (o->npos == (int)ARRAY_SIZE(o->pos)) {
+            log_error("usage", "unexpected argument \"%s\"", a);
+            return 2;
+        }
+        o->pos[o->npos++] = a;
+        return 0;
+    }
+    n = eq ? (size_t)(eq - a - 2) : strlen(a + 2);
+    if (!is_own(a + 2, n)) {
+        /* A setting: config_load reads it, with its value if it comes apart. */
+        o->flags[o->nflags++] = argv[*i];
+        if (eq == NULL && *i + 1 < argc)
+            o->flags[o->nflags++] = argv[++*i];
+        return 0;
+    }
+    v = eq != NULL ? eq + 1 : *i + 1 < argc ? argv[++*i] : NULL;
+    if (v == NULL) {
+        log_error("usage", "%s needs a value", a);
+        return 2;
+    }
+    return own_opt(o, a + 2, n, v);
+}
+
 /* Returns 0, or 2 after saying what is wrong. o->flags is the caller's to free either way. */
 static int cmd_opts_parse(int argc, char **argv, struct cmd_opts *o)
 {
+    int rc = 0;
+
     memset(o, 0, sizeof(*o));
     o->flags = xcalloc((size_t)argc + 1, sizeof(*o->flags));
-    for (int i = 0; i < argc; i++) {
-        const char *a = argv[i], *eq = strchr(a, '='), *v = NULL;
-        size_t n = eq ? (size_t)(eq - a - 2) : strlen(a + 2);
-
-        if (strcmp(a, "--json") == 0) {
-            o->json = true;
-        } else if (strncmp(a, "--", 2) != 0) {
-            if (o->npos == (int)ARRAY_SIZE(o->pos)) {
-                log_error("usage", "unexpected argument \"%s\"", a);
-                return 2;
-            }
-            o->pos[o->npos++] = a;
-        } else if (!is_own(a + 2, n)) {
-            o->flags[o->nflags++] = argv[i];
-            if (eq == NULL && i + 1 < argc)
-                o->flags[o->nflags++] = argv[++i];
-        } else {
-            v = eq != NULL ? eq + 1 : i + 1 < argc ? argv[++i] : NULL;
-            if (v == NULL) {
-                log_error("usage", "%s needs a value", a);
-                return 2;
-            }
-            if (own_opt(o, a + 2, n, v) != 0)
-                return 2;
-        }
-    }
-    return 0;
+    for (int i = 0; i < argc && rc == 0; i++)
+        rc = take_arg(o, argc, argv, &i);
+    return rc;
 }
 
 /* The settings among the flags; a command prints its result, so the pool's connection chatter

@@ -331,17 +331,19 @@ void httpc_post(struct httpc *c, const char *url, const char *const *headers, co
 
 void httpc_close(struct httpc *c, void (*done_cb)(void *arg), void *arg)
 {
-    struct httpc_req *r;
+    struct httpc_req *r, *next;
 
     c->closing = true;
     c->done_cb = done_cb;
     c->done_arg = arg;
-    while ((r = c->reqs) != NULL) {
+    /* Callbacks may not start requests now (httpc_post asserts), so the list stays as it is. */
+    for (r = c->reqs; r != NULL; r = next) {
+        next = r->next;
         curl_multi_remove_handle(c->multi, r->easy);
-        req_unlink(r);
         req_fail_closed(r);
         req_free(r);
     }
+    c->reqs = NULL;
     /* Cleanup fires the socket callbacks (REMOVE) for cached connections; the timer closes
      * after it, since curl may still touch it until then. */
     curl_multi_cleanup(c->multi);

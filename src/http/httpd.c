@@ -10,6 +10,7 @@
 #include <cjson/cJSON.h>
 #include <uv.h>
 
+#include "buf.h"
 #include "httpreq.h"
 #include "log.h"
 
@@ -22,6 +23,8 @@
  * closed at once. */
 #define HTTPD_REJECT_SLACK  64
 #define HTTPD_RETRY_AFTER_S 1
+/* A response's status line and the headers httpd writes; content types are short constants. */
+#define HTTPD_MAX_HEAD_BYTES 1024
 
 enum conn_timer { TIMER_NONE, TIMER_HEAD, TIMER_BODY, TIMER_IDLE, TIMER_WRITE, TIMER_LINGER };
 
@@ -286,41 +289,23 @@ static void conn_send_response(struct conn *c, int status, const char *content_t
                                const char *extra_headers, const char *body, size_t len,
                                bool keep_alive, bool head)
 {
-    char head_buf[1024];
-    size_t hlen, total;
-    char *out;
-    int n;
+    size_t extra = extra_headers != NULL ? strlen(extra_headers) : 0;
+    struct buf out;
 
     if (!body_allowed(status))
         len = 0;
-    n = snprintf(head_buf, sizeof(head_buf), "HTTP/1.1 %d %s\r\n", status,
-                 httpreq_reason_phrase(status));
-    hlen = (size_t)n;
-    if (content_type != NULL)
-        hlen += (size_t)snprintf(head_buf + hlen, sizeof(head_buf) - hlen, "Content-Type: %s\r\n",
-                                 content_type);
-    if (body_allowed(status))
-        hlen += (size_t)snprintf(head_buf + hlen, sizeof(head_buf) - hlen,
-                                 "Content-Length: %zu\r\n", len);
-    hlen += (size_t)snprintf(head_buf + hlen, sizeof(head_buf) - hlen, "Connection: %s\r\n",
-                             keep_alive ? "keep-alive" : "close");
-    if (hlen >= sizeof(head_buf))
-        vr_panic("response head of %zu bytes overflows", hlen); /* short constants only */
-    if (head)
-        len = 0;
-    total = hlen + strlen(extra_headers ? extra_headers : "") + 2 + len;
-    out = xmalloc(total);
-    memcpy(out, head_buf, hlen);
-    if (extra_headers != NULL) {
-        memcpy(out + hlen, extra_headers, strlen(extra_headers));
-        hlen += strlen(extra_headers);
-    }
-    memcpy(out + hlen, "\r\n", 2);
-    if (len > 0)
-        memcpy(out + hlen + 2, body, len);
+    buf_init(&out, HTTPD_MAX_HEAD_BYTES + extra + len);
+    /* Content-Length is the body's even for HEAD, which then sends no body. */
+    if (buf_addf(&out, "HTTP/1.1 %d %s\r\n", status, httpreq_reason_phrase(status)) != 0 ||
+        (content_type != NULL && buf_addf(&out, "Content-Type: %s\r\n", content_type) != 0) ||
+        (body_allowed(status) && buf_addf(&out, "Content-Length: %zu\r\n", len) != 0) ||
+        buf_addf(&out, "Connection: %s\r\n", keep_alive ? "keep-alive" : "close") != 0 ||
+        buf_add(&out, extra_headers, extra) != 0 || buf_add(&out, "\r\n", 2) != 0 ||
+        buf_add(&out, body, head ? 0 : len) != 0)
+        vr_panic("response head over %d bytes", HTTPD_MAX_HEAD_BYTES); /* short constants only */
     c->close_after_write = !keep_alive;
-    conn_write(c, out, total, true);
-    free(out);
+    conn_write(c, out.data, out.len, true);
+    buf_free(&out);
 }
 
 static char *error_json(const char *code, const char *message)

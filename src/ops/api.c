@@ -304,7 +304,7 @@ static void acknowledge(struct api *a, struct httpd_request *req, char *order, c
         err = "by: longer than 200 bytes";
     else if (note != NULL && !cJSON_IsNull(note) && !cJSON_IsString(note))
         err = "note: expected a string";
-    else if (cJSON_IsString(note) && strlen(note->valuestring) > MAX_NOTE_BYTES)
+    else if (cJSON_IsString(note) && strlen(cJSON_GetStringValue(note)) > MAX_NOTE_BYTES)
         err = "note: longer than 2000 bytes";
     if (err != NULL) {
         httpd_respond_error(req, 400, "invalid_payload", err, NULL);
@@ -317,7 +317,7 @@ static void acknowledge(struct api *a, struct httpd_request *req, char *order, c
     q->a = order;
     q->b = code;
     q->c = xstrdup(by->valuestring);
-    q->d = cJSON_IsString(note) ? xstrdup(note->valuestring) : NULL;
+    q->d = cJSON_IsString(note) ? xstrdup(cJSON_GetStringValue(note)) : NULL;
     cJSON_Delete(root);
     log_info("followup_ack", "order=%s void=%s by=%s", q->a, q->b, q->c);
     store_case_ack(a->st, q->a, q->b, q->c, q->d, queried, q);
@@ -329,7 +329,7 @@ static char *segment(const char *s, size_t len)
     int out = 0;
     char *v, *copy;
 
-    if (len == 0 || len > 3 * ATLAS_MAX_KEY_BYTES)
+    if (len == 0 || len > (size_t)3 * ATLAS_MAX_KEY_BYTES)
         return NULL;
     v = curl_easy_unescape(NULL, s, (int)len, &out);
     if (v == NULL || (size_t)out != strlen(v) || out == 0 || out > ATLAS_MAX_KEY_BYTES) {

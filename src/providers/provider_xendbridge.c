@@ -43,7 +43,7 @@ static int parse_order_status(const cJSON *data, const char *checksum, struct pr
     }
     details = cJSON_CreateObject();
     if (cJSON_IsString(id))
-        cJSON_AddStringToObject(details, "order_id", id->valuestring);
+        cJSON_AddStringToObject(details, "order_id", cJSON_GetStringValue(id));
     cJSON_AddNumberToObject(details, "order_status", status->valuedouble);
     /* InitiatedBy is in the sample but not the field table: its meaning is unpublished. */
     cJSON_AddItemToObject(details, "initiated_by",

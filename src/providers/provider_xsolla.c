@@ -44,7 +44,7 @@ static int xsolla_verify(const char *secret, provider_header_fn header, const vo
         vr_panic("SHA-1 failed"); /* it is always there: only memory can run out */
     EVP_MD_CTX_free(ctx);
     for (unsigned int i = 0; i < mdlen; i++)
-        snprintf(want + 2 * i, 3, "%02x", md[i]);
+        snprintf(want + (size_t)2 * i, 3, "%02x", md[i]);
     if (CRYPTO_memcmp(want, given, SHA1_HEX_BYTES) != 0) {
         (void)snprintf(err, errlen, "Authorization: the signature does not match the body");
         return VR_EAUTH;
@@ -132,7 +132,7 @@ static int parse_canceled(const cJSON *root, struct provider_event *ev, char *er
     snprintf(ref, sizeof(ref), "%.0f", id->valuedouble);
     ev->kind = PROVIDER_EVENT_CANCELLATION;
     ev->order_ref = xstrdup(ref);
-    ev->order_status = cJSON_IsString(status) ? xstrdup(status->valuestring) : NULL;
+    ev->order_status = cJSON_IsString(status) ? xstrdup(cJSON_GetStringValue(status)) : NULL;
     ev->details = vr_json_print(details);
     cJSON_Delete(details);
     return 0;
@@ -143,6 +143,7 @@ static int xsolla_parse(const char *body, size_t len, struct provider_event *ev,
 {
     cJSON *root = cJSON_ParseWithLength(body, len);
     const cJSON *type;
+    const char *text = NULL;
     int r = 0;
 
     memset(ev, 0, sizeof(*ev));
@@ -153,11 +154,11 @@ static int xsolla_parse(const char *body, size_t len, struct provider_event *ev,
         r = provider_fail(err, errlen, "body", "expected a JSON object");
     else if (type == NULL)
         r = provider_fail(err, errlen, "notification_type", "missing");
-    else if (!cJSON_IsString(type) || type->valuestring[0] == '\0' ||
-             strlen(type->valuestring) > PROVIDER_MAX_TYPE_BYTES)
+    else if ((text = cJSON_GetStringValue(type)) == NULL || text[0] == '\0' ||
+             strlen(text) > PROVIDER_MAX_TYPE_BYTES)
         r = provider_fail(err, errlen, "notification_type", "expected a string of 1 to 64 bytes");
     if (r == 0) {
-        ev->type = xstrdup(type->valuestring);
+        ev->type = xstrdup(text);
         if (strcmp(ev->type, "order_canceled") == 0)
             r = parse_canceled(root, ev, err, errlen);
         else

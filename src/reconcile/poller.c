@@ -276,6 +276,18 @@ static void on_tick(uv_timer_t *t)
 
 /* ---- lifecycle ---------------------------------------------------------------------------- */
 
+static void config_defaults(struct poller_config *cfg)
+{
+    VR_DEFAULT(cfg->tick_ms, DEFAULT_TICK_MS);
+    VR_DEFAULT(cfg->max_interval_ms, DEFAULT_MAX_INTERVAL_MS);
+    VR_DEFAULT(cfg->retry_ms, DEFAULT_RETRY_MS);
+    VR_DEFAULT(cfg->lease_ms, DEFAULT_LEASE_MS);
+    VR_DEFAULT(cfg->stuck_after_ms, DEFAULT_STUCK_AFTER_MS);
+    VR_DEFAULT(cfg->concurrency, DEFAULT_CONCURRENCY);
+    VR_DEFAULT(cfg->max_rps, DEFAULT_MAX_RPS);
+    VR_DEFAULT(cfg->failures_alert, DEFAULT_FAILURES_ALERT);
+}
+
 struct poller *poller_new(uv_loop_t *loop, struct store *st, const struct poller_config *cfg)
 {
     struct poller *p = xcalloc(1, sizeof(*p));
@@ -288,14 +300,7 @@ struct poller *poller_new(uv_loop_t *loop, struct store *st, const struct poller
         p->client_open = true;
     }
     p->cfg.atlas = (struct atlas_client_config){0}; /* its strings are the caller's */
-    VR_DEFAULT(p->cfg.tick_ms, DEFAULT_TICK_MS);
-    VR_DEFAULT(p->cfg.max_interval_ms, DEFAULT_MAX_INTERVAL_MS);
-    VR_DEFAULT(p->cfg.retry_ms, DEFAULT_RETRY_MS);
-    VR_DEFAULT(p->cfg.lease_ms, DEFAULT_LEASE_MS);
-    VR_DEFAULT(p->cfg.stuck_after_ms, DEFAULT_STUCK_AFTER_MS);
-    VR_DEFAULT(p->cfg.concurrency, DEFAULT_CONCURRENCY);
-    VR_DEFAULT(p->cfg.max_rps, DEFAULT_MAX_RPS);
-    VR_DEFAULT(p->cfg.failures_alert, DEFAULT_FAILURES_ALERT);
+    config_defaults(&p->cfg);
     p->rng = uv_hrtime() | 1;
     p->refilled_at = uv_now(loop);
     p->tokens = p->cfg.max_rps < p->cfg.concurrency ? p->cfg.max_rps : p->cfg.concurrency;

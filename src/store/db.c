@@ -20,14 +20,14 @@ static const char sql_setup[] = "SELECT set_config('statement_timeout', $1, fals
                                 " set_config('application_name', 'voidrecon', false)";
 static const char sql_rollback[] = "ROLLBACK";
 
-#define DB_DEFAULT_POOL_SIZE     4u
-#define DB_DEFAULT_CONNECT_MS    5000u
-#define DB_DEFAULT_RECONNECT_MIN 250u
-#define DB_DEFAULT_RECONNECT_MAX 5000u
-#define DB_DEFAULT_QUERY_MS      10000u
-#define DB_DEFAULT_MAX_WAITERS   1024u
-#define DB_DEFAULT_ACQUIRE_MS    5000u
-#define DB_MAX_POOL_SIZE         1024u
+#define DB_DEFAULT_POOL_SIZE     4U
+#define DB_DEFAULT_CONNECT_MS    5000U
+#define DB_DEFAULT_RECONNECT_MIN 250U
+#define DB_DEFAULT_RECONNECT_MAX 5000U
+#define DB_DEFAULT_QUERY_MS      10000U
+#define DB_DEFAULT_MAX_WAITERS   1024U
+#define DB_DEFAULT_ACQUIRE_MS    5000U
+#define DB_MAX_POOL_SIZE         1024U
 #define DB_MAX_PARAMS            65535
 #define DB_REASON_BYTES          200
 
@@ -537,15 +537,30 @@ static void conn_deliver(struct db_conn *c, PGresult *res, int status)
         conn_release_now(c);
 }
 
+/* Drops the connection; reason_out (DB_REASON_BYTES) gets why, copied first: why often points
+ * into the PGconn that conn_drop frees. */
+static void conn_lose(struct db_conn *c, const char *why, char *reason_out)
+{
+    reason_copy(reason_out, DB_REASON_BYTES, why);
+    log_debug("db_conn_lost", "conn=%u reason=%s", c->index, reason_out);
+    conn_drop(c, reason_out);
+}
+
+/* A connection no session holds broke: drop it and connect again later. */
+static void conn_lost_idle(struct db_conn *c, const char *why)
+{
+    char reason[DB_REASON_BYTES];
+
+    conn_lose(c, why, reason);
+    conn_retry(c);
+}
+
 static void conn_break(struct db_conn *c, const char *why)
 {
     char reason[DB_REASON_BYTES];
     enum conn_state st = c->state;
 
-    /* Copy first: why often points into the PGconn that conn_drop frees. */
-    reason_copy(reason, sizeof(reason), why);
-    log_debug("db_conn_lost", "conn=%u reason=%s", c->index, reason);
-    conn_drop(c, reason);
+    conn_lose(c, why, reason);
     switch (st) {
     case CONN_CONNECTING:
     case CONN_SETUP: {
@@ -788,7 +803,7 @@ static void conn_release_now(struct db_conn *c)
         c->state = CONN_ROLLBACK;
         conn_query_begin(c, QUERY_ROLLBACK, NULL, NULL);
         if (conn_send(c, sql_rollback, 0, NULL, NULL, 0) != 0) {
-            conn_break(c, PQerrorMessage(c->pg));
+            conn_lost_idle(c, PQerrorMessage(c->pg));
             return;
         }
         uv_timer_start(&c->timer, conn_on_timer, conn_watchdog_ms(c), 0);
@@ -799,7 +814,7 @@ static void conn_release_now(struct db_conn *c)
     }
     c->state = CONN_ROLLBACK;
     memset(&c->q, 0, sizeof(c->q));
-    conn_break(c, why);
+    conn_lost_idle(c, why);
 }
 
 /* ---- closing ---------------------------------------------------------------------------- */
@@ -834,14 +849,13 @@ static void db_maybe_finish_close(struct db *db)
 
 /* ---- public API ------------------------------------------------------------------------- */
 
-int db_new(struct db **out, uv_loop_t *loop, const struct db_config *cfg)
+/* 0 when cfg can make a pool. */
+static int config_check(const struct db_config *cfg)
 {
     PQconninfoOption *opts;
     char *err = NULL;
-    struct db *db;
 
-    *out = NULL;
-    if (cfg == NULL || cfg->conninfo == NULL || loop == NULL)
+    if (cfg == NULL || cfg->conninfo == NULL)
         return VR_EINVAL;
     /* Parse errors can quote the conninfo (password included): never show err. */
     opts = PQconninfoParse(cfg->conninfo, &err);
@@ -852,26 +866,40 @@ int db_new(struct db **out, uv_loop_t *loop, const struct db_config *cfg)
     PQconninfoFree(opts);
     if (cfg->pool_size > DB_MAX_POOL_SIZE || cfg->query_timeout_ms > INT32_MAX)
         return VR_EINVAL;
+    return 0;
+}
 
+static void config_defaults(struct db_config *cfg)
+{
+    VR_DEFAULT(cfg->pool_size, DB_DEFAULT_POOL_SIZE);
+    VR_DEFAULT(cfg->connect_timeout_ms, DB_DEFAULT_CONNECT_MS);
+    VR_DEFAULT(cfg->reconnect_min_ms, DB_DEFAULT_RECONNECT_MIN);
+    VR_DEFAULT(cfg->reconnect_max_ms, DB_DEFAULT_RECONNECT_MAX);
+    VR_DEFAULT(cfg->query_timeout_ms, DB_DEFAULT_QUERY_MS);
+    VR_DEFAULT(cfg->max_waiters, DB_DEFAULT_MAX_WAITERS);
+    VR_DEFAULT(cfg->acquire_timeout_ms, DB_DEFAULT_ACQUIRE_MS);
+    if (cfg->reconnect_max_ms < cfg->reconnect_min_ms)
+        cfg->reconnect_max_ms = cfg->reconnect_min_ms;
+}
+
+int db_new(struct db **out, uv_loop_t *loop, const struct db_config *cfg)
+{
+    struct db *db;
+
+    *out = NULL;
+    if (loop == NULL || config_check(cfg) != 0)
+        return VR_EINVAL;
     db = xcalloc(1, sizeof(*db));
     db->loop = loop;
     db->cfg = *cfg;
     db->conninfo = xstrdup(cfg->conninfo);
     db->cfg.conninfo = NULL;
-    VR_DEFAULT(db->cfg.pool_size, DB_DEFAULT_POOL_SIZE);
-    VR_DEFAULT(db->cfg.connect_timeout_ms, DB_DEFAULT_CONNECT_MS);
-    VR_DEFAULT(db->cfg.reconnect_min_ms, DB_DEFAULT_RECONNECT_MIN);
-    VR_DEFAULT(db->cfg.reconnect_max_ms, DB_DEFAULT_RECONNECT_MAX);
-    VR_DEFAULT(db->cfg.query_timeout_ms, DB_DEFAULT_QUERY_MS);
-    VR_DEFAULT(db->cfg.max_waiters, DB_DEFAULT_MAX_WAITERS);
-    VR_DEFAULT(db->cfg.acquire_timeout_ms, DB_DEFAULT_ACQUIRE_MS);
-    if (db->cfg.reconnect_max_ms < db->cfg.reconnect_min_ms)
-        db->cfg.reconnect_max_ms = db->cfg.reconnect_min_ms;
+    config_defaults(&db->cfg);
     snprintf(db->timeout_param, sizeof(db->timeout_param), "%llu",
              (unsigned long long)db->cfg.query_timeout_ms);
     db->rng = uv_hrtime() ^ (uint64_t)(uintptr_t)db;
     if (db->rng == 0)
-        db->rng = 0x9e3779b97f4a7c15ull;
+        db->rng = 0x9e3779b97f4a7c15ULL;
     db->health = HEALTH_STARTING;
 
     uv_timer_init(loop, &db->kick_timer);
