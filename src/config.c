@@ -122,9 +122,9 @@ static void fill_name(char *out, size_t cap, const char *tmpl, const char *name)
     const char *at = strstr(tmpl, "%s");
 
     if (at == NULL)
-        (void)snprintf(out, cap, "%s", tmpl);
+        snprintf(out, cap, "%s", tmpl);
     else
-        (void)snprintf(out, cap, "%.*s%s%s", (int)(at - tmpl), tmpl, name, at + 2);
+        snprintf(out, cap, "%.*s%s%s", (int)(at - tmpl), tmpl, name, at + 2);
 }
 
 static bool applies(const struct config_entry *e, const struct provider *p)
@@ -136,8 +136,8 @@ static void global_slot(struct config *cfg, const struct config_entry *e, struct
 {
     memset(s, 0, sizeof(*s));
     s->e = e;
-    (void)snprintf(s->name, sizeof(s->name), "%s", e->name);
-    (void)snprintf(s->help, sizeof(s->help), "%s", e->help);
+    snprintf(s->name, sizeof(s->name), "%s", e->name);
+    snprintf(s->help, sizeof(s->help), "%s", e->help);
     s->field = (char *)cfg + e->offset;
 }
 
@@ -201,8 +201,8 @@ static int set_value(const struct slot *s, const char *value, char *err, size_t 
         v = strtoull(value, &end, 10);
         if (errno != 0 || end == value || *end != '\0' || !isdigit((unsigned char)value[0]) ||
             v < e->min || v > e->max) {
-            (void)snprintf(err, errlen, PREFIX "%s: \"%s\" is not a whole number from %llu to %llu",
-                           s->name, value, (unsigned long long)e->min, (unsigned long long)e->max);
+            snprintf(err, errlen, PREFIX "%s: \"%s\" is not a whole number from %llu to %llu",
+                     s->name, value, (unsigned long long)e->min, (unsigned long long)e->max);
             return VR_EINVAL;
         }
         *(uint64_t *)s->field = v;
@@ -248,7 +248,7 @@ int config_load_env(struct config *cfg, char *err, size_t errlen)
     for (size_t i = 0; slot_at(cfg, i, &s); i++) {
         const char *v;
 
-        (void)snprintf(name, sizeof(name), PREFIX "%s", s.name);
+        snprintf(name, sizeof(name), PREFIX "%s", s.name);
         if ((v = getenv(name)) != NULL && (r = set_value(&s, v, err, errlen)) != 0)
             return r;
     }
@@ -279,24 +279,24 @@ static int load_flags(struct config *cfg, int argc, char **argv, char *err, size
         int r;
 
         if (strncmp(arg, "--", 2) != 0) {
-            (void)snprintf(err, errlen, "unexpected argument \"%s\"", arg);
+            snprintf(err, errlen, "unexpected argument \"%s\"", arg);
             return VR_EINVAL;
         }
         eq = strchr(arg, '=');
         if (eq != NULL) {
-            (void)snprintf(name, sizeof(name), "%.*s", (int)(eq - arg - 2), arg + 2);
+            snprintf(name, sizeof(name), "%.*s", (int)(eq - arg - 2), arg + 2);
             value = eq + 1;
         } else {
-            (void)snprintf(name, sizeof(name), "%s", arg + 2);
+            snprintf(name, sizeof(name), "%s", arg + 2);
             if (i + 1 >= argc) {
-                (void)snprintf(err, errlen, "--%s needs a value", name);
+                snprintf(err, errlen, "--%s needs a value", name);
                 return VR_EINVAL;
             }
             value = argv[++i];
         }
         r = config_set_flag(cfg, name, value, err, errlen);
         if (r == VR_ENOENT)
-            (void)snprintf(err, errlen, "unknown option --%s (see voidrecon serve --help)", name);
+            snprintf(err, errlen, "unknown option --%s (see voidrecon serve --help)", name);
         if (r != 0)
             return VR_EINVAL;
     }
@@ -365,18 +365,18 @@ static int validate_provider(struct config_provider *p, char *err, size_t errlen
     for (size_t i = 0; i < n && i < sizeof(upper); i++)
         upper[i] = (char)toupper((unsigned char)upper[i]);
     if (acl_parse(p->allowed_cidrs, &p->acl, acl_err, sizeof(acl_err)) != 0) {
-        (void)snprintf(err, errlen, PREFIX "%s_ALLOWED_CIDRS: %s", upper, acl_err);
+        snprintf(err, errlen, PREFIX "%s_ALLOWED_CIDRS: %s", upper, acl_err);
         return VR_EINVAL;
     }
     if (!is_path_token(p->webhook_token)) {
-        (void)snprintf(err, errlen,
-                       PREFIX "%s_WEBHOOK_TOKEN: only letters, digits and -_.~ may appear in a "
-                              "path token",
-                       upper);
+        snprintf(err, errlen,
+                 PREFIX "%s_WEBHOOK_TOKEN: only letters, digits and -_.~ may appear in a "
+                        "path token",
+                 upper);
         return VR_EINVAL;
     }
     if (strcmp(p->alerts, "on") != 0 && strcmp(p->alerts, "off") != 0) {
-        (void)snprintf(err, errlen, PREFIX "%s_ALERTS: \"%s\" is not on or off", upper, p->alerts);
+        snprintf(err, errlen, PREFIX "%s_ALERTS: \"%s\" is not on or off", upper, p->alerts);
         return VR_EINVAL;
     }
     p->alerts_on = strcmp(p->alerts, "on") == 0;
@@ -390,8 +390,8 @@ int config_validate(struct config *cfg, char *err, size_t errlen)
     if ((r = parse_listen(cfg, err, errlen)) != 0)
         return r;
     if (log_level_parse(cfg->log_level_name, &cfg->log_level) != 0) {
-        (void)snprintf(err, errlen, PREFIX "LOG_LEVEL: \"%s\" is not debug, info, warn or error",
-                       cfg->log_level_name);
+        snprintf(err, errlen, PREFIX "LOG_LEVEL: \"%s\" is not debug, info, warn or error",
+                 cfg->log_level_name);
         return VR_EINVAL;
     }
     for (size_t i = 0; i < cfg->nproviders; i++) {
@@ -400,29 +400,28 @@ int config_validate(struct config *cfg, char *err, size_t errlen)
     }
     if (cfg->atlas_base_url[0] != '\0') {
         if (!is_http_url(cfg->atlas_base_url)) {
-            (void)snprintf(err, errlen, PREFIX "ATLAS_BASE_URL: \"%s\" is not an http(s) URL",
-                           cfg->atlas_base_url);
+            snprintf(err, errlen, PREFIX "ATLAS_BASE_URL: \"%s\" is not an http(s) URL",
+                     cfg->atlas_base_url);
             return VR_EINVAL;
         }
         if (cfg->atlas_client_id[0] == '\0' || cfg->atlas_client_secret[0] == '\0') {
-            (void)snprintf(err, errlen,
-                           PREFIX "ATLAS_CLIENT_ID and " PREFIX "ATLAS_CLIENT_SECRET: both must "
-                                  "be set when " PREFIX "ATLAS_BASE_URL is");
+            snprintf(err, errlen,
+                     PREFIX "ATLAS_CLIENT_ID and " PREFIX "ATLAS_CLIENT_SECRET: both must "
+                            "be set when " PREFIX "ATLAS_BASE_URL is");
             return VR_EINVAL;
         }
     }
     if (cfg->alert_url[0] != '\0' && !is_http_url(cfg->alert_url)) {
-        (void)snprintf(err, errlen, PREFIX "ALERT_URL: \"%s\" is not an http(s) URL",
-                       cfg->alert_url);
+        snprintf(err, errlen, PREFIX "ALERT_URL: \"%s\" is not an http(s) URL", cfg->alert_url);
         return VR_EINVAL;
     }
     if (cfg->alert_secret[0] != '\0' &&
         alert_key_parse(cfg->alert_secret, &cfg->alert_key, &cfg->alert_key_len) != 0) {
-        (void)snprintf(err, errlen, PREFIX "ALERT_SECRET: a whsec_ secret must be base64");
+        snprintf(err, errlen, PREFIX "ALERT_SECRET: a whsec_ secret must be base64");
         return VR_EINVAL;
     }
     if (strpbrk(cfg->atlas_client_id, "\r\n") || strpbrk(cfg->atlas_client_secret, "\r\n")) {
-        (void)snprintf(err, errlen, PREFIX "ATLAS_CLIENT_ID/_SECRET: must be one line");
+        snprintf(err, errlen, PREFIX "ATLAS_CLIENT_ID/_SECRET: must be one line");
         return VR_EINVAL;
     }
     return 0;
@@ -448,13 +447,13 @@ void config_mask_url(const char *url, char *out, size_t outlen)
     const char *scheme = strstr(url, "://");
     const char *pw, *v;
 
-    (void)snprintf(out, outlen, "%s", url);
+    snprintf(out, outlen, "%s", url);
     if (scheme != NULL) {
         const char *at = strchr(scheme + 3, '@');
         const char *colon = strchr(scheme + 3, ':');
 
         if (at != NULL && colon != NULL && colon < at)
-            (void)snprintf(out, outlen, "%.*s:***%s", (int)(colon - url), url, at);
+            snprintf(out, outlen, "%.*s:***%s", (int)(colon - url), url, at);
         return;
     }
     /* key=value form: hide the value of password=..., quoted or not. */
@@ -466,7 +465,7 @@ void config_mask_url(const char *url, char *out, size_t outlen)
         return;
     v++;
     v += strspn(v, " ");
-    (void)snprintf(out, outlen, "%.*s***%s", (int)(v - url), url, value_end(v));
+    snprintf(out, outlen, "%.*s***%s", (int)(v - url), url, value_end(v));
 }
 
 /* Secrets are masked; a URL keeps what tells where it points. */
@@ -485,7 +484,7 @@ static const char *shown(const struct slot *s, const struct config *cfg, char *m
         const char *host = strstr(v, "://");
         size_t keep = host ? strcspn(host + 3, "/?#") + (size_t)(host + 3 - v) : 0;
 
-        (void)snprintf(masked, cap, "%.*s/***", (int)keep, v);
+        snprintf(masked, cap, "%.*s/***", (int)keep, v);
         return masked;
     }
     return "***";

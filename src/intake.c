@@ -164,14 +164,14 @@ static void ready_checked(int status, const char *error, int version, void *arg)
         return;
     }
     if (version < migrate_latest_version()) {
-        (void)snprintf(body, sizeof(body),
-                       "database schema is at version %d, this voidrecon needs %d: run voidrecon "
-                       "migrate",
-                       version, migrate_latest_version());
+        snprintf(body, sizeof(body),
+                 "database schema is at version %d, this voidrecon needs %d: run voidrecon "
+                 "migrate",
+                 version, migrate_latest_version());
         respond_unavailable(req, body);
         return;
     }
-    (void)snprintf(body, sizeof(body), "{\"status\":\"ready\",\"schema_version\":%d}", version);
+    snprintf(body, sizeof(body), "{\"status\":\"ready\",\"schema_version\":%d}", version);
     respond_json(req, 200, body);
 }
 

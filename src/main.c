@@ -283,7 +283,7 @@ int main(int argc, char **argv)
     (void)signal(SIGPIPE, SIG_IGN);
     /* Before any thread exists: libcurl's resolver threads and OpenSSL need it. */
     if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
-        (void)fprintf(stderr, "voidrecon: libcurl failed to initialise\n");
+        fprintf(stderr, "voidrecon: libcurl failed to initialise\n");
         return 1;
     }
     (void)atexit(curl_global_cleanup);

@@ -55,7 +55,7 @@ int buf_vaddf(struct buf *b, const char *fmt, va_list ap)
         return VR_ETOOBIG;
     }
     buf_reserve(b, (size_t)n);
-    (void)vsnprintf(b->data + b->len, b->cap - b->len, fmt, again);
+    vsnprintf(b->data + b->len, b->cap - b->len, fmt, again);
     va_end(again);
     b->len += (size_t)n;
     return 0;

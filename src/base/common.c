@@ -47,7 +47,7 @@ void vr_panic(const char *fmt, ...)
     va_list ap;
 
     va_start(ap, fmt);
-    (void)vsnprintf(msg, sizeof(msg), fmt, ap);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
     va_end(ap);
     log_write(LOG_ERROR, "panic", "%s", msg);
     abort();

@@ -91,14 +91,14 @@ static int load_settings(struct config *cfg, int argc, char **argv)
 
 static void serve_help(FILE *f)
 {
-    (void)fputs(serve_help_head, f);
+    fputs(serve_help_head, f);
     for (size_t i = 0; i < provider_count; i++)
-        (void)fprintf(f, "%s/webhooks/%s",
-                      i == 0                   ? ""
-                      : i + 1 < provider_count ? ", "
-                                               : " and ",
-                      provider_all[i]->name);
-    (void)fputs(serve_help_tail, f);
+        fprintf(f, "%s/webhooks/%s",
+                i == 0                   ? ""
+                : i + 1 < provider_count ? ", "
+                                         : " and ",
+                provider_all[i]->name);
+    fputs(serve_help_tail, f);
 }
 
 static int cmd_serve(int argc, char **argv, cli_serve_fn serve)
@@ -139,7 +139,7 @@ static int cmd_version(int argc, char **argv, cli_serve_fn serve)
     (void)argc;
     (void)argv;
     (void)serve;
-    (void)printf("voidrecon %s\n", VOIDRECON_VERSION);
+    printf("voidrecon %s\n", VOIDRECON_VERSION);
     return 0;
 }
 
@@ -294,7 +294,7 @@ static int cmd_cases(int argc, char **argv, cli_serve_fn serve)
     if ((is_sub(sub, "add") || is_sub(sub, "show") || is_sub(sub, "ack"))
             ? o.npos != 3
             : (!is_sub(sub, "list") || o.npos != 1)) {
-        (void)fputs(cases_help, stderr);
+        fputs(cases_help, stderr);
         rc = 2;
         goto out;
     }
@@ -316,7 +316,7 @@ static int cmd_alerts(int argc, char **argv, cli_serve_fn serve)
     if ((rc = cmd_opts_parse(argc, argv, &o)) != 0)
         goto out;
     if (o.npos != 1 || strcmp(o.pos[0], "list") != 0) {
-        (void)fputs(alerts_help, stderr);
+        fputs(alerts_help, stderr);
         rc = 2;
         goto out;
     }
@@ -361,7 +361,7 @@ int cli_main(int argc, char **argv, cli_serve_fn serve)
 
     if (name == NULL || strcmp(name, "help") == 0 || strcmp(name, "--help") == 0 ||
         strcmp(name, "-h") == 0) {
-        (void)fputs(usage_text, name ? stdout : stderr);
+        fputs(usage_text, name ? stdout : stderr);
         return name ? 0 : 2;
     }
     for (size_t i = 0; i < ARRAY_SIZE(commands); i++) {
@@ -371,7 +371,7 @@ int cli_main(int argc, char **argv, cli_serve_fn serve)
             continue;
         if (wants_help(argc - 2, argv + 2)) {
             if (c->help != NULL)
-                (void)fputs(c->help, stdout);
+                fputs(c->help, stdout);
             else
                 serve_help(stdout);
             if (c->settings_help)
@@ -380,6 +380,6 @@ int cli_main(int argc, char **argv, cli_serve_fn serve)
         }
         return c->run(argc - 2, argv + 2, serve);
     }
-    (void)fprintf(stderr, "voidrecon: unknown command \"%s\"\n\n%s", name, usage_text);
+    fprintf(stderr, "voidrecon: unknown command \"%s\"\n\n%s", name, usage_text);
     return 2;
 }

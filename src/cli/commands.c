@@ -49,7 +49,7 @@ static void cli_finish(struct cli *c)
         ;
     if (!c->done) {
         c->status = VR_EUNAVAIL;
-        (void)snprintf(c->error, sizeof(c->error), "the operation never finished");
+        snprintf(c->error, sizeof(c->error), "the operation never finished");
     }
     store_close(c->st, NULL, NULL);
     uv_run(&c->loop, UV_RUN_DEFAULT);
@@ -62,7 +62,7 @@ static void json_done(int status, const char *json, const char *error, void *arg
 
     c->status = status;
     c->json = json != NULL ? xstrdup(json) : NULL;
-    (void)snprintf(c->error, sizeof(c->error), "%s", error);
+    snprintf(c->error, sizeof(c->error), "%s", error);
     c->done = true;
 }
 
@@ -74,7 +74,7 @@ static void applied(int status, const struct store_result *res, void *arg)
     c->done = true;
     c->res = *res;
     c->res.error = NULL;
-    (void)snprintf(c->error, sizeof(c->error), "%s", res->error);
+    snprintf(c->error, sizeof(c->error), "%s", res->error);
 }
 
 /* Says why an operation failed; returns the exit status. */
@@ -215,7 +215,7 @@ int cli_cases_add(const struct config *cfg, const char *order_no, const char *vo
     if (json) {
         char *s = api_registration_json(order_no, void_code, &c.res);
 
-        (void)fprintf(out, "%s\n", s);
+        fprintf(out, "%s\n", s);
         free(s);
     } else {
         fprintf(out, "%s %s: %s (%s), status %d %s\n", order_no, void_code, c.res.outcome,

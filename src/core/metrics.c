@@ -101,7 +101,7 @@ static const char *handler_name(size_t h, char *buf, size_t cap)
 {
     if (h >= NPROV)
         return handlers[h - NPROV];
-    (void)snprintf(buf, cap, "webhooks_%s", provider_all[h]->name);
+    snprintf(buf, cap, "webhooks_%s", provider_all[h]->name);
     return buf;
 }
 

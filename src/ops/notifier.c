@@ -115,14 +115,14 @@ static void deliver(struct notifier *n, const struct store_alert_lease *l)
     d->lease_token = l->lease_token;
     d->attempts = l->attempts;
     /* webhook-id stays the same across attempts: receivers deduplicate on it. */
-    (void)snprintf(msg_id, sizeof(msg_id), "%" PRId64, d->id);
-    (void)snprintf(h_id, sizeof(h_id), "webhook-id: %s", msg_id);
-    (void)snprintf(h_ts, sizeof(h_ts), "webhook-timestamp: %" PRId64, ts);
+    snprintf(msg_id, sizeof(msg_id), "%" PRId64, d->id);
+    snprintf(h_id, sizeof(h_id), "webhook-id: %s", msg_id);
+    snprintf(h_ts, sizeof(h_ts), "webhook-timestamp: %" PRId64, ts);
     if (n->key != NULL) {
         char sig[128];
 
         alert_sign(n->key, n->keylen, msg_id, ts, body, strlen(body), sig, sizeof(sig));
-        (void)snprintf(h_sig, sizeof(h_sig), "webhook-signature: %s", sig);
+        snprintf(h_sig, sizeof(h_sig), "webhook-signature: %s", sig);
         headers[3] = h_sig;
     }
     n->in_flight++;

@@ -32,7 +32,7 @@ const struct provider *provider_find(const char *name, size_t len)
 
 int provider_fail(char *err, size_t errlen, const char *field, const char *what)
 {
-    (void)snprintf(err, errlen, "%s: %s", field, what);
+    snprintf(err, errlen, "%s: %s", field, what);
     return VR_EPARSE;
 }
 

@@ -26,15 +26,14 @@ static int xsolla_verify(const char *secret, provider_header_fn header, const vo
     const char *given;
 
     if (auth == NULL) {
-        (void)snprintf(err, errlen, "Authorization: missing (expected \"Signature <sha1 hex>\")");
+        snprintf(err, errlen, "Authorization: missing (expected \"Signature <sha1 hex>\")");
         return VR_EAUTH;
     }
     /* Exactly as Xsolla's own library accepts it: one space, 40 lowercase hex digits. */
     given = auth + sizeof(SIGNATURE_PREFIX) - 1;
     if (strncmp(auth, SIGNATURE_PREFIX, sizeof(SIGNATURE_PREFIX) - 1) != 0 ||
         strlen(given) != SHA1_HEX_BYTES || strspn(given, "0123456789abcdef") != SHA1_HEX_BYTES) {
-        (void)snprintf(err, errlen,
-                       "Authorization: expected \"Signature\" and 40 lowercase hex digits");
+        snprintf(err, errlen, "Authorization: expected \"Signature\" and 40 lowercase hex digits");
         return VR_EAUTH;
     }
     ctx = EVP_MD_CTX_new();
@@ -46,7 +45,7 @@ static int xsolla_verify(const char *secret, provider_header_fn header, const vo
     for (unsigned int i = 0; i < mdlen; i++)
         snprintf(want + (size_t)2 * i, 3, "%02x", md[i]);
     if (CRYPTO_memcmp(want, given, SHA1_HEX_BYTES) != 0) {
-        (void)snprintf(err, errlen, "Authorization: the signature does not match the body");
+        snprintf(err, errlen, "Authorization: the signature does not match the body");
         return VR_EAUTH;
     }
     return 0;

@@ -76,8 +76,8 @@ struct atlas_client *atlas_client_new(uv_loop_t *loop, const struct atlas_client
     /* One line each, or a header could be split: config_validate sees to it. */
     assert(strpbrk(cfg->client_id, "\r\n") == NULL && strpbrk(cfg->client_secret, "\r\n") == NULL);
     c->url = xmalloc(n + sizeof(QUERY_PATH) + 1);
-    (void)snprintf(c->url, n + sizeof(QUERY_PATH) + 1, "%s%s" QUERY_PATH, cfg->base_url,
-                   n > 0 && cfg->base_url[n - 1] == '/' ? "" : "/");
+    snprintf(c->url, n + sizeof(QUERY_PATH) + 1, "%s%s" QUERY_PATH, cfg->base_url,
+             n > 0 && cfg->base_url[n - 1] == '/' ? "" : "/");
     c->headers[0] = xstrdup("Content-Type: application/json");
     c->headers[1] = xstrdup("Accept: application/json");
     c->headers[2] = header_line("x-atlas-client-id: ", cfg->client_id);

@@ -1106,18 +1106,18 @@ int db_classify(const PGresult *res, int status, const char *what, char *err, si
     const char *state, *msg;
 
     if (status != VR_EDB) {
-        (void)snprintf(err, errlen, "%s: %s", what,
-                       status == VR_ETIMEDOUT  ? "no database connection came free in time"
-                       : status == VR_ECLOSED  ? "the database pool is closing"
-                       : status == VR_EUNAVAIL ? "database unavailable"
-                                               : vr_strerror(status));
+        snprintf(err, errlen, "%s: %s", what,
+                 status == VR_ETIMEDOUT  ? "no database connection came free in time"
+                 : status == VR_ECLOSED  ? "the database pool is closing"
+                 : status == VR_EUNAVAIL ? "database unavailable"
+                                         : vr_strerror(status));
         return status == VR_ECLOSED || status == VR_ETIMEDOUT ? VR_EUNAVAIL : status;
     }
     state = PQresultErrorField(res, PG_DIAG_SQLSTATE);
     msg = PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY);
     if (state == NULL)
         state = "";
-    (void)snprintf(err, errlen, "%s: %s (SQLSTATE %s)", what, msg ? msg : "unknown error", state);
+    snprintf(err, errlen, "%s: %s (SQLSTATE %s)", what, msg ? msg : "unknown error", state);
     if (strncmp(state, "08", 2) == 0 || strncmp(state, "57", 2) == 0 ||
         strncmp(state, "53", 2) == 0 || strncmp(state, "40", 2) == 0 || strcmp(state, "55P03") == 0)
         return VR_EUNAVAIL;

@@ -153,16 +153,16 @@ static void answered(struct db_session *s, PGresult *res, int status, void *arg)
     if (status == VR_EDB && (state = PQresultErrorField(res, PG_DIAG_SQLSTATE)) != NULL &&
         strncmp(state, "22", 2) == 0) {
         /* A cursor that does not decode is the only data error these statements can meet. */
-        (void)snprintf(err, sizeof(err), "%s: a cursor voidrecon did not give out", op->what);
+        snprintf(err, sizeof(err), "%s: a cursor voidrecon did not give out", op->what);
         status = VR_EINVAL;
     } else if (status != 0) {
         status = db_classify(res, status, op->what, err, sizeof(err));
     } else if (PQntuples(res) == 0 || store_row_null(&row, 0)) {
         /* Only an acknowledgement answers NULL for a case that exists: it has no follow-up. */
         status = op->ack && PQntuples(res) > 0 && store_row_bool(&row, 1) ? VR_ESTATE : VR_ENOENT;
-        (void)snprintf(err, sizeof(err), "%s: %s", op->what,
-                       status == VR_ESTATE ? "the case has no follow-up waiting to be acknowledged"
-                                           : "no such void case");
+        snprintf(err, sizeof(err), "%s: %s", op->what,
+                 status == VR_ESTATE ? "the case has no follow-up waiting to be acknowledged"
+                                     : "no such void case");
     } else {
         json = store_row_text(&row, 0);
     }

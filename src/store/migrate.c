@@ -58,7 +58,7 @@ int migrate_latest_version(void)
 /* The first line of a libpq message. */
 static void first_line(char *out, size_t cap, const char *what, const char *msg)
 {
-    (void)snprintf(out, cap, "%s: %s", what, msg);
+    snprintf(out, cap, "%s: %s", what, msg);
     out[strcspn(out, "\n")] = '\0';
 }
 
@@ -143,7 +143,7 @@ static int apply_one(PGconn *conn, const struct migration *m, char *err, size_t 
     PGresult *res;
     int r;
 
-    (void)snprintf(version, sizeof(version), "%d", version_of(m));
+    snprintf(version, sizeof(version), "%d", version_of(m));
     if ((r = run(conn, "BEGIN", m->name, err, errlen)) != 0)
         return r;
     if ((r = run(conn, m->sql, m->name, err, errlen)) != 0)

@@ -134,7 +134,7 @@ static void poll_failure_written(struct db_session *s, PGresult *res, int status
         return;
     }
     if (PQntuples(res) == 0) {
-        (void)snprintf(op->error, sizeof(op->error), "the poll's lease was taken over");
+        snprintf(op->error, sizeof(op->error), "the poll's lease was taken over");
         store_op_finish(op, VR_ESTATE);
         return;
     }

@@ -36,7 +36,7 @@ int store_new(struct store **out, uv_loop_t *loop, const struct store_config *cf
                    .query_timeout_ms = timeout_ms,
                    .acquire_timeout_ms = timeout_ms,
                }) != 0) {
-        (void)snprintf(err, errlen, "not a valid connection string or URI");
+        snprintf(err, errlen, "not a valid connection string or URI");
         free(st);
         return VR_EINVAL;
     }
@@ -174,20 +174,20 @@ int store_row_check(const struct store_row *r, const char *what, char *err, size
 {
     if (r->bad_col < 0)
         return 0;
-    (void)snprintf(err, errlen, "%s: column %d of the answer is not what voidrecon expects", what,
-                   r->bad_col + 1);
+    snprintf(err, errlen, "%s: column %d of the answer is not what voidrecon expects", what,
+             r->bad_col + 1);
     return VR_EDB;
 }
 
 const char *store_i64_text(int64_t v, char *out, size_t cap)
 {
-    (void)snprintf(out, cap, "%" PRId64, v);
+    snprintf(out, cap, "%" PRId64, v);
     return out;
 }
 
 const char *store_u64_text(uint64_t v, char *out, size_t cap)
 {
-    (void)snprintf(out, cap, "%" PRIu64, v);
+    snprintf(out, cap, "%" PRIu64, v);
     return out;
 }
 

@@ -142,9 +142,9 @@ static void void_written(struct db_session *s, PGresult *res, int status, void *
             void_select(op);
             return;
         }
-        (void)snprintf(op->error, sizeof(op->error),
-                       "applying a void report: the case kept changing; gave up after %d attempts",
-                       op->attempts);
+        snprintf(op->error, sizeof(op->error),
+                 "applying a void report: the case kept changing; gave up after %d attempts",
+                 op->attempts);
         store_op_finish(op, VR_EUNAVAIL);
         return;
     }
@@ -185,11 +185,10 @@ static void explain(const struct store_void_report *rep, const struct voidcase_s
 {
     out[0] = '\0';
     if (dec->outcome == VOIDCASE_STALE || dec->outcome == VOIDCASE_CONFLICT)
-        (void)snprintf(out, cap, "case was at %d (%s)%s", cur->status,
-                       voidcase_status_name(cur->status),
-                       rep->source == VOIDCASE_SOURCE_POLL && dec->outcome == VOIDCASE_STALE
-                           ? "; it changed while the poll was out"
-                           : "");
+        snprintf(out, cap, "case was at %d (%s)%s", cur->status, voidcase_status_name(cur->status),
+                 rep->source == VOIDCASE_SOURCE_POLL && dec->outcome == VOIDCASE_STALE
+                     ? "; it changed while the poll was out"
+                     : "");
 }
 
 /* Text of the parameters that are numbers and flags. */
@@ -277,7 +276,7 @@ static void void_selected(struct db_session *s, PGresult *res, int status, void 
         cur.status = store_row_int(&row, 0);
         cur.confirmed = store_row_bool(&row, 1);
         if (!store_row_null(&row, 2)) {
-            (void)snprintf(pending, sizeof(pending), "%s", store_row_text(&row, 2));
+            snprintf(pending, sizeof(pending), "%s", store_row_text(&row, 2));
             cur.followup_reason = pending;
         }
         version = store_row_i64(&row, 3);
@@ -289,16 +288,16 @@ static void void_selected(struct db_session *s, PGresult *res, int status, void 
     }
     if (rep->source == VOIDCASE_SOURCE_POLL && (!cur.exists || lease != rep->lease_token)) {
         /* The lease expired and another process took the case: its answer counts, not ours. */
-        (void)snprintf(op->error, sizeof(op->error), "the poll's lease was taken over");
+        snprintf(op->error, sizeof(op->error), "the poll's lease was taken over");
         store_op_finish(op, VR_ESTATE);
         return;
     }
     if (voidcase_decide(&cur, rep->status, rep->source,
                         rep->source == VOIDCASE_SOURCE_POLL && rep->seen_version != version,
                         &dec) != 0) {
-        (void)snprintf(op->error, sizeof(op->error),
-                       "applying a void report: status %d or stored %d is not a void status",
-                       rep->status, cur.status);
+        snprintf(op->error, sizeof(op->error),
+                 "applying a void report: status %d or stored %d is not a void status", rep->status,
+                 cur.status);
         store_op_finish(op, VR_EDB);
         return;
     }
