@@ -1,5 +1,6 @@
 /* The store's lifecycle over its connection pool, what every operation shares (finishing with
  * an error line, checked decoding of result fields), and the health readings. */
+#include <ctype.h>
 #include <errno.h>
 #include <inttypes.h>
 #include <stdio.h>
@@ -136,7 +137,8 @@ int64_t store_row_i64(struct store_row *r, int col)
         return 0;
     errno = 0;
     v = strtoll(s, &end, 10);
-    if (errno != 0 || end == s || *end != '\0') {
+    /* Exactly what PostgreSQL writes: an optional minus, digits, nothing around them. */
+    if (errno != 0 || end == s || *end != '\0' || !isdigit((unsigned char)s[s[0] == '-'])) {
         r->bad_col = col;
         return 0;
     }
