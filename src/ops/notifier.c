@@ -137,7 +137,8 @@ static void leased(int status, const char *error, const struct store_alert_lease
 
     n->leasing = false;
     if (status != 0)
-        log_debug("alert_lease_failed", "%s", error);
+        /* Unreachable is said once, by the store going down; anything else every time. */
+        log_at(status == VR_EUNAVAIL ? LOG_DEBUG : LOG_WARN, "alert_lease_failed", "%s", error);
     for (size_t i = 0; i < count && !n->stopping; i++)
         deliver(n, &leases[i]); /* when stopping, the leases expire and the alerts go out later */
     notifier_maybe_done(n);

@@ -189,7 +189,8 @@ static void leased(int status, const char *error, const struct store_lease *leas
 
     p->leasing = false;
     if (status != 0) {
-        log_debug("poll_lease_failed", "%s", error);
+        /* Unreachable is said once, by the store going down; anything else every time. */
+        log_at(status == VR_EUNAVAIL ? LOG_DEBUG : LOG_WARN, "poll_lease_failed", "%s", error);
         poller_maybe_done(p);
         return;
     }
@@ -237,7 +238,7 @@ static void swept(int status, const char *error, int64_t count, void *arg)
 
     p->sweeping = false;
     if (status != 0)
-        log_debug("stuck_sweep_failed", "%s", error);
+        log_at(status == VR_EUNAVAIL ? LOG_DEBUG : LOG_WARN, "stuck_sweep_failed", "%s", error);
     else if (count > 0)
         log_warn("void_stuck",
                  "%" PRId64 " case(s) open for more than %" PRIu64 " ms flagged stuck", count,
