@@ -5,7 +5,7 @@ set -euo pipefail
 # What the build (cmake/Dependencies.cmake), the scripts and the tests stand on.
 packages=(build-essential cmake pkg-config libuv1-dev libpq-dev libcjson-dev
           libcurl4-openssl-dev libssl-dev node-llhttp postgresql-15 postgresql-client
-          python3 curl valgrind)
+          python3 python3-pytest curl valgrind)
 
 installed() {
     [[ "$(dpkg-query -W -f='${Status}' "$1" 2>/dev/null)" == "install ok installed" ]]
