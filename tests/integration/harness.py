@@ -38,7 +38,7 @@ import uuid
 
 __all__ = [
     "Db", "DbError", "Service", "ServiceError", "Cluster", "own_cluster", "raw", "free_port",
-    "eq", "run", "source_dir", "seeds_dir", "psql_bin", "wait_until",
+    "eq", "run", "source_dir", "psql_bin", "wait_until",
 ]
 
 # psql output: fields end at \x1f, rows at NUL (which text values can never contain), and a
@@ -55,11 +55,6 @@ _live_dbs = []
 def source_dir():
     """The repository root."""
     return os.environ.get("VR_SOURCE_DIR") or os.path.dirname(os.path.dirname(_HERE))
-
-
-def seeds_dir():
-    """The folder of shared seed data ($VR_SEEDS_DIR)."""
-    return os.environ.get("VR_SEEDS_DIR") or os.path.join(source_dir(), "..", "shared", "seeds")
 
 
 def _voidrecon_bin():

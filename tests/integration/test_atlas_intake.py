@@ -10,9 +10,10 @@ import subprocess
 import threading
 import time
 
-from harness import Service, eq, psql_bin, run, seeds_dir, source_dir
+from harness import Service, eq, psql_bin, run, source_dir
 
 DATA = os.path.join(source_dir(), "tests", "data", "atlas")
+SEEDS = os.path.join(source_dir(), "tests", "data", "seeds")
 PATH = "/webhooks/atlas"
 
 
@@ -67,7 +68,7 @@ def alerts(db, kind=None):
 
 def seed_json_blocks(name):
     """The ```json blocks of a seed document, parsed."""
-    with open(os.path.join(seeds_dir(), name), encoding="utf-8") as f:
+    with open(os.path.join(SEEDS, name), encoding="utf-8") as f:
         text = f.read()
     return [json.loads(b) for b in re.findall(r"```json\n(.*?)```", text, re.S)]
 
