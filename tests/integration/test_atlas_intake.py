@@ -8,9 +8,8 @@ import random
 import re
 import subprocess
 import threading
-import time
 
-from harness import Service, eq, psql_bin, run, source_dir
+from utils import Service, eq, psql_bin, source_dir
 
 DATA = os.path.join(source_dir(), "tests", "data", "atlas")
 SEEDS = os.path.join(source_dir(), "tests", "data", "seeds")
@@ -393,6 +392,3 @@ def test_health_and_readiness(svc):
     eq(status, 404)
     eq(json.loads(body)["error"]["code"], "not_found")
 
-
-if __name__ == "__main__":
-    run()

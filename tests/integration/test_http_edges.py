@@ -5,7 +5,7 @@ import json
 import socket
 import time
 
-from harness import Service, eq, raw, run
+from utils import Service, eq
 
 VOID = b'{"type":"order.void","data":{"orderNo":"H1","voidCode":"V1","voidStatus":0}}'
 
@@ -222,6 +222,3 @@ def test_client_that_disconnects_mid_request_does_not_hurt(svc):
     eq(svc.db.scalar("select count(*) from voidrecon.deliveries"), "1",
        "the complete request was stored even though its client left")
 
-
-if __name__ == "__main__":
-    run()

@@ -5,7 +5,7 @@ import hashlib
 import json
 import os
 
-from harness import Service, eq, own_cluster, run, source_dir
+from utils import Service, eq, source_dir
 
 DATA = os.path.join(source_dir(), "tests", "data")
 SECRET = "xsolla-project-secret"
@@ -173,23 +173,19 @@ def test_every_provider_has_its_token_allowlist_and_alert_switch(db):
     eq(db.scalar("select needs_followup from voidrecon.order_cancellations"), "t")
 
 
-def test_database_down_gives_each_provider_its_retry_answer():
-    with own_cluster() as cluster:
-        svc = Service(cluster.db, env=XSOLLA_ENV)
-        cluster.stop()
-        status, _, reply = xsolla(svc, sample("xsolla/order_canceled.json"))
-        eq((status, reply["error"]["code"]), (500, "SERVER_ERROR"), "Xsolla retries on 5xx")
-        status, hdrs, _ = svc.request("POST", "/webhooks/xendbridge",
-                                      body=sample("xendbridge/order_canceled.json"),
-                                      headers={"Content-Type": "application/json"})
-        eq((status, hdrs.get("retry-after")), (503, "5"))
-        cluster.start()
-        svc.stop()
-        svc.start()
-        eq(xsolla(svc, sample("xsolla/order_canceled.json"))[0], 204)
-        svc.stop()
-        eq([r[:2] for r in cancellations(cluster.db)], [["xsolla", "1"]])
+def test_database_down_gives_each_provider_its_retry_answer(own_cluster):
+    svc = Service(own_cluster.db, env=XSOLLA_ENV)
+    own_cluster.stop()
+    status, _, reply = xsolla(svc, sample("xsolla/order_canceled.json"))
+    eq((status, reply["error"]["code"]), (500, "SERVER_ERROR"), "Xsolla retries on 5xx")
+    status, hdrs, _ = svc.request("POST", "/webhooks/xendbridge",
+                                  body=sample("xendbridge/order_canceled.json"),
+                                  headers={"Content-Type": "application/json"})
+    eq((status, hdrs.get("retry-after")), (503, "5"))
+    own_cluster.start()
+    svc.stop()
+    svc.start()
+    eq(xsolla(svc, sample("xsolla/order_canceled.json"))[0], 204)
+    svc.stop()
+    eq([r[:2] for r in cancellations(own_cluster.db)], [["xsolla", "1"]])
 
-
-if __name__ == "__main__":
-    run()

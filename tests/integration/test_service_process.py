@@ -9,7 +9,7 @@ import subprocess
 import threading
 import time
 
-from harness import Db, Service, eq, own_cluster, psql_bin, run, source_dir
+from utils import Service, eq, psql_bin, source_dir, voidrecon_bin
 
 PATH = "/webhooks/atlas"
 
@@ -22,7 +22,7 @@ def void(order, code, status):
 def voidrecon(*args, env=None, timeout=30):
     merged = {k: v for k, v in os.environ.items() if not k.startswith("VOIDRECON_")}
     merged.update(env or {})
-    return subprocess.run([os.environ["VOIDRECON_BIN"]] + list(args), env=merged,
+    return subprocess.run([voidrecon_bin()] + list(args), env=merged,
                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                           timeout=timeout)
 
@@ -57,41 +57,40 @@ def stored_orders(db_or_cluster):
     return {r[0] for r in db_or_cluster.query("select order_no from voidrecon.void_cases")}
 
 
-def test_database_outage_gives_503_then_recovers_with_nothing_acknowledged_lost():
-    with own_cluster() as cluster:
-        svc = Service(cluster.db, env={"VOIDRECON_DB_TIMEOUT_MS": "2000"})
-        sender = Sender(svc, "OUT")
-        sender.start()
-        time.sleep(1.0)
-        cluster.stop()
-        time.sleep(0.5)
-        status, hdrs, body = svc.get("/readyz")
-        eq(status, 503, "not ready while the database is down")
-        eq(json.loads(body)["error"]["code"], "unavailable")
-        eq(svc.get("/healthz")[0], 200, "alive while the database is down")
-        time.sleep(1.0)
-        outage_end = len(sender.answers)
-        cluster.start()
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline:
-            if any(s == 200 for _, s, _ in sender.answers[outage_end:]):
-                break
-            time.sleep(0.1)
-        time.sleep(0.5)
-        sender.stop.set()
-        sender.join(20)
-        during = [a for a in sender.answers[:outage_end] if a[1] == 503]
-        assert during, "some requests were refused during the outage: %r" % sender.answers[-20:]
-        eq({ra for _, _, ra in during}, {"5"}, "503 carries Retry-After")
-        assert any(s == 200 for _, s, _ in sender.answers[outage_end:]), "recovered by itself"
-        eq(svc.get("/readyz")[0], 200)
-        assert svc.running(), "no crash"
-        missing = sender.acked() - stored_orders(cluster)
-        eq(missing, set(), "every acknowledged webhook is in the database")
-        unexpected = {s for _, s, _ in sender.answers} - {200, 503}
-        eq(unexpected, set(), "only 200 and 503 answers")
-        svc.stop()
-        assert "db_down" in svc.log_text() and "db_up" in svc.log_text()
+def test_database_outage_gives_503_then_recovers_with_nothing_acknowledged_lost(own_cluster):
+    svc = Service(own_cluster.db, env={"VOIDRECON_DB_TIMEOUT_MS": "2000"})
+    sender = Sender(svc, "OUT")
+    sender.start()
+    time.sleep(1.0)
+    own_cluster.stop()
+    time.sleep(0.5)
+    status, hdrs, body = svc.get("/readyz")
+    eq(status, 503, "not ready while the database is down")
+    eq(json.loads(body)["error"]["code"], "unavailable")
+    eq(svc.get("/healthz")[0], 200, "alive while the database is down")
+    time.sleep(1.0)
+    outage_end = len(sender.answers)
+    own_cluster.start()
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        if any(s == 200 for _, s, _ in sender.answers[outage_end:]):
+            break
+        time.sleep(0.1)
+    time.sleep(0.5)
+    sender.stop.set()
+    sender.join(20)
+    during = [a for a in sender.answers[:outage_end] if a[1] == 503]
+    assert during, "some requests were refused during the outage: %r" % sender.answers[-20:]
+    eq({ra for _, _, ra in during}, {"5"}, "503 carries Retry-After")
+    assert any(s == 200 for _, s, _ in sender.answers[outage_end:]), "recovered by itself"
+    eq(svc.get("/readyz")[0], 200)
+    assert svc.running(), "no crash"
+    missing = sender.acked() - stored_orders(own_cluster)
+    eq(missing, set(), "every acknowledged webhook is in the database")
+    unexpected = {s for _, s, _ in sender.answers} - {200, 503}
+    eq(unexpected, set(), "only 200 and 503 answers")
+    svc.stop()
+    assert "db_down" in svc.log_text() and "db_up" in svc.log_text()
 
 
 def test_kill_9_loses_nothing_acknowledged(db):
@@ -154,8 +153,8 @@ def test_sigterm_finishes_the_request_in_flight_then_exits_cleanly(svc):
     assert "stopped" in [line.get("event") for line in svc.logs()]
 
 
-def test_serve_refuses_a_database_that_is_behind_until_migrated():
-    with Db(template="template0") as db:
+def test_serve_refuses_a_database_that_is_behind_until_migrated(pg):
+    with pg.new_db(template="template0") as db:
         env = {"VOIDRECON_DATABASE_URL": db.url, "VOIDRECON_LISTEN": "127.0.0.1:0"}
         p = voidrecon("serve", env=env)
         eq(p.returncode, 1)
@@ -166,10 +165,10 @@ def test_serve_refuses_a_database_that_is_behind_until_migrated():
             eq(svc.get("/readyz")[0], 200)
 
 
-def test_migrate_runs_once_even_when_started_twice_at_once():
-    with Db(template="template0") as db:
+def test_migrate_runs_once_even_when_started_twice_at_once(pg):
+    with pg.new_db(template="template0") as db:
         env = {"VOIDRECON_DATABASE_URL": db.url}
-        procs = [subprocess.Popen([os.environ["VOIDRECON_BIN"], "migrate"],
+        procs = [subprocess.Popen([voidrecon_bin(), "migrate"],
                                   env=dict(os.environ, **env), stderr=subprocess.PIPE, text=True)
                  for _ in range(3)]
         errs = [p.communicate(timeout=60)[1] for p in procs]
@@ -299,6 +298,3 @@ def test_logs_are_json_and_never_hold_secrets(db):
         assert {"ts", "level", "event", "msg"} <= set(obj), line
     assert "not json" not in text, "raw bodies are not logged"
 
-
-if __name__ == "__main__":
-    run()
