@@ -6,10 +6,9 @@ import json
 import os
 import random
 import re
-import subprocess
 import threading
 
-from utils import Service, eq, psql_bin, source_dir
+from utils import PsqlSession, Service, eq, join_all, source_dir
 
 DATA = os.path.join(source_dir(), "tests", "data", "atlas")
 SEEDS = os.path.join(source_dir(), "tests", "data", "seeds")
@@ -198,23 +197,15 @@ def test_conflicting_closings_flag_the_case_and_alert_once(svc):
 
 
 def test_rejection_flags_followup_with_exactly_one_alert(svc):
-    listener = subprocess.Popen(
-        [psql_bin(), "-X", "-q", "-d", svc.db.url], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT, text=True)
-    try:
-        listener.stdin.write("LISTEN voidrecon_alerts;\nSELECT 'listening';\n")
-        listener.stdin.flush()
-        while "listening" not in listener.stdout.readline():
-            pass
+    with PsqlSession(svc.db.url) as listener:
+        listener.send("LISTEN voidrecon_alerts;\nSELECT 'listening';\n")
+        listener.line_with("listening")
         ok(svc, void("TESTA20250512100600259", "202505-0012", 1))
         reply = ok(svc, sample("void_retry_failure.json"))
         eq(reply["outcome"], "applied")
         eq(ok(svc, sample("void_retry_failure.json"))["outcome"], "duplicate")
-        listener.stdin.write("SELECT 'done';\n")
-        listener.stdin.close()
-        out = listener.stdout.read()
-    finally:
-        listener.wait(10)
+        listener.send("SELECT 'done';\n")
+        out = listener.finish()
     c = case(svc.db, "TESTA20250512100600259", "202505-0012")
     eq((c["status"], c["followup"], c["reason"]), (4, True, "rejected"))
     got = alerts(svc.db)
@@ -332,8 +323,7 @@ def test_concurrent_reports_of_one_case_all_land(db):
     threads = [threading.Thread(target=send, args=(s,)) for s in statuses]
     for t in threads:
         t.start()
-    for t in threads:
-        t.join()
+    join_all(threads, 30, "concurrent reports")
     eq(results, [200] * len(statuses))
     eq(len(outcomes(svc.db, "RACE", "V")), len(statuses), "every report is one history row")
     eq(case(svc.db, "RACE", "V")["status"], 5, "the closing wins whatever the order")

@@ -5,7 +5,7 @@ import json
 import socket
 import time
 
-from utils import Service, eq
+from utils import Service, complete_response, eq, recv_to_close, recv_until
 
 VOID = b'{"type":"order.void","data":{"orderNo":"H1","voidCode":"V1","voidStatus":0}}'
 
@@ -61,13 +61,11 @@ def test_pipelined_requests_are_answered_in_order(svc):
 
 
 def test_keep_alive_serves_many_requests_on_one_connection(svc):
-    with socket.create_connection(("127.0.0.1", svc.port)) as s:
-        s.settimeout(5)
+    with svc.connect() as s:
         for i in range(20):
             s.sendall(b"GET /healthz HTTP/1.1\r\nHost: t\r\n\r\n")
-            data = b""
-            while not data.endswith(b'{"status":"ok"}'):
-                data += s.recv(4096)
+            data = recv_until(s, lambda d: d.endswith(b'{"status":"ok"}'),
+                              what="answer %d on the kept-alive connection" % (i + 1))
             eq(responses(data)[0][0], 200)
 
 
@@ -86,18 +84,12 @@ def test_chunked_body_with_extensions_and_trailers(svc):
 def test_expect_100_continue(svc):
     head = (b"POST /webhooks/atlas HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\n"
             b"Expect: 100-continue\r\nConnection: close\r\nContent-Length: %d\r\n\r\n" % len(VOID))
-    with socket.create_connection(("127.0.0.1", svc.port)) as s:
-        s.settimeout(5)
+    with svc.connect() as s:
         s.sendall(head)
-        interim = s.recv(4096)
+        interim = recv_until(s, lambda d: b"\r\n\r\n" in d, what="the interim answer")
         eq(interim, b"HTTP/1.1 100 Continue\r\n\r\n", "the interim answer comes before the body")
         s.sendall(VOID)
-        data = b""
-        while True:
-            chunk = s.recv(4096)
-            if not chunk:
-                break
-            data += chunk
+        data = recv_to_close(s, what="the answer to the body")
     eq(responses(data)[0][0], 200)
     bad = svc.raw(b"POST /webhooks/atlas HTTP/1.1\r\nHost: t\r\nExpect: teapot\r\n"
                   b"Content-Length: 2\r\n\r\n{}")
@@ -180,14 +172,13 @@ def test_slow_client_gets_408_and_idle_connection_is_closed(db):
                        b"{"], delay=0.05, read_timeout=3)
         eq(responses(got)[0][0], 408, "a body that never completes")
 
-        with socket.create_connection(("127.0.0.1", svc.port)) as s:
-            s.settimeout(3)
+        with svc.connect(timeout=3) as s:
             s.sendall(b"GET /healthz HTTP/1.1\r\nHost: t\r\n\r\n")
-            time.sleep(0.1)
-            first = s.recv(4096)
+            first = recv_until(s, complete_response, timeout=3, what="the answer")
             eq(responses(first)[0][0], 200)
             started = time.monotonic()
-            eq(s.recv(4096), b"", "the idle keep-alive connection is closed")
+            eq(recv_to_close(s, timeout=3, what="the idle keep-alive connection to be closed"),
+               b"", "the idle keep-alive connection is closed")
             idle = time.monotonic() - started
             assert 0.2 < idle < 2, idle
 

@@ -9,7 +9,7 @@ import subprocess
 import threading
 import time
 
-from utils import Service, eq, psql_bin, source_dir, voidrecon_bin
+from utils import PsqlSession, Service, eq, join_all, recv_to_close, source_dir, voidrecon_bin
 
 PATH = "/webhooks/atlas"
 
@@ -78,7 +78,7 @@ def test_database_outage_gives_503_then_recovers_with_nothing_acknowledged_lost(
         time.sleep(0.1)
     time.sleep(0.5)
     sender.stop.set()
-    sender.join(20)
+    join_all([sender], 20, "the sender")
     during = [a for a in sender.answers[:outage_end] if a[1] == 503]
     assert during, "some requests were refused during the outage: %r" % sender.answers[-20:]
     eq({ra for _, _, ra in during}, {"5"}, "503 carries Retry-After")
@@ -101,7 +101,7 @@ def test_kill_9_loses_nothing_acknowledged(db):
     svc.kill()
     time.sleep(0.3)
     sender.stop.set()
-    sender.join(20)
+    join_all([sender], 20, "the sender")
     acked = sender.acked()
     assert len(acked) > 10, len(acked)
     eq(acked - stored_orders(db), set(), "acknowledged before the kill, stored after it")
@@ -112,43 +112,39 @@ def test_kill_9_loses_nothing_acknowledged(db):
 def test_sigterm_finishes_the_request_in_flight_then_exits_cleanly(svc):
     eq(svc.post_json(PATH, void("INFLIGHT", "V", 0))[0], 200)
     # Hold the case's row so the next report waits inside its database write.
-    locker = subprocess.Popen([psql_bin(), "-X", "-q", "-d", svc.db.url], stdin=subprocess.PIPE,
-                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    locker.stdin.write("BEGIN;\nSELECT 1 FROM voidrecon.void_cases FOR UPDATE;\n"
-                       "SELECT 'locked';\n")
-    locker.stdin.flush()
-    while "locked" not in locker.stdout.readline():
-        pass
-    result = {}
+    with PsqlSession(svc.db.url) as locker:
+        locker.send("BEGIN;\nSELECT 1 FROM voidrecon.void_cases FOR UPDATE;\nSELECT 'locked';\n")
+        locker.line_with("locked")
+        result = {}
 
-    def send():
-        result["answer"] = svc.post_json(PATH, void("INFLIGHT", "V", 1), timeout=30)
+        def send():
+            result["answer"] = svc.post_json(PATH, void("INFLIGHT", "V", 1), timeout=30)
 
-    t = threading.Thread(target=send)
-    t.start()
-    idle = socket.create_connection(("127.0.0.1", svc.port))
-    time.sleep(0.5)
-    svc.proc.send_signal(signal.SIGTERM)
-    svc.wait_log("stopping")
-    time.sleep(0.5)
-    assert svc.running(), "still running while a request is in flight"
-    eq(idle.recv(100), b"", "idle connections are closed at once")
-    idle.close()
-    try:
-        socket.create_connection(("127.0.0.1", svc.port), timeout=1).close()
-        raise AssertionError("still accepting connections while stopping")
-    except OSError:
-        pass
-    locker.stdin.write("COMMIT;\n")
-    locker.stdin.close()
-    locker.wait(10)
-    t.join(20)
-    status, hdrs, body = result["answer"]
-    eq(status, 200)
-    eq(hdrs["connection"], "close")
-    eq(json.loads(body)["outcome"], "applied")
-    svc.proc.wait(10)
-    eq(svc.stop(), 0, "exits by itself, cleanly, once the request is answered")
+        t = threading.Thread(target=send)
+        t.start()
+        idle = svc.connect()
+        time.sleep(0.5)
+        svc.proc.send_signal(signal.SIGTERM)
+        svc.wait_log("stopping")
+        time.sleep(0.5)
+        assert svc.running(), "still running while a request is in flight"
+        eq(recv_to_close(idle, what="the idle connection to be closed"), b"",
+           "idle connections are closed at once")
+        idle.close()
+        try:
+            socket.create_connection(("127.0.0.1", svc.port), timeout=1).close()
+            raise AssertionError("still accepting connections while stopping")
+        except OSError:
+            pass
+        locker.send("COMMIT;\n")
+        locker.finish()
+        join_all([t], 20, "the request in flight")
+        status, hdrs, body = result["answer"]
+        eq(status, 200)
+        eq(hdrs["connection"], "close")
+        eq(json.loads(body)["outcome"], "applied")
+        svc.proc.wait(10)
+        eq(svc.stop(), 0, "exits by itself, cleanly, once the request is answered")
     eq(svc.db.scalar("select status from voidrecon.void_cases where order_no = 'INFLIGHT'"), "1")
     assert "stopped" in [line.get("event") for line in svc.logs()]
 

@@ -647,6 +647,56 @@ class PipeReader:
         return out.decode(errors="replace")
 
 
+class PsqlSession:
+    """An interactive psql on url, for LISTEN and for holding locks; its output is read with a
+    bound on every wait. Leaving the with block ends it (killed if it does not exit)."""
+
+    def __init__(self, url):
+        self.proc = subprocess.Popen([psql_bin(), "-X", "-q", "-d", url], stdin=subprocess.PIPE,
+                                     stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                     env=child_env())
+        self.out = PipeReader(self.proc.stdout, "psql")
+
+    def send(self, sql):
+        self.proc.stdin.write(sql.encode())
+        self.proc.stdin.flush()
+
+    def line_with(self, text, timeout=10):
+        """Waits for a line of output that contains text (see PipeReader.line_with)."""
+        __tracebackhide__ = True
+        return self.out.line_with(text, timeout)
+
+    def finish(self, timeout=10):
+        """Closes psql's input, so that it exits, and returns the rest of its output."""
+        __tracebackhide__ = True
+        self.proc.stdin.close()
+        out = self.out.read_to_end(timeout)
+        close_child(self.proc, timeout)
+        return out
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        close_child(self.proc)
+
+
+def close_child(proc, timeout=10):
+    """Closes the child's input and waits for it to exit; after timeout seconds it is killed
+    and the test fails."""
+    __tracebackhide__ = True
+    if proc.stdin is not None and not proc.stdin.closed:
+        with contextlib.suppress(BrokenPipeError):
+            proc.stdin.close()
+    try:
+        return proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+        raise AssertionError("%s still running %ss after its input was closed"
+                             % (proc.args[0], timeout))
+
+
 # ---------------------------------------------------------------------------------------------
 # A cluster of a test's own, for tests that stop and start PostgreSQL
 
