@@ -116,7 +116,10 @@ def test_delivery_retries_through_failures_and_a_hanging_receiver(db, receiver):
 
 def test_an_alert_is_never_lost_across_a_restart(db, receiver):
     receiver.answer_with(*["fail"] * 1000)
-    env = alert_env(receiver, VOIDRECON_ALERT_RETRY_MS="50", VOIDRECON_ALERT_RETRY_MAX_MS="200")
+    # The kill may catch an attempt in flight: its lease (twice the timeout plus 5 s) must
+    # expire before the restarted service sends the alert again, well within the wait below.
+    env = alert_env(receiver, VOIDRECON_ALERT_RETRY_MS="50", VOIDRECON_ALERT_RETRY_MAX_MS="200",
+                    VOIDRECON_ALERT_TIMEOUT_MS="1000")
     svc = Service(db, env=env)
     svc.post_json("/webhooks/atlas", rejected("RESTART1"))
     wait_until(lambda: len(receiver.got) >= 2, what="failing attempts")
@@ -124,7 +127,7 @@ def test_an_alert_is_never_lost_across_a_restart(db, receiver):
     eq(db.scalar("select delivered_at from voidrecon.alerts"), None)
     receiver.answer_with()
     svc.start()
-    wait_until(receiver.ok_deliveries, timeout=10, what="delivery after the restart")
+    wait_until(receiver.ok_deliveries, timeout=15, what="delivery after the restart")
     time.sleep(0.3)
     eq(len(receiver.ok_deliveries()), 1)
     svc.stop()
