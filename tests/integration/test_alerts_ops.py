@@ -50,6 +50,15 @@ def cli(db, *args):
                           capture_output=True, text=True, timeout=30)
 
 
+def deliver_a_later_alert(svc, db, receiver, order):
+    """Raises an alert for a new rejected case and waits until the receiver has it; returns
+    its id. Once a later alert arrived, an earlier one sent twice would have arrived too."""
+    eq(svc.post_json("/webhooks/atlas", rejected(order))[0], 200)
+    alert_id = db.scalar("select id from voidrecon.alerts where order_no = :'p1'", order)
+    wait_until(lambda: receiver.ok_deliveries(alert_id), what="the later alert (%s)" % order)
+    return alert_id
+
+
 # ---- delivery ------------------------------------------------------------------------------
 
 
@@ -78,8 +87,9 @@ def test_rejected_void_reaches_the_receiver_signed_within_a_second_then_is_ackno
         wait_until(lambda: db.scalar("select delivered_at is not null from voidrecon.alerts")
                  == "t", what="delivered_at")
         eq(db.scalar("select attempts from voidrecon.alerts"), "1")
-        time.sleep(0.3)
-        eq(len(receiver.got), 1, "delivered once")
+        later_id = deliver_a_later_alert(svc, db, receiver, "LATER1")
+        eq([g["headers"]["webhook-id"] for g in receiver.got], [alert_id, later_id],
+           "delivered once")
     p = cli(db, "cases", "list", "--state", "followup")
     eq(p.returncode, 0, p.stderr)
     assert re.search(r"TESTA20250512100600259\s+202505-0012\s+4\s+REJECTED\s+no\s+yes\s+"
@@ -92,7 +102,8 @@ def test_rejected_void_reaches_the_receiver_signed_within_a_second_then_is_ackno
     assert "TESTA20250512100600259" not in p.stdout, p.stdout
     eq(db.query("select subject, reason, acked_by, note from voidrecon.acknowledgements"),
        [["void_case", "rejected", "ana", "rebooked by phone"]])
-    eq(db.scalar("select count(*) from voidrecon.followups"), "0")
+    eq(db.query("select order_no from voidrecon.followups"), [["LATER1"]],
+       "only the later case still waits")
 
 
 def test_delivery_retries_through_failures_and_a_hanging_receiver(db, receiver):
@@ -127,11 +138,13 @@ def test_an_alert_is_never_lost_across_a_restart(db, receiver):
     eq(db.scalar("select delivered_at from voidrecon.alerts"), None)
     receiver.answer_with()
     svc.start()
+    alert_id = db.scalar("select id from voidrecon.alerts")
     wait_until(receiver.ok_deliveries, timeout=15, what="delivery after the restart")
-    time.sleep(0.3)
-    eq(len(receiver.ok_deliveries()), 1)
+    later_id = deliver_a_later_alert(svc, db, receiver, "RESTART2")
+    eq([g["headers"]["webhook-id"] for g in receiver.ok_deliveries()], [alert_id, later_id])
     svc.stop()
-    eq(db.scalar("select delivered_at is not null from voidrecon.alerts"), "t")
+    eq(db.scalar("select delivered_at is not null from voidrecon.alerts where id = :'p1'",
+                 alert_id), "t")
 
 
 def test_two_processes_deliver_each_alert_once(db, receiver):
@@ -141,13 +154,18 @@ def test_two_processes_deliver_each_alert_once(db, receiver):
         (a if i % 2 else b).post_json("/webhooks/atlas", rejected("TWO%02d" % i))
     wait_until(lambda: db.scalar("select count(*) from voidrecon.alerts"
                                " where delivered_at is null") == "0", what="all delivered")
-    time.sleep(0.3)
+    # Two later alerts delivered prove the processes went on past the point where they would
+    # have sent one of the first 30 again.
+    a.post_json("/webhooks/atlas", rejected("LATER_A"))
+    b.post_json("/webhooks/atlas", rejected("LATER_B"))
+    wait_until(lambda: db.scalar("select count(*) from voidrecon.alerts"
+                               " where delivered_at is null") == "0", what="the later alerts")
     ids = [g["headers"]["webhook-id"] for g in receiver.got]
-    eq(len(ids), 30)
-    eq(len(set(ids)), 30, "no alert delivered twice")
+    eq(len(ids), 32)
+    eq(len(set(ids)), 32, "no alert delivered twice")
     senders = {p: sum(1 for line in p.logs() if line["event"] == "alert_delivered")
                for p in (a, b)}
-    eq(sum(senders.values()), 30)
+    eq(sum(senders.values()), 32)
     a.stop()
     b.stop()
 

@@ -5,9 +5,10 @@ import json
 import socket
 import time
 
-from utils import Service, complete_response, eq, recv_to_close, recv_until
+from utils import Service, complete_response, eq, recv_to_close, recv_until, wait_until
 
 VOID = b'{"type":"order.void","data":{"orderNo":"H1","voidCode":"V1","voidStatus":0}}'
+LATER = b'{"type":"order.void","data":{"orderNo":"H2","voidCode":"V1","voidStatus":0}}'
 
 
 def responses(data):
@@ -188,9 +189,12 @@ def test_slow_client_gets_408_and_idle_connection_is_closed(db):
 
 def test_connections_over_the_limit_get_503(db):
     with Service(db, env={"VOIDRECON_MAX_CONNECTIONS": "2"}) as svc:
-        held = [socket.create_connection(("127.0.0.1", svc.port)) for _ in range(2)]
+        held = [svc.connect() for _ in range(2)]
         try:
-            time.sleep(0.2)
+            # Answered on each, kept alive: both count against the limit.
+            for s in held:
+                s.sendall(b"GET /healthz HTTP/1.1\r\nHost: t\r\n\r\n")
+                eq(responses(recv_until(s, complete_response))[0][0], 200)
             r = responses(svc.raw(b"GET /healthz HTTP/1.1\r\nHost: t\r\n\r\n"))[0]
             eq(r[0], 503)
             eq(r[1]["retry-after"], "1")
@@ -198,8 +202,8 @@ def test_connections_over_the_limit_get_503(db):
         finally:
             for s in held:
                 s.close()
-        time.sleep(0.2)
-        eq(svc.get("/healthz")[0], 200, "served again once connections are free")
+        wait_until(lambda: svc.get("/healthz")[0] == 200, timeout=5,
+                   what="served again once connections are free")
 
 
 def test_client_that_disconnects_mid_request_does_not_hurt(svc):
@@ -208,8 +212,13 @@ def test_client_that_disconnects_mid_request_does_not_hurt(svc):
             s.sendall(post_bytes(VOID)[:-10])
     with socket.create_connection(("127.0.0.1", svc.port)) as s:
         s.sendall(post_bytes(VOID))  # complete, then gone before the answer
-    time.sleep(0.5)
+    wait_until(lambda: svc.db.scalar("select count(*) from voidrecon.deliveries") != "0",
+               what="the complete request to be stored")
     eq(svc.get("/healthz")[0], 200)
-    eq(svc.db.scalar("select count(*) from voidrecon.deliveries"), "1",
+    # A later request answered after all those connections ended: none of the cut ones was
+    # stored in the meantime.
+    eq(svc.post_json("/webhooks/atlas", LATER)[0], 200)
+    eq(svc.db.query("select convert_from(body, 'UTF8') from voidrecon.deliveries order by id"),
+       [[VOID.decode()], [LATER.decode()]],
        "the complete request was stored even though its client left")
 

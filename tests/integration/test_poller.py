@@ -5,7 +5,6 @@ and stuck follow-ups, the race rule, and two processes sharing the work."""
 import json
 import os
 import subprocess
-import time
 
 from utils import ADMIN_TOKEN as ADMIN, Service, eq, voidrecon_bin
 
@@ -28,9 +27,13 @@ def test_webhook_closing_is_confirmed_by_a_poll(db, make_rig):
     eq(c["item"]["voidFareAmount"]["estimatedRefundAmount"], 165.48)
     eq(db.query("select source, outcome from voidrecon.void_case_events order by id"),
        [["webhook", "applied"], ["poll", "duplicate"]])
-    polls = len(rig.sim.log)
-    time.sleep(0.5)
-    eq(len(rig.sim.log), polls, "a reconciled case is never polled again")
+    polls = rig.polls_of("CONF")
+    # A case registered now reconciles only after Atlas closes it 600 ms later, longer than
+    # the longest poll interval (400 ms): once it has, CONF would have been polled again.
+    rig.sim.add_cases([{"orderNo": "LATER", "voidCode": "V1", "path": [0, 2], "step_ms": 600}])
+    rig.register("LATER", "V1")
+    rig.wait(lambda: rig.case("LATER", "V1")["reconciled"], what="the later case reconciled")
+    eq(rig.polls_of("CONF"), polls, "a reconciled case is never polled again")
 
 
 def test_forged_closing_is_corrected_by_the_poll(db, make_rig):
@@ -128,9 +131,13 @@ def test_case_open_too_long_is_flagged_stuck_once(db, make_rig):
     rig.sim.add_cases([{"orderNo": "STUCK", "voidCode": "V1", "path": [1]}])
     rig.register("STUCK", "V1")
     rig.wait(lambda: rig.case("STUCK", "V1")["reason"] == "stuck", what="stuck flag")
-    time.sleep(1.5)
-    eq(len(alerts(db, "void_stuck")), 1, "flagged once")
-    eq(db.scalar("select count(*) from voidrecon.followups where reason = 'stuck'"), "1")
+    # A case registered now is flagged by a later sweep, which would flag STUCK again.
+    rig.sim.add_cases([{"orderNo": "STUCK2", "voidCode": "V1", "path": [1]}])
+    rig.register("STUCK2", "V1")
+    rig.wait(lambda: rig.case("STUCK2", "V1")["reason"] == "stuck", what="the later case flagged")
+    eq([a[0] for a in alerts(db, "void_stuck")], ["STUCK", "STUCK2"], "flagged once")
+    eq(db.query("select order_no from voidrecon.followups where reason = 'stuck' order by 1"),
+       [["STUCK"], ["STUCK2"]])
 
 
 def test_a_poll_answer_never_overwrites_a_newer_change(db, make_rig):
@@ -139,7 +146,8 @@ def test_a_poll_answer_never_overwrites_a_newer_change(db, make_rig):
     rig.faults(latency_ms=[600, 600])
     rig.sim.add_cases([{"orderNo": "RACE", "voidCode": "V1", "path": [1, 3], "step_ms": 200}])
     rig.register("RACE", "V1", 1)
-    time.sleep(0.3)  # the first poll is out; its answer (status 1) arrives at ~0.6 s
+    # Once the first poll reached Atlas, its answer (status 1) is 0.6 s away.
+    rig.wait(lambda: rig.sim.stats["queries"] >= 1, what="the first poll to reach Atlas")
     rig.svc.post_json("/webhooks/atlas", {"type": "order.void", "data": {
         "orderNo": "RACE", "voidCode": "V1", "voidStatus": 3}})
     rig.wait(lambda: db.scalar("select count(*) from voidrecon.void_case_events where"

@@ -9,7 +9,8 @@ import subprocess
 import threading
 import time
 
-from utils import PsqlSession, Service, eq, join_all, recv_to_close, source_dir, voidrecon_bin
+from utils import (PsqlSession, Service, eq, join_all, recv_to_close, source_dir, voidrecon_bin,
+                   wait_until)
 
 PATH = "/webhooks/atlas"
 
@@ -123,11 +124,11 @@ def test_sigterm_finishes_the_request_in_flight_then_exits_cleanly(svc):
         t = threading.Thread(target=send)
         t.start()
         idle = svc.connect()
-        time.sleep(0.5)
+        wait_until(lambda: svc.db.scalar(
+            "select count(*) from pg_stat_activity where datname = current_database()"
+            " and wait_event_type = 'Lock'") == "1", what="the report to wait for the row lock")
         svc.proc.send_signal(signal.SIGTERM)
         svc.wait_log("stopping")
-        time.sleep(0.5)
-        assert svc.running(), "still running while a request is in flight"
         eq(recv_to_close(idle, what="the idle connection to be closed"), b"",
            "idle connections are closed at once")
         idle.close()
@@ -136,6 +137,8 @@ def test_sigterm_finishes_the_request_in_flight_then_exits_cleanly(svc):
             raise AssertionError("still accepting connections while stopping")
         except OSError:
             pass
+        # Past the steps that come right before exiting; the answer below proves it waited.
+        assert svc.running(), "still running while a request is in flight"
         locker.send("COMMIT;\n")
         locker.finish()
         join_all([t], 20, "the request in flight")
