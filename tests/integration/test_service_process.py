@@ -9,6 +9,8 @@ import subprocess
 import threading
 import time
 
+import pytest
+
 from utils import (PsqlSession, Service, eq, join_all, recv_to_close, source_dir, voidrecon_bin,
                    wait_until)
 
@@ -210,23 +212,23 @@ def test_unreachable_database_at_start_answers_503():
         eq(line["level"], "warn")
 
 
-def test_invalid_configuration_names_the_variable():
-    cases = [
-        ({"VOIDRECON_MAX_BODY_BYTES": "lots"}, [], "VOIDRECON_MAX_BODY_BYTES"),
-        ({"VOIDRECON_MAX_BODY_BYTES": "0"}, [], "VOIDRECON_MAX_BODY_BYTES"),
-        ({"VOIDRECON_LISTEN": "localhost"}, [], "VOIDRECON_LISTEN"),
-        ({"VOIDRECON_LOG_LEVEL": "loud"}, [], "VOIDRECON_LOG_LEVEL"),
-        ({"VOIDRECON_ATLAS_ALLOWED_CIDRS": "10.0.0.0/33"}, [], "VOIDRECON_ATLAS_ALLOWED_CIDRS"),
-        ({"VOIDRECON_ATLAS_WEBHOOK_TOKEN": "a/b"}, [], "VOIDRECON_ATLAS_WEBHOOK_TOKEN"),
-        ({}, ["--no-such-setting=1"], "--no-such-setting"),
-        ({}, ["--idle-timeout-ms=-5"], "VOIDRECON_IDLE_TIMEOUT_MS"),
-    ]
-    for env, args, name in cases:
-        p = voidrecon("serve", *args, env=env)
-        eq(p.returncode, 2, "%r %r" % (env, args))
-        line = json.loads(p.stderr.strip().splitlines()[-1])
-        eq(line["level"], "error")
-        assert name in line["msg"], (name, line)
+@pytest.mark.parametrize("env, args, name", [
+    ({"VOIDRECON_MAX_BODY_BYTES": "lots"}, [], "VOIDRECON_MAX_BODY_BYTES"),
+    ({"VOIDRECON_MAX_BODY_BYTES": "0"}, [], "VOIDRECON_MAX_BODY_BYTES"),
+    ({"VOIDRECON_LISTEN": "localhost"}, [], "VOIDRECON_LISTEN"),
+    ({"VOIDRECON_LOG_LEVEL": "loud"}, [], "VOIDRECON_LOG_LEVEL"),
+    ({"VOIDRECON_ATLAS_ALLOWED_CIDRS": "10.0.0.0/33"}, [], "VOIDRECON_ATLAS_ALLOWED_CIDRS"),
+    ({"VOIDRECON_ATLAS_WEBHOOK_TOKEN": "a/b"}, [], "VOIDRECON_ATLAS_WEBHOOK_TOKEN"),
+    ({}, ["--no-such-setting=1"], "--no-such-setting"),
+    ({}, ["--idle-timeout-ms=-5"], "VOIDRECON_IDLE_TIMEOUT_MS"),
+], ids=["body-lots", "body-0", "listen-name", "log-level", "cidr-33", "token-slash",
+        "unknown-flag", "negative-flag"])
+def test_invalid_configuration_names_the_variable(env, args, name):
+    p = voidrecon("serve", *args, env=env)
+    eq(p.returncode, 2, "%r %r" % (env, args))
+    line = json.loads(p.stderr.strip().splitlines()[-1])
+    eq(line["level"], "error")
+    assert name in line["msg"], (name, line)
 
 
 def test_misspelt_variable_is_named_in_a_warning(db):
@@ -265,16 +267,19 @@ def test_help_and_version():
     eq(p.returncode, 0)
     for word in ("serve", "migrate", "version"):
         assert word in p.stdout
-    for cmd in ("serve", "migrate"):
-        p = voidrecon(cmd, "--help")
-        eq(p.returncode, 0)
-        assert "VOIDRECON_DATABASE_URL" in p.stdout and "VOIDRECON_MAX_BODY_BYTES" in p.stdout
     p = voidrecon("version")
     eq(p.returncode, 0)
     assert p.stdout.startswith("voidrecon "), p.stdout
     p = voidrecon("frobnicate")
     eq(p.returncode, 2)
     assert "unknown command" in p.stderr
+
+
+@pytest.mark.parametrize("cmd", ["serve", "migrate"])
+def test_command_help_names_the_settings(cmd):
+    p = voidrecon(cmd, "--help")
+    eq(p.returncode, 0)
+    assert "VOIDRECON_DATABASE_URL" in p.stdout and "VOIDRECON_MAX_BODY_BYTES" in p.stdout
 
 
 def test_logs_are_json_and_never_hold_secrets(db):
