@@ -3,11 +3,11 @@
 # Extra package names given as arguments are installed too (scripts/fuzz.sh asks for clang).
 set -euo pipefail
 
-# What the build (cmake/Dependencies.cmake), the scripts and the tests stand on; clang-format
-# and clang-tidy are the suite's style checks (scripts/lint.sh).
+# What the build (cmake/Dependencies.cmake), the scripts and the tests stand on (pytest runs the
+# integration tests); clang-format and clang-tidy are the suite's style checks (scripts/lint.sh).
 packages=(build-essential cmake pkg-config libuv1-dev libpq-dev libcjson-dev
           libcurl4-openssl-dev libssl-dev node-llhttp postgresql-15 postgresql-client
-          python3 curl valgrind clang-format clang-tidy "$@")
+          python3 python3-pytest curl valgrind clang-format clang-tidy "$@")
 
 installed() {
     [[ "$(dpkg-query -W -f='${Status}' "$1" 2>/dev/null)" == "install ok installed" ]]

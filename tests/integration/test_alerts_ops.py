@@ -8,60 +8,14 @@ import json
 import os
 import re
 import subprocess
-import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-from harness import Service, eq, run, wait_until
+from utils import Service, eq, voidrecon_bin, wait_until
 
 DATA = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "data", "atlas")
 ADMIN = "ops-token-7"
 SECRET = "whsec_" + base64.b64encode(b"0123456789abcdef01234567").decode()
 AUTH = {"Authorization": "Bearer " + ADMIN}
-
-
-class Receiver:
-    """An alert receiver: answers each POST with the next of plan ("ok", "fail", "hang"), then
-    "ok"; keeps every request's headers and body."""
-
-    def __init__(self, plan=()):
-        self.plan = list(plan)
-        self.got = []
-        self.lock = threading.Lock()
-        outer = self
-
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def log_message(self, *a):
-                pass
-
-            def do_POST(self):
-                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-                with outer.lock:
-                    step = outer.plan.pop(0) if outer.plan else "ok"
-                    outer.got.append({"headers": {k.lower(): v for k, v in self.headers.items()},
-                                      "body": body, "at": time.time(), "answer": step})
-                if step == "hang":
-                    time.sleep(3)
-                    return
-                status = 200 if step == "ok" else 500
-                self.send_response(status)
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        self.url = "http://127.0.0.1:%d/hooks/voidrecon" % self.server.server_address[1]
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def close(self):
-        self.server.shutdown()
-        self.server.server_close()
-
-    def ok_deliveries(self):
-        with self.lock:
-            return [g for g in self.got if g["answer"] == "ok"]
 
 
 def verify(headers, body, secret=SECRET, tolerance=300):
@@ -92,121 +46,128 @@ def alert_env(receiver, **extra):
 def cli(db, *args):
     env = {k: v for k, v in os.environ.items() if not k.startswith("VOIDRECON_")}
     env["VOIDRECON_DATABASE_URL"] = db.url
-    return subprocess.run([os.environ["VOIDRECON_BIN"]] + list(args), env=env,
+    return subprocess.run([voidrecon_bin()] + list(args), env=env,
                           capture_output=True, text=True, timeout=30)
+
+
+def deliver_a_later_alert(svc, db, receiver, order):
+    """Raises an alert for a new rejected case and waits until the receiver has it; returns
+    its id. Once a later alert arrived, an earlier one sent twice would have arrived too."""
+    eq(svc.post_json("/webhooks/atlas", rejected(order))[0], 200)
+    alert_id = db.scalar("select id from voidrecon.alerts where order_no = :'p1'", order)
+    wait_until(lambda: receiver.ok_deliveries(alert_id), what="the later alert (%s)" % order)
+    return alert_id
 
 
 # ---- delivery ------------------------------------------------------------------------------
 
 
-def test_rejected_void_reaches_the_receiver_signed_within_a_second_then_is_acknowledged(db):
-    rx = Receiver()
-    try:
-        with Service(db, env=alert_env(rx)) as svc:
-            with open(os.path.join(DATA, "void_retry_failure.json"), "rb") as f:
-                sent = time.time()
-                eq(svc.post_json("/webhooks/atlas", f.read())[0], 200)
-            got = wait_until(rx.ok_deliveries, timeout=2, what="the alert")[0]
-            took = got["at"] - sent
-            print("alert delivered %.0f ms after the webhook was posted" % (took * 1000))
-            assert took < 1.0, "delivered after %.3f s" % took
-            assert verify(got["headers"], got["body"]), "signature does not verify"
-            assert not verify(got["headers"], got["body"] + b" "), "a changed body must not verify"
-            eq(got["headers"]["content-type"], "application/json")
-            alert_id = db.scalar("select id from voidrecon.alerts")
-            eq(got["headers"]["webhook-id"], alert_id)
-            body = json.loads(got["body"])
-            eq((body["kind"], body["type"], body["order_no"], body["void_code"], body["status"]),
-               ("void_rejected", "voidrecon.void_rejected", "TESTA20250512100600259",
-                "202505-0012", 4))
-            eq(body["text"], "[voidrecon] Void REJECTED: order TESTA20250512100600259, void "
-                             "202505-0012: Automatic void processing failed after 10 retries.")
-            eq(body["followup_reason"], "rejected")
-            wait_until(lambda: db.scalar("select delivered_at is not null from voidrecon.alerts")
-                     == "t", what="delivered_at")
-            eq(db.scalar("select attempts from voidrecon.alerts"), "1")
-            time.sleep(0.3)
-            eq(len(rx.got), 1, "delivered once")
-        p = cli(db, "cases", "list", "--state", "followup")
-        eq(p.returncode, 0, p.stderr)
-        assert re.search(r"TESTA20250512100600259\s+202505-0012\s+4\s+REJECTED\s+no\s+yes\s+"
-                         r"rejected", p.stdout), p.stdout
-        p = cli(db, "cases", "ack", "TESTA20250512100600259", "202505-0012", "--by", "ana",
-                "--note", "rebooked by phone")
-        eq((p.returncode, p.stdout.strip()),
-           (0, "TESTA20250512100600259 202505-0012: follow-up (rejected) acknowledged by ana"))
-        p = cli(db, "cases", "list", "--state", "followup")
-        assert "TESTA20250512100600259" not in p.stdout, p.stdout
-        eq(db.query("select subject, reason, acked_by, note from voidrecon.acknowledgements"),
-           [["void_case", "rejected", "ana", "rebooked by phone"]])
-        eq(db.scalar("select count(*) from voidrecon.followups"), "0")
-    finally:
-        rx.close()
+def test_rejected_void_reaches_the_receiver_signed_within_a_second_then_is_acknowledged(
+        db, receiver):
+    with Service(db, env=alert_env(receiver)) as svc:
+        with open(os.path.join(DATA, "void_retry_failure.json"), "rb") as f:
+            sent = time.time()
+            eq(svc.post_json("/webhooks/atlas", f.read())[0], 200)
+        got = wait_until(receiver.ok_deliveries, timeout=2, what="the alert")[0]
+        took = got["at"] - sent
+        print("alert delivered %.0f ms after the webhook was posted" % (took * 1000))
+        assert took < 1.0, "delivered after %.3f s" % took
+        assert verify(got["headers"], got["body"]), "signature does not verify"
+        assert not verify(got["headers"], got["body"] + b" "), "a changed body must not verify"
+        eq(got["headers"]["content-type"], "application/json")
+        alert_id = db.scalar("select id from voidrecon.alerts")
+        eq(got["headers"]["webhook-id"], alert_id)
+        body = json.loads(got["body"])
+        eq((body["kind"], body["type"], body["order_no"], body["void_code"], body["status"]),
+           ("void_rejected", "voidrecon.void_rejected", "TESTA20250512100600259",
+            "202505-0012", 4))
+        eq(body["text"], "[voidrecon] Void REJECTED: order TESTA20250512100600259, void "
+                         "202505-0012: Automatic void processing failed after 10 retries.")
+        eq(body["followup_reason"], "rejected")
+        wait_until(lambda: db.scalar("select delivered_at is not null from voidrecon.alerts")
+                 == "t", what="delivered_at")
+        eq(db.scalar("select attempts from voidrecon.alerts"), "1")
+        later_id = deliver_a_later_alert(svc, db, receiver, "LATER1")
+        eq([g["headers"]["webhook-id"] for g in receiver.got], [alert_id, later_id],
+           "delivered once")
+    p = cli(db, "cases", "list", "--state", "followup")
+    eq(p.returncode, 0, p.stderr)
+    assert re.search(r"TESTA20250512100600259\s+202505-0012\s+4\s+REJECTED\s+no\s+yes\s+"
+                     r"rejected", p.stdout), p.stdout
+    p = cli(db, "cases", "ack", "TESTA20250512100600259", "202505-0012", "--by", "ana",
+            "--note", "rebooked by phone")
+    eq((p.returncode, p.stdout.strip()),
+       (0, "TESTA20250512100600259 202505-0012: follow-up (rejected) acknowledged by ana"))
+    p = cli(db, "cases", "list", "--state", "followup")
+    assert "TESTA20250512100600259" not in p.stdout, p.stdout
+    eq(db.query("select subject, reason, acked_by, note from voidrecon.acknowledgements"),
+       [["void_case", "rejected", "ana", "rebooked by phone"]])
+    eq(db.query("select order_no from voidrecon.followups"), [["LATER1"]],
+       "only the later case still waits")
 
 
-def test_delivery_retries_through_failures_and_a_hanging_receiver(db):
-    rx = Receiver(["fail", "fail", "hang", "ok"])
-    try:
-        env = alert_env(rx, VOIDRECON_ALERT_TIMEOUT_MS="400", VOIDRECON_ALERT_RETRY_MS="100")
-        with Service(db, env=env) as svc:
-            svc.post_json("/webhooks/atlas", rejected("RETRY1"))
-            wait_until(lambda: db.scalar("select delivered_at is not null from voidrecon.alerts")
-                     == "t", timeout=15, what="delivery after retries")
-            eq([g["answer"] for g in rx.got], ["fail", "fail", "hang", "ok"])
-            eq({g["headers"]["webhook-id"] for g in rx.got}, {db.scalar("select id from voidrecon.alerts")},
-               "the same webhook-id on every attempt")
-            assert all(verify(g["headers"], g["body"]) for g in rx.got)
-            eq(db.scalar("select attempts from voidrecon.alerts"), "4")
-            gaps = [b["at"] - a["at"] for a, b in zip(rx.got, rx.got[1:])]
-            assert gaps[1] > gaps[0] * 1.2, "the backoff grows: %r" % gaps
-            failed = [line for line in svc.logs() if line["event"] == "alert_delivery_failed"]
-            eq(len(failed), 3)
-            assert "HTTP 500" in failed[0]["msg"] and "timed out" in failed[2]["msg"], failed
-    finally:
-        rx.close()
+def test_delivery_retries_through_failures_and_a_hanging_receiver(db, receiver):
+    receiver.answer_with("fail", "fail", "hang", "ok")
+    env = alert_env(receiver, VOIDRECON_ALERT_TIMEOUT_MS="400", VOIDRECON_ALERT_RETRY_MS="100")
+    with Service(db, env=env) as svc:
+        svc.post_json("/webhooks/atlas", rejected("RETRY1"))
+        wait_until(lambda: db.scalar("select delivered_at is not null from voidrecon.alerts")
+                 == "t", timeout=15, what="delivery after retries")
+        eq([g["answer"] for g in receiver.got], ["fail", "fail", "hang", "ok"])
+        eq({g["headers"]["webhook-id"] for g in receiver.got},
+           {db.scalar("select id from voidrecon.alerts")}, "the same webhook-id on every attempt")
+        assert all(verify(g["headers"], g["body"]) for g in receiver.got)
+        eq(db.scalar("select attempts from voidrecon.alerts"), "4")
+        gaps = [b["at"] - a["at"] for a, b in zip(receiver.got, receiver.got[1:])]
+        assert gaps[1] > gaps[0] * 1.2, "the backoff grows: %r" % gaps
+        failed = [line for line in svc.logs() if line["event"] == "alert_delivery_failed"]
+        eq(len(failed), 3)
+        assert "HTTP 500" in failed[0]["msg"] and "timed out" in failed[2]["msg"], failed
 
 
-def test_an_alert_is_never_lost_across_a_restart(db):
-    rx = Receiver(["fail"] * 1000)
-    try:
-        env = alert_env(rx, VOIDRECON_ALERT_RETRY_MS="50", VOIDRECON_ALERT_RETRY_MAX_MS="200")
-        svc = Service(db, env=env)
-        svc.post_json("/webhooks/atlas", rejected("RESTART1"))
-        wait_until(lambda: len(rx.got) >= 2, what="failing attempts")
-        svc.kill()
-        eq(db.scalar("select delivered_at from voidrecon.alerts"), None)
-        with rx.lock:
-            rx.plan = []
-        svc.start()
-        wait_until(rx.ok_deliveries, timeout=10, what="delivery after the restart")
-        time.sleep(0.3)
-        eq(len(rx.ok_deliveries()), 1)
-        svc.stop()
-        eq(db.scalar("select delivered_at is not null from voidrecon.alerts"), "t")
-    finally:
-        rx.close()
+def test_an_alert_is_never_lost_across_a_restart(db, receiver):
+    receiver.answer_with(*["fail"] * 1000)
+    # The kill may catch an attempt in flight: its lease (twice the timeout plus 5 s) must
+    # expire before the restarted service sends the alert again, well within the wait below.
+    env = alert_env(receiver, VOIDRECON_ALERT_RETRY_MS="50", VOIDRECON_ALERT_RETRY_MAX_MS="200",
+                    VOIDRECON_ALERT_TIMEOUT_MS="1000")
+    svc = Service(db, env=env)
+    svc.post_json("/webhooks/atlas", rejected("RESTART1"))
+    wait_until(lambda: len(receiver.got) >= 2, what="failing attempts")
+    svc.kill()
+    eq(db.scalar("select delivered_at from voidrecon.alerts"), None)
+    receiver.answer_with()
+    svc.start()
+    alert_id = db.scalar("select id from voidrecon.alerts")
+    wait_until(receiver.ok_deliveries, timeout=15, what="delivery after the restart")
+    later_id = deliver_a_later_alert(svc, db, receiver, "RESTART2")
+    eq([g["headers"]["webhook-id"] for g in receiver.ok_deliveries()], [alert_id, later_id])
+    svc.stop()
+    eq(db.scalar("select delivered_at is not null from voidrecon.alerts where id = :'p1'",
+                 alert_id), "t")
 
 
-def test_two_processes_deliver_each_alert_once(db):
-    rx = Receiver()
-    try:
-        env = alert_env(rx, VOIDRECON_ALERT_CONCURRENCY="2")
-        a, b = Service(db, env=env), Service(db, env=env)
-        for i in range(30):
-            (a if i % 2 else b).post_json("/webhooks/atlas", rejected("TWO%02d" % i))
-        wait_until(lambda: db.scalar("select count(*) from voidrecon.alerts"
-                                   " where delivered_at is null") == "0", what="all delivered")
-        time.sleep(0.3)
-        ids = [g["headers"]["webhook-id"] for g in rx.got]
-        eq(len(ids), 30)
-        eq(len(set(ids)), 30, "no alert delivered twice")
-        senders = {p: sum(1 for line in p.logs() if line["event"] == "alert_delivered")
-                   for p in (a, b)}
-        eq(sum(senders.values()), 30)
-        a.stop()
-        b.stop()
-    finally:
-        rx.close()
+def test_two_processes_deliver_each_alert_once(db, receiver):
+    env = alert_env(receiver, VOIDRECON_ALERT_CONCURRENCY="2")
+    a, b = Service(db, env=env), Service(db, env=env)
+    for i in range(30):
+        (a if i % 2 else b).post_json("/webhooks/atlas", rejected("TWO%02d" % i))
+    wait_until(lambda: db.scalar("select count(*) from voidrecon.alerts"
+                               " where delivered_at is null") == "0", what="all delivered")
+    # Two later alerts delivered prove the processes went on past the point where they would
+    # have sent one of the first 30 again.
+    a.post_json("/webhooks/atlas", rejected("LATER_A"))
+    b.post_json("/webhooks/atlas", rejected("LATER_B"))
+    wait_until(lambda: db.scalar("select count(*) from voidrecon.alerts"
+                               " where delivered_at is null") == "0", what="the later alerts")
+    ids = [g["headers"]["webhook-id"] for g in receiver.got]
+    eq(len(ids), 32)
+    eq(len(set(ids)), 32, "no alert delivered twice")
+    senders = {p: sum(1 for line in p.logs() if line["event"] == "alert_delivered")
+               for p in (a, b)}
+    eq(sum(senders.values()), 32)
+    a.stop()
+    b.stop()
 
 
 # ---- the operations API ----------------------------------------------------------------------
@@ -332,6 +293,3 @@ def test_metrics_move_with_the_work(svc):
                if k.startswith('voidrecon_http_request_duration_seconds_bucket{handler="webhooks_atlas"')]
     eq(buckets, sorted(buckets), "cumulative buckets")
 
-
-if __name__ == "__main__":
-    run()

@@ -6,13 +6,14 @@ import json
 import os
 import random
 import re
-import subprocess
 import threading
-import time
 
-from harness import Service, eq, psql_bin, run, seeds_dir, source_dir
+import pytest
+
+from utils import PsqlSession, Service, eq, join_all, source_dir
 
 DATA = os.path.join(source_dir(), "tests", "data", "atlas")
+SEEDS = os.path.join(source_dir(), "tests", "data", "seeds")
 PATH = "/webhooks/atlas"
 
 
@@ -67,7 +68,7 @@ def alerts(db, kind=None):
 
 def seed_json_blocks(name):
     """The ```json blocks of a seed document, parsed."""
-    with open(os.path.join(seeds_dir(), name), encoding="utf-8") as f:
+    with open(os.path.join(SEEDS, name), encoding="utf-8") as f:
         text = f.read()
     return [json.loads(b) for b in re.findall(r"```json\n(.*?)```", text, re.S)]
 
@@ -198,23 +199,15 @@ def test_conflicting_closings_flag_the_case_and_alert_once(svc):
 
 
 def test_rejection_flags_followup_with_exactly_one_alert(svc):
-    listener = subprocess.Popen(
-        [psql_bin(), "-X", "-q", "-d", svc.db.url], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT, text=True)
-    try:
-        listener.stdin.write("LISTEN voidrecon_alerts;\nSELECT 'listening';\n")
-        listener.stdin.flush()
-        while "listening" not in listener.stdout.readline():
-            pass
+    with PsqlSession(svc.db.url) as listener:
+        listener.send("LISTEN voidrecon_alerts;\nSELECT 'listening';\n")
+        listener.line_with("listening")
         ok(svc, void("TESTA20250512100600259", "202505-0012", 1))
         reply = ok(svc, sample("void_retry_failure.json"))
         eq(reply["outcome"], "applied")
         eq(ok(svc, sample("void_retry_failure.json"))["outcome"], "duplicate")
-        listener.stdin.write("SELECT 'done';\n")
-        listener.stdin.close()
-        out = listener.stdout.read()
-    finally:
-        listener.wait(10)
+        listener.send("SELECT 'done';\n")
+        out = listener.finish()
     c = case(svc.db, "TESTA20250512100600259", "202505-0012")
     eq((c["status"], c["followup"], c["reason"]), (4, True, "rejected"))
     got = alerts(svc.db)
@@ -277,27 +270,39 @@ def test_other_event_types_are_stored_and_acknowledged(svc):
     eq(svc.db.scalar("select count(*) from voidrecon.void_cases"), "0")
 
 
-def test_malformed_bodies_get_400_naming_the_field_and_are_kept_as_rejected(svc):
+def broken_bodies():
+    """tests/data/atlas/broken.tsv: (line number, body, fragment the error must contain)."""
     cases = []
     with open(os.path.join(DATA, "broken.tsv"), encoding="utf-8") as f:
-        for line in f:
+        for number, line in enumerate(f, 1):
             if line.startswith("#") or not line.strip():
                 continue
             body, fragment = line.rstrip("\n").split("\t")
-            cases.append((body, fragment))
-    assert len(cases) >= 20
-    for body, fragment in cases:
-        status, _, reply = post(svc, body.encode())
-        eq(status, 400, "status for %s" % body)
-        eq(reply["error"]["code"], "invalid_payload")
-        assert fragment in reply["error"]["message"], (fragment, reply)
+            cases.append((number, body, fragment))
+    return cases
+
+
+BROKEN = broken_bodies()
+
+
+def test_the_table_of_broken_bodies_is_read():
+    assert len(BROKEN) >= 20, BROKEN
+
+
+@pytest.mark.parametrize("body, fragment", [pytest.param(b, f, id="broken.tsv:%d" % n)
+                                            for n, b, f in BROKEN])
+def test_malformed_body_gets_400_naming_the_field_and_is_kept_as_rejected(svc, body, fragment):
+    status, _, reply = post(svc, body.encode())
+    eq(status, 400, "status for %s" % body)
+    eq(reply["error"]["code"], "invalid_payload")
+    assert fragment in reply["error"]["message"], (fragment, reply)
     rows = svc.db.query("select outcome, reason, convert_from(body, 'UTF8') from"
                         " voidrecon.deliveries order by id")
-    eq(len(rows), len(cases))
-    for (outcome, reason, body), (sent, fragment) in zip(rows, cases):
-        eq(outcome, "rejected")
-        assert fragment in reason, (fragment, reason)
-        eq(body, sent)
+    eq(len(rows), 1)
+    outcome, reason, kept = rows[0]
+    eq(outcome, "rejected")
+    assert fragment in reason, (fragment, reason)
+    eq(kept, body)
     eq(svc.db.scalar("select count(*) from voidrecon.void_cases"), "0", "nothing else changed")
     eq(alerts(svc.db), [])
 
@@ -332,8 +337,7 @@ def test_concurrent_reports_of_one_case_all_land(db):
     threads = [threading.Thread(target=send, args=(s,)) for s in statuses]
     for t in threads:
         t.start()
-    for t in threads:
-        t.join()
+    join_all(threads, 30, "concurrent reports")
     eq(results, [200] * len(statuses))
     eq(len(outcomes(svc.db, "RACE", "V")), len(statuses), "every report is one history row")
     eq(case(svc.db, "RACE", "V")["status"], 5, "the closing wins whatever the order")
@@ -345,20 +349,24 @@ def test_concurrent_reports_of_one_case_all_land(db):
     assert retries, "the race was exercised: some writes lost and were retried"
 
 
-def test_path_token_is_required_when_configured(db):
-    token = "s3cr3t-Token_1"
-    with Service(db, env={"VOIDRECON_ATLAS_WEBHOOK_TOKEN": token}) as svc:
-        for path in (PATH, PATH + "/", PATH + "/wrong", PATH + "/" + token + "x",
-                     PATH + "/" + token[:-1]):
-            status, _, reply = post(svc, void("TK", "V", 0), path=path)
-            eq(status, 404, path)
-            eq(reply["error"]["code"], "not_found")
-        eq(post(svc, void("TK", "V", 0), path=PATH + "/" + token)[0], 200)
+TOKEN = "s3cr3t-Token_1"
+
+
+@pytest.mark.parametrize("path", [PATH, PATH + "/", PATH + "/wrong", PATH + "/" + TOKEN + "x",
+                                  PATH + "/" + TOKEN[:-1]])
+def test_path_token_is_required_when_configured(db, path):
+    with Service(db, env={"VOIDRECON_ATLAS_WEBHOOK_TOKEN": TOKEN}) as svc:
+        status, _, reply = post(svc, void("TK", "V", 0), path=path)
+        eq(status, 404, path)
+        eq(reply["error"]["code"], "not_found")
+        eq(post(svc, void("TK", "V", 0), path=PATH + "/" + TOKEN)[0], 200)
         eq(db.scalar("select count(*) from voidrecon.deliveries"), "1", "refused posts are not kept")
-        assert token not in svc.log_text(), "the token never reaches the log"
-    with Service(db) as svc:
-        eq(post(svc, void("TK", "V", 1), path=PATH + "/" + token)[0], 404,
-           "no token configured: token paths do not exist")
+        assert TOKEN not in svc.log_text(), "the token never reaches the log"
+
+
+def test_token_paths_do_not_exist_without_a_token(svc):
+    eq(post(svc, void("TK", "V", 1), path=PATH + "/" + TOKEN)[0], 404,
+       "no token configured: token paths do not exist")
 
 
 def test_source_allowlist(db):
@@ -372,12 +380,12 @@ def test_source_allowlist(db):
     eq(db.scalar("select count(*) from voidrecon.deliveries"), "1")
 
 
-def test_webhook_endpoint_only_takes_post(svc):
-    for method in ("GET", "PUT", "DELETE"):
-        status, hdrs, body = svc.request(method, PATH)
-        eq(status, 405, method)
-        eq(hdrs["allow"], "POST")
-        eq(json.loads(body)["error"]["code"], "method_not_allowed")
+@pytest.mark.parametrize("method", ["GET", "PUT", "DELETE"])
+def test_webhook_endpoint_only_takes_post(svc, method):
+    status, hdrs, body = svc.request(method, PATH)
+    eq(status, 405, method)
+    eq(hdrs["allow"], "POST")
+    eq(json.loads(body)["error"]["code"], "method_not_allowed")
 
 
 def test_health_and_readiness(svc):
@@ -392,6 +400,3 @@ def test_health_and_readiness(svc):
     eq(status, 404)
     eq(json.loads(body)["error"]["code"], "not_found")
 
-
-if __name__ == "__main__":
-    run()

@@ -9,7 +9,10 @@ import subprocess
 import threading
 import time
 
-from harness import Db, Service, eq, own_cluster, psql_bin, run, source_dir
+import pytest
+
+from utils import (PsqlSession, Service, eq, join_all, recv_to_close, source_dir, voidrecon_bin,
+                   wait_until)
 
 PATH = "/webhooks/atlas"
 
@@ -22,7 +25,7 @@ def void(order, code, status):
 def voidrecon(*args, env=None, timeout=30):
     merged = {k: v for k, v in os.environ.items() if not k.startswith("VOIDRECON_")}
     merged.update(env or {})
-    return subprocess.run([os.environ["VOIDRECON_BIN"]] + list(args), env=merged,
+    return subprocess.run([voidrecon_bin()] + list(args), env=merged,
                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                           timeout=timeout)
 
@@ -57,41 +60,40 @@ def stored_orders(db_or_cluster):
     return {r[0] for r in db_or_cluster.query("select order_no from voidrecon.void_cases")}
 
 
-def test_database_outage_gives_503_then_recovers_with_nothing_acknowledged_lost():
-    with own_cluster() as cluster:
-        svc = Service(cluster.db, env={"VOIDRECON_DB_TIMEOUT_MS": "2000"})
-        sender = Sender(svc, "OUT")
-        sender.start()
-        time.sleep(1.0)
-        cluster.stop()
-        time.sleep(0.5)
-        status, hdrs, body = svc.get("/readyz")
-        eq(status, 503, "not ready while the database is down")
-        eq(json.loads(body)["error"]["code"], "unavailable")
-        eq(svc.get("/healthz")[0], 200, "alive while the database is down")
-        time.sleep(1.0)
-        outage_end = len(sender.answers)
-        cluster.start()
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline:
-            if any(s == 200 for _, s, _ in sender.answers[outage_end:]):
-                break
-            time.sleep(0.1)
-        time.sleep(0.5)
-        sender.stop.set()
-        sender.join(20)
-        during = [a for a in sender.answers[:outage_end] if a[1] == 503]
-        assert during, "some requests were refused during the outage: %r" % sender.answers[-20:]
-        eq({ra for _, _, ra in during}, {"5"}, "503 carries Retry-After")
-        assert any(s == 200 for _, s, _ in sender.answers[outage_end:]), "recovered by itself"
-        eq(svc.get("/readyz")[0], 200)
-        assert svc.running(), "no crash"
-        missing = sender.acked() - stored_orders(cluster)
-        eq(missing, set(), "every acknowledged webhook is in the database")
-        unexpected = {s for _, s, _ in sender.answers} - {200, 503}
-        eq(unexpected, set(), "only 200 and 503 answers")
-        svc.stop()
-        assert "db_down" in svc.log_text() and "db_up" in svc.log_text()
+def test_database_outage_gives_503_then_recovers_with_nothing_acknowledged_lost(own_cluster):
+    svc = Service(own_cluster.db, env={"VOIDRECON_DB_TIMEOUT_MS": "2000"})
+    sender = Sender(svc, "OUT")
+    sender.start()
+    time.sleep(1.0)
+    own_cluster.stop()
+    time.sleep(0.5)
+    status, hdrs, body = svc.get("/readyz")
+    eq(status, 503, "not ready while the database is down")
+    eq(json.loads(body)["error"]["code"], "unavailable")
+    eq(svc.get("/healthz")[0], 200, "alive while the database is down")
+    time.sleep(1.0)
+    outage_end = len(sender.answers)
+    own_cluster.start()
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        if any(s == 200 for _, s, _ in sender.answers[outage_end:]):
+            break
+        time.sleep(0.1)
+    time.sleep(0.5)
+    sender.stop.set()
+    join_all([sender], 20, "the sender")
+    during = [a for a in sender.answers[:outage_end] if a[1] == 503]
+    assert during, "some requests were refused during the outage: %r" % sender.answers[-20:]
+    eq({ra for _, _, ra in during}, {"5"}, "503 carries Retry-After")
+    assert any(s == 200 for _, s, _ in sender.answers[outage_end:]), "recovered by itself"
+    eq(svc.get("/readyz")[0], 200)
+    assert svc.running(), "no crash"
+    missing = sender.acked() - stored_orders(own_cluster)
+    eq(missing, set(), "every acknowledged webhook is in the database")
+    unexpected = {s for _, s, _ in sender.answers} - {200, 503}
+    eq(unexpected, set(), "only 200 and 503 answers")
+    svc.stop()
+    assert "db_down" in svc.log_text() and "db_up" in svc.log_text()
 
 
 def test_kill_9_loses_nothing_acknowledged(db):
@@ -102,7 +104,7 @@ def test_kill_9_loses_nothing_acknowledged(db):
     svc.kill()
     time.sleep(0.3)
     sender.stop.set()
-    sender.join(20)
+    join_all([sender], 20, "the sender")
     acked = sender.acked()
     assert len(acked) > 10, len(acked)
     eq(acked - stored_orders(db), set(), "acknowledged before the kill, stored after it")
@@ -113,49 +115,47 @@ def test_kill_9_loses_nothing_acknowledged(db):
 def test_sigterm_finishes_the_request_in_flight_then_exits_cleanly(svc):
     eq(svc.post_json(PATH, void("INFLIGHT", "V", 0))[0], 200)
     # Hold the case's row so the next report waits inside its database write.
-    locker = subprocess.Popen([psql_bin(), "-X", "-q", "-d", svc.db.url], stdin=subprocess.PIPE,
-                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    locker.stdin.write("BEGIN;\nSELECT 1 FROM voidrecon.void_cases FOR UPDATE;\n"
-                       "SELECT 'locked';\n")
-    locker.stdin.flush()
-    while "locked" not in locker.stdout.readline():
-        pass
-    result = {}
+    with PsqlSession(svc.db.url) as locker:
+        locker.send("BEGIN;\nSELECT 1 FROM voidrecon.void_cases FOR UPDATE;\nSELECT 'locked';\n")
+        locker.line_with("locked")
+        result = {}
 
-    def send():
-        result["answer"] = svc.post_json(PATH, void("INFLIGHT", "V", 1), timeout=30)
+        def send():
+            result["answer"] = svc.post_json(PATH, void("INFLIGHT", "V", 1), timeout=30)
 
-    t = threading.Thread(target=send)
-    t.start()
-    idle = socket.create_connection(("127.0.0.1", svc.port))
-    time.sleep(0.5)
-    svc.proc.send_signal(signal.SIGTERM)
-    svc.wait_log("stopping")
-    time.sleep(0.5)
-    assert svc.running(), "still running while a request is in flight"
-    eq(idle.recv(100), b"", "idle connections are closed at once")
-    idle.close()
-    try:
-        socket.create_connection(("127.0.0.1", svc.port), timeout=1).close()
-        raise AssertionError("still accepting connections while stopping")
-    except OSError:
-        pass
-    locker.stdin.write("COMMIT;\n")
-    locker.stdin.close()
-    locker.wait(10)
-    t.join(20)
-    status, hdrs, body = result["answer"]
-    eq(status, 200)
-    eq(hdrs["connection"], "close")
-    eq(json.loads(body)["outcome"], "applied")
-    svc.proc.wait(10)
-    eq(svc.stop(), 0, "exits by itself, cleanly, once the request is answered")
+        t = threading.Thread(target=send)
+        t.start()
+        idle = svc.connect()
+        wait_until(lambda: svc.db.scalar(
+            "select count(*) from pg_stat_activity where datname = current_database()"
+            " and wait_event_type = 'Lock'") == "1", what="the report to wait for the row lock")
+        svc.proc.send_signal(signal.SIGTERM)
+        svc.wait_log("stopping")
+        eq(recv_to_close(idle, what="the idle connection to be closed"), b"",
+           "idle connections are closed at once")
+        idle.close()
+        try:
+            socket.create_connection(("127.0.0.1", svc.port), timeout=1).close()
+            raise AssertionError("still accepting connections while stopping")
+        except OSError:
+            pass
+        # Past the steps that come right before exiting; the answer below proves it waited.
+        assert svc.running(), "still running while a request is in flight"
+        locker.send("COMMIT;\n")
+        locker.finish()
+        join_all([t], 20, "the request in flight")
+        status, hdrs, body = result["answer"]
+        eq(status, 200)
+        eq(hdrs["connection"], "close")
+        eq(json.loads(body)["outcome"], "applied")
+        svc.proc.wait(10)
+        eq(svc.stop(), 0, "exits by itself, cleanly, once the request is answered")
     eq(svc.db.scalar("select status from voidrecon.void_cases where order_no = 'INFLIGHT'"), "1")
     assert "stopped" in [line.get("event") for line in svc.logs()]
 
 
-def test_serve_refuses_a_database_that_is_behind_until_migrated():
-    with Db(template="template0") as db:
+def test_serve_refuses_a_database_that_is_behind_until_migrated(pg):
+    with pg.new_db(template="template0") as db:
         env = {"VOIDRECON_DATABASE_URL": db.url, "VOIDRECON_LISTEN": "127.0.0.1:0"}
         p = voidrecon("serve", env=env)
         eq(p.returncode, 1)
@@ -166,10 +166,10 @@ def test_serve_refuses_a_database_that_is_behind_until_migrated():
             eq(svc.get("/readyz")[0], 200)
 
 
-def test_migrate_runs_once_even_when_started_twice_at_once():
-    with Db(template="template0") as db:
+def test_migrate_runs_once_even_when_started_twice_at_once(pg):
+    with pg.new_db(template="template0") as db:
         env = {"VOIDRECON_DATABASE_URL": db.url}
-        procs = [subprocess.Popen([os.environ["VOIDRECON_BIN"], "migrate"],
+        procs = [subprocess.Popen([voidrecon_bin(), "migrate"],
                                   env=dict(os.environ, **env), stderr=subprocess.PIPE, text=True)
                  for _ in range(3)]
         errs = [p.communicate(timeout=60)[1] for p in procs]
@@ -212,23 +212,23 @@ def test_unreachable_database_at_start_answers_503():
         eq(line["level"], "warn")
 
 
-def test_invalid_configuration_names_the_variable():
-    cases = [
-        ({"VOIDRECON_MAX_BODY_BYTES": "lots"}, [], "VOIDRECON_MAX_BODY_BYTES"),
-        ({"VOIDRECON_MAX_BODY_BYTES": "0"}, [], "VOIDRECON_MAX_BODY_BYTES"),
-        ({"VOIDRECON_LISTEN": "localhost"}, [], "VOIDRECON_LISTEN"),
-        ({"VOIDRECON_LOG_LEVEL": "loud"}, [], "VOIDRECON_LOG_LEVEL"),
-        ({"VOIDRECON_ATLAS_ALLOWED_CIDRS": "10.0.0.0/33"}, [], "VOIDRECON_ATLAS_ALLOWED_CIDRS"),
-        ({"VOIDRECON_ATLAS_WEBHOOK_TOKEN": "a/b"}, [], "VOIDRECON_ATLAS_WEBHOOK_TOKEN"),
-        ({}, ["--no-such-setting=1"], "--no-such-setting"),
-        ({}, ["--idle-timeout-ms=-5"], "VOIDRECON_IDLE_TIMEOUT_MS"),
-    ]
-    for env, args, name in cases:
-        p = voidrecon("serve", *args, env=env)
-        eq(p.returncode, 2, "%r %r" % (env, args))
-        line = json.loads(p.stderr.strip().splitlines()[-1])
-        eq(line["level"], "error")
-        assert name in line["msg"], (name, line)
+@pytest.mark.parametrize("env, args, name", [
+    ({"VOIDRECON_MAX_BODY_BYTES": "lots"}, [], "VOIDRECON_MAX_BODY_BYTES"),
+    ({"VOIDRECON_MAX_BODY_BYTES": "0"}, [], "VOIDRECON_MAX_BODY_BYTES"),
+    ({"VOIDRECON_LISTEN": "localhost"}, [], "VOIDRECON_LISTEN"),
+    ({"VOIDRECON_LOG_LEVEL": "loud"}, [], "VOIDRECON_LOG_LEVEL"),
+    ({"VOIDRECON_ATLAS_ALLOWED_CIDRS": "10.0.0.0/33"}, [], "VOIDRECON_ATLAS_ALLOWED_CIDRS"),
+    ({"VOIDRECON_ATLAS_WEBHOOK_TOKEN": "a/b"}, [], "VOIDRECON_ATLAS_WEBHOOK_TOKEN"),
+    ({}, ["--no-such-setting=1"], "--no-such-setting"),
+    ({}, ["--idle-timeout-ms=-5"], "VOIDRECON_IDLE_TIMEOUT_MS"),
+], ids=["body-lots", "body-0", "listen-name", "log-level", "cidr-33", "token-slash",
+        "unknown-flag", "negative-flag"])
+def test_invalid_configuration_names_the_variable(env, args, name):
+    p = voidrecon("serve", *args, env=env)
+    eq(p.returncode, 2, "%r %r" % (env, args))
+    line = json.loads(p.stderr.strip().splitlines()[-1])
+    eq(line["level"], "error")
+    assert name in line["msg"], (name, line)
 
 
 def test_misspelt_variable_is_named_in_a_warning(db):
@@ -267,16 +267,19 @@ def test_help_and_version():
     eq(p.returncode, 0)
     for word in ("serve", "migrate", "version"):
         assert word in p.stdout
-    for cmd in ("serve", "migrate"):
-        p = voidrecon(cmd, "--help")
-        eq(p.returncode, 0)
-        assert "VOIDRECON_DATABASE_URL" in p.stdout and "VOIDRECON_MAX_BODY_BYTES" in p.stdout
     p = voidrecon("version")
     eq(p.returncode, 0)
     assert p.stdout.startswith("voidrecon "), p.stdout
     p = voidrecon("frobnicate")
     eq(p.returncode, 2)
     assert "unknown command" in p.stderr
+
+
+@pytest.mark.parametrize("cmd", ["serve", "migrate"])
+def test_command_help_names_the_settings(cmd):
+    p = voidrecon(cmd, "--help")
+    eq(p.returncode, 0)
+    assert "VOIDRECON_DATABASE_URL" in p.stdout and "VOIDRECON_MAX_BODY_BYTES" in p.stdout
 
 
 def test_logs_are_json_and_never_hold_secrets(db):
@@ -299,6 +302,3 @@ def test_logs_are_json_and_never_hold_secrets(db):
         assert {"ts", "level", "event", "msg"} <= set(obj), line
     assert "not json" not in text, "raw bodies are not logged"
 
-
-if __name__ == "__main__":
-    run()
