@@ -87,8 +87,11 @@ stop_helpers() {
 }
 trap stop_helpers EXIT
 if ((demo)); then
-    for _ in $(seq 100); do
-        curl -fs "http://$listen/healthz" >/dev/null 2>&1 && break
+    # Both must answer before the demo talks to them: the simulator is a Python process that
+    # may take a moment to start on a busy machine.
+    for _ in $(seq 300); do
+        curl -fs "http://$listen/healthz" >/dev/null 2>&1 &&
+            curl -fs "http://127.0.0.1:$sim_port/_sim/stats" >/dev/null 2>&1 && break
         sleep 0.1
     done
     python3 "$root/scripts/demo.py" --service-port "${listen##*:}" --sim-port "$sim_port" \
