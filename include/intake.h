@@ -9,11 +9,9 @@
 
 #include <uv.h>
 
-#include "api.h"
 #include "common.h"
 #include "config.h"
 #include "httpd.h"
-#include "provider.h"
 #include "store.h"
 
 struct intake_config {

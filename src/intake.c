@@ -11,9 +11,11 @@
 
 #include <openssl/crypto.h>
 
+#include "api.h"
 #include "log.h"
 #include "metrics.h"
 #include "migrate.h"
+#include "provider.h"
 
 #define WEBHOOKS_PREFIX    "/webhooks/"
 #define RETRY_AFTER_HEADER "Retry-After: 5\r\n"
