@@ -541,48 +541,43 @@ def raw(port, data, read_timeout=2.0, host="127.0.0.1", delay=0.0, half_close=Fa
     return b"".join(got)
 
 
-def recv_until(sock, done, timeout=5, what="the answer"):
-    """Reads from sock until done(data) holds for everything read so far, and returns it.
-    The peer closing the connection first, or timeout seconds passing, fails the test."""
-    __tracebackhide__ = True
+def _recv_loop(sock, done, timeout, what, closed_ok):
+    """Reads from sock until done(data) holds, or, with closed_ok, until the peer closes;
+    returns what was read. The deadline passing, or an early close, fails the test."""
     deadline = time.monotonic() + timeout
     data = b""
     while not done(data):
         left = deadline - time.monotonic()
         if left <= 0:
-            raise AssertionError("timed out after %ss waiting for %s; got %r"
-                                 % (timeout, what, data[-300:]))
+            raise AssertionError("%s after %ss waiting for %s; got %r" % (
+                "the connection was still open" if closed_ok else "timed out", timeout, what,
+                data[-300:]))
         sock.settimeout(left)
         try:
             chunk = sock.recv(65536)
         except socket.timeout:
             continue
         if not chunk:
+            if closed_ok:
+                return data
             raise AssertionError("the connection was closed while waiting for %s; got %r"
                                  % (what, data[-300:]))
         data += chunk
     return data
 
 
+def recv_until(sock, done, timeout=5, what="the answer"):
+    """Reads from sock until done(data) holds for everything read so far, and returns it.
+    The peer closing the connection first, or timeout seconds passing, fails the test."""
+    __tracebackhide__ = True
+    return _recv_loop(sock, done, timeout, what, closed_ok=False)
+
+
 def recv_to_close(sock, timeout=5, what="the end of the answer"):
     """Reads from sock until the peer closes the connection, and returns what came; the
     connection staying open for timeout seconds fails the test."""
     __tracebackhide__ = True
-    deadline = time.monotonic() + timeout
-    data = b""
-    while True:
-        left = deadline - time.monotonic()
-        if left <= 0:
-            raise AssertionError("the connection was still open %ss later, waiting for %s; got %r"
-                                 % (timeout, what, data[-300:]))
-        sock.settimeout(left)
-        try:
-            chunk = sock.recv(65536)
-        except socket.timeout:
-            continue
-        if not chunk:
-            return data
-        data += chunk
+    return _recv_loop(sock, lambda data: False, timeout, what, closed_ok=True)
 
 
 def complete_response(data):
