@@ -117,53 +117,52 @@ static void failure_stored(int status, const struct store_result *res, void *arg
     job_done(j);
 }
 
-static void answered(const struct atlas_reply *reply, void *arg)
+static char *dup_or_null(const char *s)
 {
-    struct poll_job *j = arg;
-    struct poller *p = j->p;
-    uint64_t delay;
+    return s != NULL ? xstrdup(s) : NULL;
+}
 
-    if (reply->status == VR_ECLOSED) {
-        job_done(j); /* shutting down: the lease expires and another poll takes the case */
-        return;
-    }
-    if (reply->status == 0) {
-        /* The reply is borrowed: keep our own copy of what the store will write. */
-        j->answer.void_status = reply->order.void_status;
-        j->answer.cancel_reason =
-            reply->order.cancel_reason ? xstrdup(reply->order.cancel_reason) : NULL;
-        j->answer.void_method = reply->order.void_method ? xstrdup(reply->order.void_method) : NULL;
-        j->answer.expected_confirmation_date =
-            reply->order.expected_confirmation_date
-                ? xstrdup(reply->order.expected_confirmation_date)
-                : NULL;
-        j->answer.expected_refund_date =
-            reply->order.expected_refund_date ? xstrdup(reply->order.expected_refund_date) : NULL;
-        j->answer.item_json = xstrdup(reply->order.item_json);
-        j->details = (struct store_void_details){
-            .cancel_reason = j->answer.cancel_reason,
-            .void_method = j->answer.void_method,
-            .expected_confirmation_date = j->answer.expected_confirmation_date,
-            .expected_refund_date = j->answer.expected_refund_date,
-            .raw_json = j->answer.item_json,
-        };
-        j->rep = (struct store_void_report){
-            .order_no = j->order_no,
-            .void_code = j->void_code,
-            .status = reply->order.void_status,
-            .message = j->answer.cancel_reason,
-            .source = VOIDCASE_SOURCE_POLL,
-            .seen_version = j->version,
-            .lease_token = j->lease_token,
-            /* A first poll at once (first_ms 0) still does not make every later one so. */
-            .next_poll_ms = grow(
-                p, p->cfg.first_ms > p->cfg.tick_ms ? p->cfg.first_ms : p->cfg.tick_ms, j->polls),
-            .details = &j->details,
-        };
-        store_apply_void(p->st, NULL, &j->rep, applied, j);
-        return;
-    }
-    delay = grow(p, p->cfg.retry_ms, j->poll_failures);
+/* Applies a good answer as source "poll"; the reply is borrowed, so the job keeps its own copy
+ * of what the store will write. */
+static void answer_apply(struct poll_job *j, const struct atlas_void_order *o)
+{
+    struct poller *p = j->p;
+
+    j->answer.void_status = o->void_status;
+    j->answer.cancel_reason = dup_or_null(o->cancel_reason);
+    j->answer.void_method = dup_or_null(o->void_method);
+    j->answer.expected_confirmation_date = dup_or_null(o->expected_confirmation_date);
+    j->answer.expected_refund_date = dup_or_null(o->expected_refund_date);
+    j->answer.item_json = xstrdup(o->item_json);
+    j->details = (struct store_void_details){
+        .cancel_reason = j->answer.cancel_reason,
+        .void_method = j->answer.void_method,
+        .expected_confirmation_date = j->answer.expected_confirmation_date,
+        .expected_refund_date = j->answer.expected_refund_date,
+        .raw_json = j->answer.item_json,
+    };
+    j->rep = (struct store_void_report){
+        .order_no = j->order_no,
+        .void_code = j->void_code,
+        .status = o->void_status,
+        .message = j->answer.cancel_reason,
+        .source = VOIDCASE_SOURCE_POLL,
+        .seen_version = j->version,
+        .lease_token = j->lease_token,
+        /* A first poll at once (first_ms 0) still does not make every later one so. */
+        .next_poll_ms =
+            grow(p, p->cfg.first_ms > p->cfg.tick_ms ? p->cfg.first_ms : p->cfg.tick_ms, j->polls),
+        .details = &j->details,
+    };
+    store_apply_void(p->st, NULL, &j->rep, applied, j);
+}
+
+/* Records a failed poll and when to try again; a 429 pauses every poll. */
+static void answer_failed(struct poll_job *j, const struct atlas_reply *reply)
+{
+    struct poller *p = j->p;
+    uint64_t delay = grow(p, p->cfg.retry_ms, j->poll_failures);
+
     if (reply->http_status == 429) {
         uint64_t pause = reply->retry_after_ms ? reply->retry_after_ms : RATE_LIMIT_PAUSE_MS;
 
@@ -178,6 +177,18 @@ static void answered(const struct atlas_reply *reply, void *arg)
              j->void_code, reply->error, delay);
     store_poll_failed(p->st, j->order_no, j->void_code, j->lease_token, reply->error, delay,
                       p->cfg.failures_alert, failure_stored, j);
+}
+
+static void answered(const struct atlas_reply *reply, void *arg)
+{
+    struct poll_job *j = arg;
+
+    if (reply->status == VR_ECLOSED)
+        job_done(j); /* shutting down: the lease expires and another poll takes the case */
+    else if (reply->status == 0)
+        answer_apply(j, &reply->order);
+    else
+        answer_failed(j, reply);
 }
 
 /* ---- leasing and sweeping ----------------------------------------------------------------- */
