@@ -110,8 +110,7 @@ static const struct config_entry per_provider[] = {
 /* One setting as this configuration has it: its name, where its value lives, its help. */
 struct slot {
     const struct config_entry *e;
-    const struct config_provider *p; /* NULL for a global setting */
-    char name[64];                   /* without PREFIX */
+    char name[64]; /* without PREFIX */
     char help[200];
     void *field;
 };
@@ -148,7 +147,6 @@ static void provider_slot(struct config_provider *p, const struct config_entry *
 
     memset(s, 0, sizeof(*s));
     s->e = e;
-    s->p = p;
     n = (size_t)snprintf(s->name, sizeof(s->name), "%s_%s", name, e->name);
     for (size_t c = 0; c < n && c < sizeof(s->name); c++)
         s->name[c] = (char)toupper((unsigned char)s->name[c]);
