@@ -43,9 +43,6 @@ int store_new(struct store **out, uv_loop_t *loop, const struct store_config *cf
  * closes every connection, frees the store, then calls done_cb(arg) (NULL: none). */
 void store_close(struct store *st, void (*done_cb)(void *arg), void *arg);
 
-/* True while at least one connection is established. */
-bool store_up(const struct store *st);
-
 /* ---- webhooks and void reports -------------------------------------------------------------- */
 
 /* A received webhook, as it is kept in voidrecon.deliveries. */

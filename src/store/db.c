@@ -941,11 +941,6 @@ void db_close(struct db *db, void (*done_cb)(void *arg), void *arg)
     db_maybe_finish_close(db);
 }
 
-int db_up(const struct db *db)
-{
-    return db->n_live > 0;
-}
-
 void db_acquire(struct db *db, db_acquire_cb cb, void *arg)
 {
     struct db_waiter *w;

@@ -50,9 +50,6 @@ int db_new(struct db **out, uv_loop_t *loop, const struct db_config *cfg) VR_MUS
  * done_cb(arg) (NULL: none). */
 void db_close(struct db *db, void (*done_cb)(void *arg), void *arg);
 
-/* 1 when at least one connection is established, else 0. */
-int db_up(const struct db *db);
-
 /* Borrows an idle connection, queueing FIFO for up to acquire_timeout_ms when all are busy. */
 void db_acquire(struct db *db, db_acquire_cb cb, void *arg);
 

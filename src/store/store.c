@@ -65,11 +65,6 @@ void store_close(struct store *st, void (*done_cb)(void *arg), void *arg)
     db_close(st->db, pool_closed, st);
 }
 
-bool store_up(const struct store *st)
-{
-    return db_up(st->db) != 0;
-}
-
 /* ---- operations ----------------------------------------------------------------------------- */
 
 struct store_op *store_op_new(struct store *st, const struct store_delivery *d, store_done_cb cb,
