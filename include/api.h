@@ -3,6 +3,8 @@
 #ifndef VR_API_H
 #define VR_API_H
 
+#include <stdbool.h>
+
 #include "common.h"
 #include "httpd.h"
 #include "store.h"
@@ -18,7 +20,11 @@ struct api *api_new(struct store *st, const char *admin_token);
 char *api_registration_json(const char *order_no, const char *void_code,
                             const struct store_result *res);
 
-/* Answers one request whose path is /v1 or starts with /v1/. */
+/* From the head of a request whose path is /v1 or starts with /v1/: false, with the request
+ * answered, when the API is disabled or the bearer token is missing or wrong. */
+bool api_admit(const struct api *a, struct httpd_request *req);
+
+/* Serves a request api_admit admitted. */
 void api_handle(struct api *a, struct httpd_request *req);
 
 void api_free(struct api *a);

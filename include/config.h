@@ -39,6 +39,7 @@ struct config {
     uint64_t header_timeout_ms;
     uint64_t idle_timeout_ms;
     uint64_t max_connections;
+    uint64_t max_buffered_bytes;
     uint64_t db_pool_size;
     uint64_t db_timeout_ms;
     uint64_t shutdown_timeout_ms;

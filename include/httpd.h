@@ -2,12 +2,16 @@
 #ifndef VR_HTTPD_H
 #define VR_HTTPD_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
 #include <uv.h>
 
 #include "common.h"
+
+struct httpd;
+struct httpd_request; /* one request handed to the handler; opaque, see the accessors */
 
 /* Zero fields take the defaults in parentheses. */
 struct httpd_config {
@@ -20,15 +24,22 @@ struct httpd_config {
     uint64_t idle_timeout_ms;   /* keep-alive connection waiting for its next request (60 s) */
     unsigned max_connections;   /* open connections; more get 503 with Retry-After (1024) */
     uint64_t body_timeout_ms;   /* for the body once the head is in (header_timeout_ms); 408 */
+    /* Request bytes all connections may hold at once: input not yet parsed, bodies being read
+     * or handled, and bodies declared by admitted requests still arriving (64 MiB). A request
+     * that would pass it gets 503 with Retry-After. */
+    size_t max_buffered_bytes;
+    /* Called when a request's head is complete, before any of its body is read or a
+     * "100 Continue" is sent. Returns true to admit the request (its body is read and it goes
+     * to the handler), or false after answering it at once with httpd_respond or
+     * httpd_respond_error; the body is then never read and the connection is closed after the
+     * answer. httpd_request_body gives "" here. NULL: every request is admitted. */
+    bool (*admit_cb)(struct httpd_request *head, void *arg);
     /* Called with every answer a handler gives: the request's path, the status, and the
      * seconds from the request's arrival to its answer. NULL: not called. */
     void (*observe_cb)(const char *path, int status, double seconds);
 };
 
-struct httpd;
-struct httpd_request; /* one request handed to the handler; opaque, see the accessors */
-
-/* Called once per request, in order per connection. The handler must eventually call
+/* Called once per admitted request, in order per connection. The handler must eventually call
  * httpd_respond or httpd_respond_error exactly once for req, now or later from the loop. */
 typedef void (*httpd_handler_cb)(struct httpd_request *req, void *arg);
 

@@ -34,6 +34,8 @@ struct httpreq_request {
     size_t header_count;
     char *body; /* decoded (de-chunked) body, NUL-terminated; "" when there is none */
     size_t body_len;
+    long long content_length; /* declared by Content-Length; 0 when there is no body at all,
+                                 -1 when it is chunked (its length is not known ahead) */
     int http_major;
     int http_minor;
     bool keep_alive;      /* the connection may carry another request after this one */
@@ -90,6 +92,10 @@ const char *httpreq_error_message(const struct httpreq *p);
 
 /* Bytes fed but not yet parsed. */
 size_t httpreq_pending_bytes(const struct httpreq *p);
+
+/* Bytes of input and of the current body p holds: what a connection costs in memory beyond
+ * its fixed parts (a request taken with httpreq_take is no longer counted). */
+size_t httpreq_held_bytes(const struct httpreq *p);
 
 /* Where the parser stands in the current request (for choosing which timeout applies). */
 enum httpreq_phase httpreq_phase(const struct httpreq *p);

@@ -30,7 +30,12 @@ struct intake;
  * intake_close once no request is in flight (after httpd_close). */
 struct intake *intake_new(uv_loop_t *loop, struct store *st, const struct intake_config *cfg);
 
-/* The httpd handler; arg is the struct intake. */
+/* The httpd admit_cb; arg is the struct intake. Decides from a request's head alone whether
+ * its body is worth reading: the route, then for a webhook the source address, path token,
+ * method and configuration, for /v1 the bearer token, for the rest the method. */
+bool intake_admit(struct httpd_request *head, void *arg);
+
+/* The httpd handler; arg is the struct intake. Takes only what intake_admit admitted. */
 void intake_handle(struct httpd_request *req, void *arg);
 
 /* Stops re-checking the schema; once its timer is closed and its last check answered, the

@@ -54,6 +54,8 @@ static const struct config_entry globals[] = {
     U("IDLE_TIMEOUT_MS", idle_timeout_ms, "60000", 10, DAY_MS,
       "idle keep-alive connections are closed after this"),
     U("MAX_CONNECTIONS", max_connections, "1024", 1, 100000, "open client connections"),
+    U("MAX_BUFFERED_BYTES", max_buffered_bytes, "67108864", 1024, 64ULL << 30,
+      "request bytes all connections may hold at once; past it, 503 with Retry-After"),
     U("DB_POOL_SIZE", db_pool_size, "4", 1, 256, "PostgreSQL connections kept open"),
     U("DB_TIMEOUT_MS", db_timeout_ms, "10000", 100, DAY_MS,
       "longest database statement, and longest wait for a free connection"),

@@ -16,6 +16,7 @@
 #include "metrics.h"
 #include "migrate.h"
 #include "provider.h"
+#include "utf8.h"
 
 #define WEBHOOKS_PREFIX    "/webhooks/"
 #define RETRY_AFTER_HEADER "Retry-After: 5\r\n"
@@ -330,13 +331,9 @@ static void webhook(struct intake *in, const struct route *route, struct httpd_r
     size_t len;
     const char *body = httpd_request_body(req, &len);
     const char *ct = httpd_request_header(req, "Content-Type");
+    char quoted[64]; /* the Content-Type as text any reader can take */
     struct webhook *w;
 
-    if (p->needs_secret && route->secret[0] == '\0') {
-        answer_failure(req, route, PROVIDER_NOT_CONFIGURED,
-                       "this endpoint is not configured: its signing secret is not set");
-        return;
-    }
     w = xcalloc(1, sizeof(*w));
     w->in = in;
     w->route = route;
@@ -354,12 +351,14 @@ static void webhook(struct intake *in, const struct route *route, struct httpd_r
         return;
     }
     if (!is_json_media_type(ct)) {
+        if (ct != NULL)
+            utf8_copy_clean(quoted, sizeof(quoted), ct, strlen(ct));
         if (ct == NULL)
             snprintf(w->error, sizeof(w->error),
                      "Content-Type: missing, expected application/json");
         else
             snprintf(w->error, sizeof(w->error),
-                     "Content-Type: expected application/json, got \"%.64s\"", ct);
+                     "Content-Type: expected application/json, got \"%s\"", quoted);
         webhook_reject(w, PROVIDER_BAD_MEDIA_TYPE);
         return;
     }
@@ -372,59 +371,14 @@ static void webhook(struct intake *in, const struct route *route, struct httpd_r
 
 /* ---- routing ------------------------------------------------------------------------------ */
 
-static bool method_is(struct httpd_request *req, const char *m)
+/* Where a path leads. */
+enum target { TARGET_NONE, TARGET_WEBHOOK, TARGET_API, TARGET_METRICS, TARGET_HEALTH };
+
+/* The target of path; for a webhook, its route and what follows /webhooks/<name> in *rest
+ * ("" or "/<token>"). */
+static enum target target_of(const struct intake *in, const char *path, const struct route **route,
+                             const char **rest)
 {
-    return strcmp(httpd_request_method(req), m) == 0;
-}
-
-static void not_found(struct httpd_request *req)
-{
-    httpd_respond_error(req, 404, "not_found", "no such endpoint", NULL);
-}
-
-/* rest is what follows /webhooks/<name>: "" or "/<token>". */
-static void route_webhook(struct intake *in, const struct route *route, struct httpd_request *req,
-                          const char *rest)
-{
-    char msg[96];
-
-    if (route->token[0] != '\0') {
-        if (rest[0] != '/' || !token_equal(rest + 1, strlen(rest + 1), route->token)) {
-            log_warn("webhook_bad_token", "provider=%s peer=%s: missing or wrong path token",
-                     route->p->name, httpd_request_remote_addr(req));
-            not_found(req);
-            return;
-        }
-    } else if (rest[0] != '\0') {
-        not_found(req);
-        return;
-    }
-    if (!method_is(req, "POST")) {
-        httpd_respond_error(req, 405, "method_not_allowed", "use POST", "Allow: POST\r\n");
-        return;
-    }
-    if (route->acl != NULL && acl_count(route->acl) > 0 &&
-        !acl_allows(route->acl, httpd_request_peer(req))) {
-        log_warn("webhook_forbidden", "provider=%s peer=%s: source address not allowed",
-                 route->p->name, httpd_request_remote_addr(req));
-        snprintf(msg, sizeof(msg), "source address %s is not allowed",
-                 httpd_request_remote_addr(req));
-        httpd_respond_error(req, 403, "forbidden", msg, NULL);
-        return;
-    }
-    if (in->schema == SCHEMA_BEHIND) {
-        answer_failure(req, route, PROVIDER_UNAVAILABLE,
-                       "database schema is behind: run voidrecon migrate");
-        return;
-    }
-    webhook(in, route, req);
-}
-
-void intake_handle(struct httpd_request *req, void *arg)
-{
-    struct intake *in = arg;
-    const char *path = httpd_request_path(req);
-
     if (strncmp(path, WEBHOOKS_PREFIX, sizeof(WEBHOOKS_PREFIX) - 1) == 0) {
         const char *name = path + sizeof(WEBHOOKS_PREFIX) - 1;
         size_t n = strcspn(name, "/");
@@ -433,35 +387,128 @@ void intake_handle(struct httpd_request *req, void *arg)
             const struct route *r = &in->routes[i];
 
             if (strlen(r->p->name) == n && strncmp(name, r->p->name, n) == 0) {
-                route_webhook(in, r, req, name + n);
-                return;
+                *route = r;
+                *rest = name + n;
+                return TARGET_WEBHOOK;
             }
         }
-        not_found(req);
-        return;
+        return TARGET_NONE;
     }
-    if (strncmp(path, "/v1", 3) == 0 && (path[3] == '\0' || path[3] == '/')) {
+    if (strncmp(path, "/v1", 3) == 0 && (path[3] == '\0' || path[3] == '/'))
+        return TARGET_API;
+    if (strcmp(path, "/metrics") == 0)
+        return TARGET_METRICS;
+    if (strcmp(path, "/healthz") == 0 || strcmp(path, "/readyz") == 0)
+        return TARGET_HEALTH;
+    return TARGET_NONE;
+}
+
+static bool method_is(struct httpd_request *req, const char *m)
+{
+    return strcmp(httpd_request_method(req), m) == 0;
+}
+
+static bool not_found(struct httpd_request *req)
+{
+    httpd_respond_error(req, 404, "not_found", "no such endpoint", NULL);
+    return false;
+}
+
+/* Who may post to a webhook route, decided from the head: the source address first, so that
+ * an outsider learns nothing about the token, then the token, the method and the route's own
+ * configuration. */
+static bool webhook_admit(const struct route *route, struct httpd_request *req, const char *rest)
+{
+    char msg[96];
+
+    if (route->acl != NULL && acl_count(route->acl) > 0 &&
+        !acl_allows(route->acl, httpd_request_peer(req))) {
+        log_warn("webhook_forbidden", "provider=%s peer=%s: source address not allowed",
+                 route->p->name, httpd_request_remote_addr(req));
+        snprintf(msg, sizeof(msg), "source address %s is not allowed",
+                 httpd_request_remote_addr(req));
+        httpd_respond_error(req, 403, "forbidden", msg, NULL);
+        return false;
+    }
+    if (route->token[0] != '\0') {
+        if (rest[0] != '/' || !token_equal(rest + 1, strlen(rest + 1), route->token)) {
+            log_warn("webhook_bad_token", "provider=%s peer=%s: missing or wrong path token",
+                     route->p->name, httpd_request_remote_addr(req));
+            return not_found(req);
+        }
+    } else if (rest[0] != '\0') {
+        return not_found(req);
+    }
+    if (!method_is(req, "POST")) {
+        httpd_respond_error(req, 405, "method_not_allowed", "use POST", "Allow: POST\r\n");
+        return false;
+    }
+    if (route->p->needs_secret && route->secret[0] == '\0') {
+        answer_failure(req, route, PROVIDER_NOT_CONFIGURED,
+                       "this endpoint is not configured: its signing secret is not set");
+        return false;
+    }
+    return true;
+}
+
+static bool get_or_head(struct httpd_request *req)
+{
+    if (method_is(req, "GET") || method_is(req, "HEAD"))
+        return true;
+    httpd_respond_error(req, 405, "method_not_allowed", "use GET", "Allow: GET, HEAD\r\n");
+    return false;
+}
+
+bool intake_admit(struct httpd_request *req, void *arg)
+{
+    struct intake *in = arg;
+    const struct route *route = NULL;
+    const char *rest = "";
+
+    switch (target_of(in, httpd_request_path(req), &route, &rest)) {
+    case TARGET_WEBHOOK:
+        return webhook_admit(route, req, rest);
+    case TARGET_API:
+        return api_admit(in->api, req);
+    case TARGET_METRICS:
+    case TARGET_HEALTH:
+        return get_or_head(req);
+    case TARGET_NONE:
+        break;
+    }
+    return not_found(req);
+}
+
+void intake_handle(struct httpd_request *req, void *arg)
+{
+    struct intake *in = arg;
+    const char *path = httpd_request_path(req);
+    const struct route *route = NULL;
+    const char *rest = "";
+
+    switch (target_of(in, path, &route, &rest)) {
+    case TARGET_WEBHOOK:
+        if (in->schema == SCHEMA_BEHIND) {
+            answer_failure(req, route, PROVIDER_UNAVAILABLE,
+                           "database schema is behind: run voidrecon migrate");
+            return;
+        }
+        webhook(in, route, req);
+        return;
+    case TARGET_API:
         api_handle(in->api, req);
         return;
-    }
-    if (strcmp(path, "/metrics") == 0) {
-        if (!method_is(req, "GET") && !method_is(req, "HEAD")) {
-            httpd_respond_error(req, 405, "method_not_allowed", "use GET", "Allow: GET, HEAD\r\n");
-            return;
-        }
+    case TARGET_METRICS:
         store_read_gauges(in->st, gauges_read, req);
         return;
-    }
-    if (strcmp(path, "/healthz") == 0 || strcmp(path, "/readyz") == 0) {
-        if (!method_is(req, "GET") && !method_is(req, "HEAD")) {
-            httpd_respond_error(req, 405, "method_not_allowed", "use GET", "Allow: GET, HEAD\r\n");
-            return;
-        }
+    case TARGET_HEALTH:
         if (path[1] == 'h')
             respond_json(req, 200, "{\"status\":\"ok\"}");
         else
             store_schema_version(in->st, ready_checked, req);
         return;
+    case TARGET_NONE:
+        break;
     }
     not_found(req);
 }

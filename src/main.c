@@ -220,6 +220,8 @@ static int start_http(struct app *app)
                       .header_timeout_ms = cfg->header_timeout_ms,
                       .idle_timeout_ms = cfg->idle_timeout_ms,
                       .max_connections = (unsigned)cfg->max_connections,
+                      .max_buffered_bytes = (size_t)cfg->max_buffered_bytes,
+                      .admit_cb = intake_admit,
                       .observe_cb = metrics_http,
                   },
                   intake_handle, app->in, err, sizeof(err)) != 0) {

@@ -24,7 +24,8 @@
 #define HTTPD_REJECT_SLACK  64
 #define HTTPD_RETRY_AFTER_S 1
 /* A response's status line and the headers httpd writes; content types are short constants. */
-#define HTTPD_MAX_HEAD_BYTES 1024
+#define HTTPD_MAX_HEAD_BYTES             1024
+#define HTTPD_DEFAULT_MAX_BUFFERED_BYTES ((size_t)64 * 1024 * 1024)
 
 enum conn_timer { TIMER_NONE, TIMER_HEAD, TIMER_BODY, TIMER_IDLE, TIMER_WRITE, TIMER_LINGER };
 
@@ -40,21 +41,25 @@ struct conn {
     unsigned handles_open;
     unsigned writes;        /* uv_write requests not yet completed */
     unsigned long requests; /* requests handed to the handler so far */
+    size_t reserved;        /* body bytes declared by the admitted request still arriving */
+    size_t charge;          /* this connection's part of h->held_bytes */
     bool reading;
     bool response_pending; /* the response to the last request is still being written */
     bool close_after_write;
     bool peer_eof;
     bool lingering;
     bool closing;
-    bool rejected; /* over the connection limit: one 503, then close */
+    bool rejected;     /* over the connection limit: one 503, then close */
+    bool discard_next; /* the request being parsed was refused from its head: drop it */
     struct sockaddr_storage peer;
     char addr[64];
 };
 
 struct httpd_request {
     struct conn *c;
-    struct httpreq_request *r;
-    uint64_t arrived_ns; /* for observe_cb */
+    struct httpreq_request *r; /* owned, or the parser's while head_only */
+    uint64_t arrived_ns;       /* for observe_cb */
+    bool head_only;            /* given to admit_cb: no body, r borrowed */
 };
 
 struct httpd {
@@ -67,6 +72,7 @@ struct httpd {
     struct conn *conns;
     unsigned n_served;    /* connections counted against max_connections */
     unsigned n_rejecting; /* connections getting a 503 */
+    size_t held_bytes;    /* request bytes held by every connection, see max_buffered_bytes */
     bool stopping;
     bool listener_open;
     httpd_done_cb done_cb;
@@ -120,6 +126,7 @@ static void conn_handle_closed(uv_handle_t *handle)
         h->n_rejecting--;
     else
         h->n_served--;
+    h->held_bytes -= c->charge;
     httpreq_free(c->parser);
     free(c);
     httpd_maybe_done(h);
@@ -170,6 +177,29 @@ static void conn_timer_set(struct conn *c, enum conn_timer kind)
         uv_timer_stop(&c->timer);
     else
         uv_timer_start(&c->timer, conn_on_timer, timer_ms(c, kind), 0);
+}
+
+/* ---- memory ------------------------------------------------------------------------------- */
+
+/* Brings h->held_bytes up to date with what c holds now: its parser's input and body and the
+ * body of its request in flight, or what its admitted request declared, whichever is more. */
+static void conn_account(struct conn *c)
+{
+    size_t held = c->parser != NULL ? httpreq_held_bytes(c->parser) : 0;
+
+    if (c->inflight != NULL)
+        held += c->inflight->r->body_len;
+    if (held < c->reserved)
+        held = c->reserved;
+    c->h->held_bytes = c->h->held_bytes - c->charge + held;
+    c->charge = held;
+}
+
+/* Every connection together holds more than the budget, and c more than it was admitted
+ * with: c is the one asking for memory that is not there. */
+static bool conn_over_budget(const struct conn *c)
+{
+    return c->h->held_bytes > c->h->cfg.max_buffered_bytes && c->charge > c->reserved;
 }
 
 /* ---- writing ------------------------------------------------------------------------------ */
@@ -409,6 +439,12 @@ static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
         conn_fail(c, 431, "too much unparsed input");
         return;
     }
+    conn_account(c);
+    if (conn_over_budget(c)) {
+        conn_read_stop(c);
+        conn_fail(c, 503, "too many request bytes held; retry later");
+        return;
+    }
     conn_advance(c);
 }
 
@@ -430,10 +466,50 @@ static void conn_dispatch(struct conn *c, struct httpreq_request *r)
     req->r = r;
     req->arrived_ns = uv_hrtime();
     c->inflight = req;
+    c->reserved = 0;
+    conn_account(c);
     c->requests++;
     conn_read_stop(c);
     conn_timer_set(c, TIMER_NONE);
     c->h->handler(req, c->h->arg);
+}
+
+/* Decides on a request whose head is complete, before its body: first the memory budget, then
+ * admit_cb. Returns false when the request has been answered: its body will not be read. */
+static bool conn_admit(struct conn *c)
+{
+    const struct httpreq_request *r = httpreq_current(c->parser);
+    struct httpd *h = c->h;
+    size_t need = r->content_length > 0 ? (size_t)r->content_length : 0;
+    struct httpd_request head;
+
+    if (need < c->charge)
+        need = c->charge;
+    if (h->held_bytes - c->charge + need > h->cfg.max_buffered_bytes) {
+        conn_read_stop(c);
+        conn_fail(c, 503, "too many request bytes held; retry later");
+        return false;
+    }
+    if (h->cfg.admit_cb != NULL) {
+        memset(&head, 0, sizeof(head));
+        head.c = c;
+        head.r = (struct httpreq_request *)r; /* borrowed: httpd_respond leaves it alone */
+        head.arrived_ns = uv_hrtime();
+        head.head_only = true;
+        if (!h->cfg.admit_cb(&head, h->arg)) {
+            conn_read_stop(c);
+            if (!c->response_pending && !c->closing)
+                conn_fail(c, 500, "request refused without an answer");
+            return false;
+        }
+    }
+    c->reserved = need;
+    conn_account(c);
+    if (r->expect_continue && httpreq_pending_bytes(c->parser) == 0) {
+        static const char cont[] = "HTTP/1.1 100 Continue\r\n\r\n";
+        conn_write(c, cont, sizeof(cont) - 1, false);
+    }
+    return true;
 }
 
 /* Parses what has arrived and hands out the next request, as long as none is in flight. */
@@ -445,6 +521,7 @@ static void conn_advance(struct conn *c)
         if (c->closing || c->inflight != NULL || c->response_pending || c->close_after_write)
             return;
         ev = httpreq_step(c->parser);
+        conn_account(c);
         switch (ev) {
         case HTTPREQ_NEED_MORE:
             if (c->peer_eof) {
@@ -467,17 +544,17 @@ static void conn_advance(struct conn *c)
             }
             conn_read_start(c);
             return;
-        case HTTPREQ_HEADERS_READY: {
-            const struct httpreq_request *r = httpreq_current(c->parser);
-
+        case HTTPREQ_HEADERS_READY:
             conn_timer_set(c, TIMER_BODY);
-            if (r != NULL && r->expect_continue && httpreq_pending_bytes(c->parser) == 0) {
-                static const char cont[] = "HTTP/1.1 100 Continue\r\n\r\n";
-                conn_write(c, cont, sizeof(cont) - 1, false);
-            }
+            if (!conn_admit(c))
+                return;
             break;
-        }
         case HTTPREQ_REQUEST_READY:
+            if (c->discard_next) {
+                c->discard_next = false;
+                httpreq_request_free(httpreq_take(c->parser));
+                break;
+            }
             conn_dispatch(c, httpreq_take(c->parser));
             return;
         case HTTPREQ_ERROR:
@@ -638,6 +715,7 @@ int httpd_new(struct httpd **out, uv_loop_t *loop, const struct httpd_config *cf
     VR_DEFAULT(h->cfg.idle_timeout_ms, 60000);
     VR_DEFAULT(h->cfg.max_connections, 1024);
     VR_DEFAULT(h->cfg.body_timeout_ms, h->cfg.header_timeout_ms);
+    VR_DEFAULT(h->cfg.max_buffered_bytes, HTTPD_DEFAULT_MAX_BUFFERED_BYTES);
     uv_tcp_init(loop, &h->listener);
     h->listener.data = h;
     h->listener_open = true;
@@ -687,8 +765,8 @@ const char *httpd_request_header(const struct httpd_request *req, const char *na
 const char *httpd_request_body(const struct httpd_request *req, size_t *len)
 {
     if (len != NULL)
-        *len = req->r->body_len;
-    return req->r->body;
+        *len = req->head_only ? 0 : req->r->body_len;
+    return req->head_only ? "" : req->r->body;
 }
 
 const char *httpd_request_remote_addr(const struct httpd_request *req)
@@ -718,11 +796,20 @@ void httpd_respond(struct httpd_request *req, int status, const char *content_ty
     }
     if (c->h->cfg.observe_cb != NULL)
         c->h->cfg.observe_cb(req->r->path, status, (double)(uv_hrtime() - req->arrived_ns) / 1e9);
-    keep_alive = req->r->keep_alive && !c->h->stopping && !c->peer_eof && !c->close_after_write;
+    /* A request refused from its head with a body leaves that body unread on the wire:
+     * nothing after it on this connection can be found, so the connection ends with the
+     * answer. Without a body the connection goes on once the request is dropped. */
+    keep_alive = req->r->keep_alive && (!req->head_only || req->r->content_length == 0) &&
+                 !c->h->stopping && !c->peer_eof && !c->close_after_write;
+    if (req->head_only && keep_alive)
+        c->discard_next = true;
     head = strcmp(req->r->method, "HEAD") == 0;
-    httpreq_request_free(req->r);
-    free(req);
-    c->inflight = NULL;
+    if (!req->head_only) {
+        httpreq_request_free(req->r);
+        free(req);
+        c->inflight = NULL;
+        conn_account(c);
+    }
     if (c->closing)
         return;
     conn_send_response(c, status, content_type, extra_headers, body, len, keep_alive, head);

@@ -227,14 +227,19 @@ static int on_headers_complete(llhttp_t *parser)
         r->expect_continue = true;
     }
 
+    /* As far as the head tells; settled when the message completes. */
+    r->keep_alive = llhttp_should_keep_alive(parser) && !llhttp_get_upgrade(parser);
+    r->content_length = 0;
     if (parser->flags & F_CHUNKED) {
         /* The running total is checked in on_body. */
+        r->content_length = -1;
     } else if (parser->flags & F_CONTENT_LENGTH) {
         if (parser->content_length > p->limits.max_body_bytes) {
             fail(p, 413, "request body of %llu bytes exceeds the limit of %zu bytes",
                  (unsigned long long)parser->content_length, p->limits.max_body_bytes);
             return -1;
         }
+        r->content_length = (long long)parser->content_length;
     } else if (method_needs_length(r->method)) {
         fail(p, 411, "%s request needs Content-Length or chunked encoding", r->method);
         return -1;
@@ -466,6 +471,11 @@ const char *httpreq_error_message(const struct httpreq *p)
 size_t httpreq_pending_bytes(const struct httpreq *p)
 {
     return p->in.len - p->in_off;
+}
+
+size_t httpreq_held_bytes(const struct httpreq *p)
+{
+    return p->in.len + p->body.len;
 }
 
 enum httpreq_phase httpreq_phase(const struct httpreq *p)

@@ -381,19 +381,21 @@ static void one_case(struct api *a, struct httpd_request *req, const char *rest)
     store_case_show(a->st, q->a, q->b, queried, q);
 }
 
+bool api_admit(const struct api *a, struct httpd_request *req)
+{
+    if (a->token[0] == '\0') {
+        httpd_respond_error(req, 404, "api_disabled",
+                            "the /v1 API is disabled: set VOIDRECON_ADMIN_TOKEN", NULL);
+        return false;
+    }
+    return check_token(a, req) == 0;
+}
+
 void api_handle(struct api *a, struct httpd_request *req)
 {
     const char *path = httpd_request_path(req);
     const char *method = httpd_request_method(req);
     bool get = strcmp(method, "GET") == 0 || strcmp(method, "HEAD") == 0;
-
-    if (a->token[0] == '\0') {
-        httpd_respond_error(req, 404, "api_disabled",
-                            "the /v1 API is disabled: set VOIDRECON_ADMIN_TOKEN", NULL);
-        return;
-    }
-    if (check_token(a, req) != 0)
-        return;
     if (strcmp(path, "/v1/cases") == 0) {
         if (strcmp(method, "POST") == 0)
             register_case(a, req);

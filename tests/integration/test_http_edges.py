@@ -7,39 +7,11 @@ import time
 
 import pytest
 
-from utils import Service, complete_response, eq, recv_to_close, recv_until, wait_until
+from utils import (Service, complete_response, eq, error_of, post_bytes, recv_to_close, recv_until,
+                   responses, wait_until)
 
 VOID = b'{"type":"order.void","data":{"orderNo":"H1","voidCode":"V1","voidStatus":0}}'
 LATER = b'{"type":"order.void","data":{"orderNo":"H2","voidCode":"V1","voidStatus":0}}'
-
-
-def responses(data):
-    """Splits raw bytes into [(status, {header: value}, body)]; interim 1xx included."""
-    out = []
-    while data:
-        head, sep, rest = data.partition(b"\r\n\r\n")
-        if not sep:
-            raise AssertionError("incomplete response: %r" % data[:200])
-        lines = head.decode("latin-1").split("\r\n")
-        status = int(lines[0].split(" ")[1])
-        assert lines[0].startswith("HTTP/1.1 "), lines[0]
-        hdrs = {}
-        for line in lines[1:]:
-            k, _, v = line.partition(":")
-            hdrs[k.strip().lower()] = v.strip()
-        n = int(hdrs.get("content-length", "0"))
-        out.append((status, hdrs, rest[:n]))
-        data = rest[n:]
-    return out
-
-
-def post_bytes(body, path="/webhooks/atlas", extra=b""):
-    return (b"POST " + path.encode() + b" HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\n"
-            + extra + b"Content-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body)
-
-
-def error_of(resp):
-    return json.loads(resp[2])["error"]
 
 
 def test_request_split_into_single_bytes_is_served(svc):
