@@ -87,6 +87,12 @@ extern const size_t provider_count;
 /* The provider of that name, or NULL. */
 const struct provider *provider_find(const char *name, size_t len);
 
+/* The checks every body passes before p->parse: its strings are UTF-8 without NUL, no object
+ * names a key twice; then p->parse. 0 with ev filled, or VR_EPARSE with err naming the field
+ * (ev->type may then be set, for the audit). Free ev with provider_event_cleanup either way. */
+int provider_parse(const struct provider *p, const char *body, size_t len,
+                   struct provider_event *ev, char *err, size_t errlen) VR_MUSTCHECK;
+
 /* Frees what a parse allocated; accepts a zeroed event. */
 void provider_event_cleanup(struct provider_event *ev);
 

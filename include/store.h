@@ -50,8 +50,12 @@ struct store_delivery {
     const char *provider;    /* "atlas", "xsolla", ... */
     const char *event_type;  /* NULL when it could not be read */
     const char *remote_addr; /* textual peer address */
-    const char *body;        /* raw body, body_len bytes (any bytes) */
+    const char *body;        /* raw body, body_len bytes (any bytes): all of it or a prefix */
     size_t body_len;
+    /* When body is only a prefix: the whole body's length and its SHA-256 (32 bytes, borrowed);
+     * whole_len 0 when body is whole (the store then measures it itself). */
+    size_t whole_len;
+    const unsigned char *whole_sha256;
 };
 
 /* What a poll's answer says about a void beyond its status; kept on the case. */

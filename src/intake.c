@@ -10,6 +10,7 @@
 #include <strings.h>
 
 #include <openssl/crypto.h>
+#include <openssl/evp.h>
 
 #include "api.h"
 #include "log.h"
@@ -22,6 +23,8 @@
 #define RETRY_AFTER_HEADER "Retry-After: 5\r\n"
 #define DEFAULT_RECHECK_MS 5000
 #define JSON               "application/json"
+/* Of a rejected body that no signature vouched for, the bytes kept for the audit. */
+#define REJECTED_BODY_KEEP_BYTES 4096
 
 enum schema_state { SCHEMA_UNKNOWN, SCHEMA_CURRENT, SCHEMA_BEHIND };
 
@@ -61,6 +64,7 @@ struct webhook {
     struct store_cancellation canc;
     enum provider_failure failure; /* of a rejected request */
     char error[256];
+    unsigned char sha256[32]; /* of the whole body, when only a prefix is kept */
 };
 
 /* ---- small helpers ------------------------------------------------------------------------ */
@@ -287,11 +291,21 @@ static void rejected_stored(int status, const struct store_result *res, void *ar
     webhook_free(w);
 }
 
-/* Keeps the delivery as rejected with w->error as its reason, then answers. */
+/* Keeps the delivery as rejected with w->error as its reason, then answers. Of a body no
+ * signature vouched for, only a prefix is kept (with the whole length and hash), so that
+ * refused requests cannot fill the disk. */
 static void webhook_reject(struct webhook *w, enum provider_failure f)
 {
+    bool authenticated = w->route->p->verify != NULL && f != PROVIDER_BAD_SIGNATURE;
+
     w->failure = f;
     w->d.event_type = w->ev.type;
+    if (!authenticated && w->d.body_len > REJECTED_BODY_KEEP_BYTES) {
+        EVP_Digest(w->d.body, w->d.body_len, w->sha256, NULL, EVP_sha256(), NULL);
+        w->d.whole_len = w->d.body_len;
+        w->d.whole_sha256 = w->sha256;
+        w->d.body_len = REJECTED_BODY_KEEP_BYTES;
+    }
     store_record_delivery(w->in->st, &w->d, "rejected", w->error, rejected_stored, w);
 }
 
@@ -362,7 +376,7 @@ static void webhook(struct intake *in, const struct route *route, struct httpd_r
         webhook_reject(w, PROVIDER_BAD_MEDIA_TYPE);
         return;
     }
-    if (p->parse(body, len, &w->ev, w->error, sizeof(w->error)) != 0) {
+    if (provider_parse(p, body, len, &w->ev, w->error, sizeof(w->error)) != 0) {
         webhook_reject(w, PROVIDER_BAD_BODY);
         return;
     }

@@ -687,6 +687,17 @@ static void failed_listener_closed(uv_handle_t *handle)
     free(h);
 }
 
+static void config_defaults(struct httpd_config *cfg)
+{
+    VR_DEFAULT(cfg->max_header_bytes, HTTPREQ_DEFAULT_MAX_HEADER_BYTES);
+    VR_DEFAULT(cfg->max_body_bytes, HTTPREQ_DEFAULT_MAX_BODY_BYTES);
+    VR_DEFAULT(cfg->header_timeout_ms, 10000);
+    VR_DEFAULT(cfg->idle_timeout_ms, 60000);
+    VR_DEFAULT(cfg->max_connections, 1024);
+    VR_DEFAULT(cfg->body_timeout_ms, cfg->header_timeout_ms);
+    VR_DEFAULT(cfg->max_buffered_bytes, HTTPD_DEFAULT_MAX_BUFFERED_BYTES);
+}
+
 int httpd_new(struct httpd **out, uv_loop_t *loop, const struct httpd_config *cfg,
               httpd_handler_cb handler, void *arg, char *err, size_t errlen)
 {
@@ -709,13 +720,7 @@ int httpd_new(struct httpd **out, uv_loop_t *loop, const struct httpd_config *cf
     h->cfg.host = h->host;
     h->handler = handler;
     h->arg = arg;
-    VR_DEFAULT(h->cfg.max_header_bytes, HTTPREQ_DEFAULT_MAX_HEADER_BYTES);
-    VR_DEFAULT(h->cfg.max_body_bytes, HTTPREQ_DEFAULT_MAX_BODY_BYTES);
-    VR_DEFAULT(h->cfg.header_timeout_ms, 10000);
-    VR_DEFAULT(h->cfg.idle_timeout_ms, 60000);
-    VR_DEFAULT(h->cfg.max_connections, 1024);
-    VR_DEFAULT(h->cfg.body_timeout_ms, h->cfg.header_timeout_ms);
-    VR_DEFAULT(h->cfg.max_buffered_bytes, HTTPD_DEFAULT_MAX_BUFFERED_BYTES);
+    config_defaults(&h->cfg);
     uv_tcp_init(loop, &h->listener);
     h->listener.data = h;
     h->listener_open = true;

@@ -12,6 +12,8 @@
 #include <openssl/core_names.h>
 #include <openssl/evp.h>
 
+#include "utf8.h"
+
 #define WHSEC_PREFIX "whsec_"
 
 static const char *str(const cJSON *obj, const char *name, const char *fallback)
@@ -66,6 +68,7 @@ char *alert_body(const struct alert_row *a)
     }
     snprintf(type, sizeof(type), "voidrecon.%s", a->kind);
     text_of(a, payload, text, sizeof(text));
+    utf8_trim(text, sizeof(text)); /* a long message is cut between characters */
     cJSON_AddStringToObject(body, "type", type);
     cJSON_AddStringToObject(body, "timestamp", a->created_at ? a->created_at : "");
     cJSON_AddNumberToObject(body, "id", (double)a->id);

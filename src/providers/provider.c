@@ -30,6 +30,25 @@ const struct provider *provider_find(const char *name, size_t len)
     return NULL;
 }
 
+int provider_parse(const struct provider *p, const char *body, size_t len,
+                   struct provider_event *ev, char *err, size_t errlen)
+{
+    cJSON *root;
+    int r;
+
+    memset(ev, 0, sizeof(*ev));
+    if ((r = provider_check_text(body, len, err, errlen)) != 0)
+        return r;
+    /* Not JSON: the provider's own parser says so in its words. */
+    if ((root = cJSON_ParseWithLength(body, len)) != NULL) {
+        r = provider_check_keys(root, err, errlen);
+        cJSON_Delete(root);
+        if (r != 0)
+            return r;
+    }
+    return p->parse(body, len, ev, err, errlen);
+}
+
 int provider_fail(char *err, size_t errlen, const char *field, const char *what)
 {
     snprintf(err, errlen, "%s: %s", field, what);

@@ -1,12 +1,17 @@
 /* Webhooks that touch no void case: plain deliveries (ignored or rejected) and order
  * cancellations, one statement each. */
+#include <stdio.h>
 #include <string.h>
 
 #include "store_int.h"
 
 static const char sql_delivery[] =
-    "INSERT INTO voidrecon.deliveries (provider, event_type, remote_addr, body, outcome, reason)"
-    " VALUES ($1::text, $2::text, $3::text, $4::bytea, $5::text, $6::text) RETURNING id";
+    "INSERT INTO voidrecon.deliveries (provider, event_type, remote_addr, body, outcome, reason,"
+    "                                  body_length, body_sha256)"
+    " VALUES ($1::text, $2::text, $3::text, $4::bytea, $5::text, $6::text,"
+    "         COALESCE($7::bigint, octet_length($4::bytea)), COALESCE($8::bytea, "
+    "sha256($4::bytea)))"
+    " RETURNING id";
 
 /* The cancellation and its delivery point at each other's rows, so the delivery id is drawn
  * first; a repeat of a known order inserts nothing but the delivery, as a duplicate. */
@@ -21,9 +26,11 @@ static const char sql_cancellation[] =
     "  ON CONFLICT (provider, order_ref) DO NOTHING"
     "  RETURNING id"
     "), d AS ("
-    "  INSERT INTO voidrecon.deliveries (id, provider, event_type, remote_addr, body, outcome)"
+    "  INSERT INTO voidrecon.deliveries (id, provider, event_type, remote_addr, body, outcome,"
+    "                                   body_length, body_sha256)"
     "  SELECT n.id, $1::text, $2::text, $3::text, $4::bytea,"
-    "         CASE WHEN EXISTS (SELECT 1 FROM oc) THEN 'applied' ELSE 'duplicate' END"
+    "         CASE WHEN EXISTS (SELECT 1 FROM oc) THEN 'applied' ELSE 'duplicate' END,"
+    "         octet_length($4::bytea), sha256($4::bytea)"
     "    FROM n"
     "  RETURNING id, outcome"
     "), a AS ("
@@ -57,11 +64,20 @@ void store_record_delivery(struct store *st, const struct store_delivery *d, con
                            const char *reason, store_done_cb cb, void *arg)
 {
     struct store_op *op = store_op_new(st, d, cb, arg);
-    const char *params[6] = {d->provider, d->event_type, d->remote_addr, d->body, outcome, reason};
-    int lengths[6] = {-1, -1, -1, (int)d->body_len, -1, -1};
+    char whole_len[24];
+    const char *params[8] = {d->provider,
+                             d->event_type,
+                             d->remote_addr,
+                             d->body,
+                             outcome,
+                             reason,
+                             d->whole_len > 0 ? whole_len : NULL,
+                             d->whole_len > 0 ? (const char *)d->whole_sha256 : NULL};
+    int lengths[8] = {-1, -1, -1, (int)d->body_len, -1, -1, -1, d->whole_len > 0 ? 32 : -1};
 
+    snprintf(whole_len, sizeof(whole_len), "%zu", d->whole_len);
     op->outcome = outcome;
-    db_query(st->db, sql_delivery, 6, params, lengths, delivery_written, op);
+    db_query(st->db, sql_delivery, 8, params, lengths, delivery_written, op);
 }
 
 static void cancellation_written(struct db_session *s, PGresult *res, int status, void *arg)

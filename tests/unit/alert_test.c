@@ -5,6 +5,7 @@
 
 #include "alert.h"
 #include "check.h"
+#include "utf8.h"
 
 static void sign_with(const char *secret, const char *id, int64_t ts, const char *body, char *out,
                       size_t cap)
@@ -132,8 +133,38 @@ static void alert_text_fits_every_kind(void)
     }
 }
 
+/* A long message of multi-byte characters is cut between characters, not inside one: a strict
+ * receiver refuses text that is not UTF-8, and the alert would be retried forever. */
+static void alert_text_is_cut_between_characters(void)
+{
+    char payload[4096] = "{\"message\":\"";
+    struct alert_row a = {.id = 1,
+                          .kind = "void_rejected",
+                          .order_no = "O",
+                          .void_code = "V",
+                          .payload = payload,
+                          .created_at = "t"};
+    const cJSON *text;
+    char *body;
+    cJSON *j;
+    size_t n = strlen(payload);
+
+    for (int i = 0; i < 500; i++, n += 3)
+        memcpy(payload + n, "\xe4\xb8\xad", 3); /* 1,500 bytes of one CJK character */
+    memcpy(payload + n, "\"}", 3);
+    body = alert_body(&a);
+    j = cJSON_Parse(body);
+    ASSERT_TRUE(j != NULL);
+    text = cJSON_GetObjectItem(j, "text");
+    ASSERT_TRUE(cJSON_IsString(text));
+    ASSERT_TRUE(strlen(text->valuestring) < 1024);
+    ASSERT_TRUE(utf8_text_ok(text->valuestring, strlen(text->valuestring)));
+    cJSON_Delete(j);
+    free(body);
+}
+
 CHECK_MAIN(CASE(alert_signature_matches_the_standard_webhooks_vector),
            CASE(alert_signature_changes_with_every_input),
            CASE(alert_keys_are_decoded_as_the_libraries_do),
            CASE(alert_body_carries_the_payload_and_a_line_of_text),
-           CASE(alert_text_fits_every_kind))
+           CASE(alert_text_fits_every_kind), CASE(alert_text_is_cut_between_characters))
