@@ -142,18 +142,17 @@ static void put_query(struct out *o, const char *s, size_t n)
     }
 }
 
+/* Text without a scheme still has its userinfo masked ("user:pw@host/db"): libpq would take
+ * it for a database name, but its error message, and a reader of the log, would not. */
 static void put_url(struct out *o, const char *s, size_t n)
 {
     size_t start = scheme_end(s, n), query;
+    size_t at = userinfo_end(s, start, n);
 
-    if (start > 0) {
-        size_t at = userinfo_end(s, start, n);
-
-        put(o, s, start);
-        if (at != SIZE_MAX) {
-            put_str(o, MASK_HIDDEN "@");
-            start = at + 1;
-        }
+    put(o, s, start);
+    if (at != SIZE_MAX) {
+        put_str(o, MASK_HIDDEN "@");
+        start = at + 1;
     }
     query = find_any(s, start, n, "?");
     put(o, s + start, query - start);
@@ -243,11 +242,18 @@ void mask_conninfo(const char *in, char *out, size_t cap)
     struct out o;
     size_t n = strlen(in);
 
+    const char *s = skip_space(in);
+
     out_init(&o, out, cap);
-    if (scheme_end(in, n) > 0 || strchr(in, '=') == NULL)
+    /* libpq reads " postgresql://..." as key=value and refuses it, quoting it: still a URL. */
+    if (scheme_end(s, n - (size_t)(s - in)) > 0) {
+        put(&o, in, (size_t)(s - in));
+        put_url(&o, s, n - (size_t)(s - in));
+    } else if (strchr(in, '=') == NULL) {
         put_url(&o, in, n);
-    else
+    } else {
         put_kv(&o, in);
+    }
 }
 
 bool mask_name_is_secret(const char *name, size_t len)

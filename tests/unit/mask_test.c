@@ -41,6 +41,9 @@ static const struct vector conninfos[] = {
     {"host=db sslpassword=k3y s3cret", "host=db sslpassword=*** ***"},
     /* A URL as a value is masked like any URL. */
     {"dbname='postgresql://u:s3cret@db/x' host=h", "dbname='postgresql://***@db/x' host=h"},
+    /* Not a URI to libpq, but a URL to whoever reads the log: masked all the same. */
+    {"  postgresql://u:s3cret@db/x", "  postgresql://***@db/x"},
+    {"u:s3cret@db/x", "***@db/x"},
     /* A bare database name holds no secret. */
     {"voidrecon", "voidrecon"},
     {"", ""},
