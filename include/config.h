@@ -104,7 +104,4 @@ void config_print_help(FILE *f);
 
 void config_cleanup(struct config *cfg);
 
-/* Copies url into out with any password replaced by "***" (URI user:pass@ or password=). */
-void config_mask_url(const char *url, char *out, size_t outlen);
-
 #endif

@@ -7,8 +7,10 @@ usage() {
     cat <<'USAGE'
 usage: scripts/fuzz.sh TARGET SECONDS [LIBFUZZER_ARG...]   e.g. scripts/fuzz.sh httpreq 60
 
-TARGET is a fuzz target of tests/fuzz/ (atlas, httpreq, provider; with or without _fuzz).
-Builds build-fuzz (-DFUZZ=ON -DSANITIZE=address,undefined, clang), fuzzes for SECONDS with
+TARGET is a fuzz target of tests/fuzz/ (atlas, httpd, httpreq, provider; with or without
+_fuzz). Builds build-fuzz with clang (-DFUZZ=ON -DSANITIZE=address,undefined: the targets are
+linked with -fsanitize=fuzzer,address,undefined, and everything they call, llhttp included, is
+compiled with fuzzer-no-link,address,undefined; assertions stay on), fuzzes for SECONDS with
 the corpus as its seed, then merges the inputs that found new coverage into the corpus.
 A crash stops the run: its input is written to build-fuzz/artifacts/ and the script fails;
 add it to the corpus once fixed, so the replay test keeps it.
@@ -30,8 +32,9 @@ corpus=$root/tests/fuzz/corpus/$name
 
 "$root/scripts/setup.sh" clang libclang-rt-14-dev
 echo "fuzz.sh: building build-fuzz" >&2
+# RelWithDebInfo without its -DNDEBUG: an assert is an invariant, and fuzzing is how one breaks.
 "$root/scripts/build.sh" build-fuzz -DFUZZ=ON -DSANITIZE=address,undefined \
-    -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
+    -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCMAKE_C_FLAGS_RELWITHDEBINFO="-O2 -g" >/dev/null
 bin=$root/build-fuzz/tests/${name}_fuzz
 found=$root/build-fuzz/found/$name
 artifacts=$root/build-fuzz/artifacts/

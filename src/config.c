@@ -10,6 +10,7 @@
 
 #include "alert.h"
 #include "buf.h"
+#include "mask.h"
 
 #define PREFIX "VOIDRECON_"
 
@@ -385,6 +386,7 @@ static int validate_provider(struct config_provider *p, char *err, size_t errlen
 
 int config_validate(struct config *cfg, char *err, size_t errlen)
 {
+    char shown_url[512];
     int r;
 
     if ((r = parse_listen(cfg, err, errlen)) != 0)
@@ -400,8 +402,8 @@ int config_validate(struct config *cfg, char *err, size_t errlen)
     }
     if (cfg->atlas_base_url[0] != '\0') {
         if (!is_http_url(cfg->atlas_base_url)) {
-            snprintf(err, errlen, PREFIX "ATLAS_BASE_URL: \"%s\" is not an http(s) URL",
-                     cfg->atlas_base_url);
+            mask_url(cfg->atlas_base_url, shown_url, sizeof(shown_url));
+            snprintf(err, errlen, PREFIX "ATLAS_BASE_URL: \"%s\" is not an http(s) URL", shown_url);
             return VR_EINVAL;
         }
         if (cfg->atlas_client_id[0] == '\0' || cfg->atlas_client_secret[0] == '\0') {
@@ -412,7 +414,8 @@ int config_validate(struct config *cfg, char *err, size_t errlen)
         }
     }
     if (cfg->alert_url[0] != '\0' && !is_http_url(cfg->alert_url)) {
-        snprintf(err, errlen, PREFIX "ALERT_URL: \"%s\" is not an http(s) URL", cfg->alert_url);
+        mask_url(cfg->alert_url, shown_url, sizeof(shown_url));
+        snprintf(err, errlen, PREFIX "ALERT_URL: \"%s\" is not an http(s) URL", shown_url);
         return VR_EINVAL;
     }
     if (cfg->alert_secret[0] != '\0' &&
@@ -427,67 +430,35 @@ int config_validate(struct config *cfg, char *err, size_t errlen)
     return 0;
 }
 
-/* The end of a key=value value: quoted ('...' with \\ escapes) or up to the next space. */
-static const char *value_end(const char *v)
-{
-    if (*v != '\'') {
-        while (*v && *v != ' ')
-            v++;
-        return v;
-    }
-    for (v++; *v && *v != '\''; v++) {
-        if (*v == '\\' && v[1])
-            v++;
-    }
-    return *v ? v + 1 : v;
-}
-
-void config_mask_url(const char *url, char *out, size_t outlen)
-{
-    const char *scheme = strstr(url, "://");
-    const char *pw, *v;
-
-    snprintf(out, outlen, "%s", url);
-    if (scheme != NULL) {
-        const char *at = strchr(scheme + 3, '@');
-        const char *colon = strchr(scheme + 3, ':');
-
-        if (at != NULL && colon != NULL && colon < at)
-            snprintf(out, outlen, "%.*s:***%s", (int)(colon - url), url, at);
-        return;
-    }
-    /* key=value form: hide the value of password=..., quoted or not. */
-    if ((pw = strstr(url, "password")) == NULL)
-        return;
-    v = pw + 8;
-    v += strspn(v, " ");
-    if (*v != '=')
-        return;
-    v++;
-    v += strspn(v, " ");
-    snprintf(out, outlen, "%.*s***%s", (int)(v - url), url, value_end(v));
-}
-
-/* Secrets are masked; a URL keeps what tells where it points. */
+/* What the log shows of a string setting: secrets masked, and of a URL what tells where it
+ * points. Any setting named like a secret is hidden whatever its declared type. */
 static const char *shown(const struct slot *s, const struct config *cfg, char *masked, size_t cap)
 {
     const char *v = *(char *const *)s->field;
 
-    if (s->e->type != CT_SECRET || v[0] == '\0')
+    if (v[0] == '\0')
         return v;
     if (s->field == (const void *)&cfg->database_url) {
-        config_mask_url(v, masked, cap);
+        mask_conninfo(v, masked, cap);
         return masked;
     }
     if (s->field == (const void *)&cfg->alert_url) {
-        /* Chat tools put their secret in the path: show only where alerts go. */
-        const char *host = strstr(v, "://");
-        size_t keep = host ? strcspn(host + 3, "/?#") + (size_t)(host + 3 - v) : 0;
+        /* Chat tools put their secret in the path: show only where alerts go. The userinfo
+         * is masked first, so that the cut after the host cannot fall inside a password. */
+        char url[1024];
+        const char *host;
+        size_t keep;
 
-        snprintf(masked, cap, "%.*s/***", (int)keep, v);
+        mask_url(v, url, sizeof(url));
+        host = strstr(url, "://");
+        keep = host ? strcspn(host + 3, "/?#") + (size_t)(host + 3 - url) : 0;
+        snprintf(masked, cap, "%.*s/" MASK_HIDDEN, (int)keep, url);
         return masked;
     }
-    return "***";
+    if (s->e->type == CT_SECRET || mask_name_is_secret(s->name, strlen(s->name)))
+        return MASK_HIDDEN;
+    mask_url(v, masked, cap);
+    return masked;
 }
 
 void config_log(const struct config *cfg)

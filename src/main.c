@@ -16,6 +16,7 @@
 #include "httpd.h"
 #include "intake.h"
 #include "log.h"
+#include "mask.h"
 #include "metrics.h"
 #include "migrate.h"
 #include "notifier.h"
@@ -165,14 +166,18 @@ static void start_poller(struct app *app)
                                   });
 
     add_part(app, "poller", p, poller_closer);
-    if (cfg->atlas_base_url[0] != '\0')
+    if (cfg->atlas_base_url[0] != '\0') {
+        char url[512];
+
+        mask_url(cfg->atlas_base_url, url, sizeof(url));
         log_info("poller_on",
                  "polling %s/queryVoidOrders.do: every %llu ms, %llu in flight, %llu per second",
-                 cfg->atlas_base_url, (unsigned long long)cfg->poll_tick_ms,
+                 url, (unsigned long long)cfg->poll_tick_ms,
                  (unsigned long long)cfg->poll_concurrency, (unsigned long long)cfg->poll_max_rps);
-    else
+    } else {
         log_warn("poller_off", "VOIDRECON_ATLAS_BASE_URL is not set: cases are not polled, "
                                "so closings reported by webhooks stay unconfirmed");
+    }
 }
 
 static void start_notifier(struct app *app)

@@ -10,6 +10,7 @@
 #include <libpq-fe.h>
 
 #include "log.h"
+#include "mask.h"
 #include "store_int.h"
 
 /* Seconds a start-up connection may take. */
@@ -72,12 +73,38 @@ static void notice_to_log(void *arg, const char *msg)
     log_debug("db_notice", "%s", line);
 }
 
+/* 0 when libpq can read conninfo; else VR_EINVAL with the reason in err. libpq's reason
+ * quotes the piece it could not read, which may be a password: every quoted part is masked. */
+static int check_conninfo(const char *conninfo, char *err, size_t errlen)
+{
+    char *why = NULL, masked[256];
+    PQconninfoOption *opts;
+
+    /* As PQconnectdbParams reads its expanded dbname: a bare name is a database name. */
+    if (strchr(conninfo, '=') == NULL && strncmp(conninfo, "postgresql://", 13) != 0 &&
+        strncmp(conninfo, "postgres://", 11) != 0)
+        return 0;
+    opts = PQconninfoParse(conninfo, &why);
+    if (opts != NULL) {
+        PQconninfoFree(opts);
+        return 0;
+    }
+    mask_quoted(why ? why : "out of memory", masked, sizeof(masked));
+    PQfreemem(why);
+    first_line(err, errlen, "not a valid connection string or URI", masked);
+    return VR_EINVAL;
+}
+
 /* A blocking connection, or NULL with the reason in err (never the connection string). */
 static PGconn *connect_blocking(const char *conninfo, char *err, size_t errlen)
 {
     const char *keys[] = {"dbname", "connect_timeout", "application_name", NULL};
     const char *values[] = {conninfo, CONNECT_TIMEOUT_S, "voidrecon", NULL};
-    PGconn *conn = PQconnectdbParams(keys, values, 1);
+    PGconn *conn;
+
+    if (check_conninfo(conninfo, err, errlen) != 0)
+        return NULL;
+    conn = PQconnectdbParams(keys, values, 1);
 
     if (conn != NULL && PQstatus(conn) == CONNECTION_OK) {
         PQsetNoticeProcessor(conn, notice_to_log, NULL);
