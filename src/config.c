@@ -57,6 +57,9 @@ static const struct config_entry globals[] = {
     U("DB_POOL_SIZE", db_pool_size, "4", 1, 256, "PostgreSQL connections kept open"),
     U("DB_TIMEOUT_MS", db_timeout_ms, "10000", 100, DAY_MS,
       "longest database statement, and longest wait for a free connection"),
+    U("GAUGE_REFRESH_MS", gauge_refresh_ms, "15000", 10, DAY_MS,
+      "how often the counts of /metrics are read, in the background on a connection of their "
+      "own (never per scrape)"),
     U("SHUTDOWN_TIMEOUT_MS", shutdown_timeout_ms, "10000", 0, DAY_MS,
       "on SIGINT/SIGTERM, how long requests in flight may take to finish"),
     K("ADMIN_TOKEN", admin_token, "bearer token of the /v1 API (unset: /v1 disabled)"),
