@@ -19,7 +19,8 @@ void metrics_http(const char *path, int status, double seconds);
  * duplicate, stale or conflict. */
 void metrics_transition(const char *source, const char *outcome);
 
-/* A poll of Atlas: result ok (answer applied), failed, or lease_lost. */
+/* A poll of Atlas: result ok (answer applied), failed, rate_limited (a 429: the poller pauses,
+ * the case is not failed), or lease_lost. */
 void metrics_poll(const char *result);
 
 /* An alert delivery attempt. */

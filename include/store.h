@@ -150,6 +150,11 @@ void store_poll_failed(struct store *st, const char *order_no, const char *void_
                        int64_t lease_token, const char *error, uint64_t retry_ms,
                        unsigned failures_alert, store_done_cb cb, void *arg);
 
+/* Gives a leased case back without counting a failure (Atlas asked every poll to wait):
+ * its next poll comes delay_ms from now at the earliest. count is 0 when the lease was lost. */
+void store_poll_deferred(struct store *st, const char *order_no, const char *void_code,
+                         int64_t lease_token, uint64_t delay_ms, store_count_cb cb, void *arg);
+
 /* Flags up to max cases still open stuck_after_ms after they appeared, once each, with one
  * void_stuck alert each; count is how many were flagged. */
 void store_flag_stuck(struct store *st, uint64_t stuck_after_ms, unsigned max, store_count_cb cb,

@@ -166,6 +166,11 @@ static void start_intake(struct app *app, bool schema_current)
     add_part(app, "intake", app->in, intake_closer);
 }
 
+static void poller_paused(uint64_t until_ms, const char *why, void *arg)
+{
+    health_poller_paused(arg, until_ms, why);
+}
+
 static void start_poller(struct app *app)
 {
     const struct config *cfg = app->cfg;
@@ -180,6 +185,8 @@ static void start_poller(struct app *app)
                                       .concurrency = (unsigned)cfg->poll_concurrency,
                                       .max_rps = (unsigned)cfg->poll_max_rps,
                                       .failures_alert = (unsigned)cfg->poll_failures_alert,
+                                      .pause_cb = poller_paused,
+                                      .pause_arg = app->health,
                                       .atlas =
                                           {
                                               .base_url = cfg->atlas_base_url,

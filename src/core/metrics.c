@@ -17,7 +17,7 @@ static const char *const webhook_outcomes[] = {"applied", "duplicate", "stale", 
 static const char *const handlers[] = {"api", "healthz", "readyz", "metrics", "other"};
 static const char *const sources[] = {"webhook", "poll", "api"};
 static const char *const transition_outcomes[] = {"applied", "duplicate", "stale", "conflict"};
-static const char *const poll_results[] = {"ok", "failed", "lease_lost"};
+static const char *const poll_results[] = {"ok", "failed", "rate_limited", "lease_lost"};
 /* Seconds; from a fast health check to a request that waited for a slow database. */
 static const double buckets[] = {0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05,
                                  0.1,    0.25,  0.5,    1,     2.5,  5,     10};

@@ -127,7 +127,8 @@ def test_scraping_health_endpoints_never_starves_webhooks(db):
     eq(len(results), WEBHOOKS)
     eq({st for st, _ in results}, {200}, "every webhook stored")
     eq(set(scrapes), {200}, "every scrape answered, and ready throughout")
-    assert percentile(latencies, 99) < 1.0, "p99 %.3f s" % percentile(latencies, 99)
+    # Before health left the hot path: p50 485 ms, p99 988 ms on the same machine.
+    assert percentile(latencies, 99) < 0.5, "p99 %.3f s" % percentile(latencies, 99)
     eq(db.scalar("select count(*) from voidrecon.void_cases where order_no like 'SCR%'"),
        str(WEBHOOKS))
 
