@@ -69,13 +69,20 @@ char *atlas_query_body(const char *order_no, const char *void_code);
 
 /* Parses a queryVoidOrders.do answer (HTTP 200) and picks the item of void_code. Returns 0
  * with *out filled (free with atlas_void_order_cleanup); VR_EREMOTE when the envelope status
- * is not 0 (*atlas_status gets it, err its msg); VR_ENOENT when no item has that voidCode;
- * VR_EPARSE when the body is not the documented shape. err names the problem in every case. */
+ * is not 0 (*atlas_status gets it, err its msg: valid UTF-8, at most ATLAS_MSG_BYTES of it);
+ * VR_ENOENT when no item has that voidCode; VR_EPARSE when the body is not the documented shape.
+ * err names the problem in every case. */
 int atlas_query_parse(const char *body, size_t len, const char *void_code,
                       struct atlas_void_order *out, int *atlas_status, char *err,
                       size_t errlen) VR_MUSTCHECK;
 
-/* retryAfter (seconds) of a rate-limit answer ({"code":429,...,"retryAfter":1}), or -1. */
+/* The longest wait atlas_retry_after_parse reports (ten years); longer ones read as this. */
+#define ATLAS_RETRY_AFTER_MAX_S 315360000L
+/* How much of an error envelope's msg goes into the error text, in bytes, cut on a character. */
+#define ATLAS_MSG_BYTES 160
+
+/* retryAfter (seconds, rounded up, at most ATLAS_RETRY_AFTER_MAX_S) of a rate-limit answer
+ * ({"code":429,...,"retryAfter":1}), or -1 when there is none. */
 long atlas_retry_after_parse(const char *body, size_t len);
 
 /* Frees what atlas_query_parse allocated; accepts a zeroed item. */

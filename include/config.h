@@ -42,6 +42,7 @@ struct config {
     uint64_t max_buffered_bytes;
     uint64_t db_pool_size;
     uint64_t db_timeout_ms;
+    uint64_t gauge_refresh_ms;
     uint64_t shutdown_timeout_ms;
     char *admin_token;
     char *atlas_base_url;

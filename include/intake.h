@@ -11,6 +11,7 @@
 
 #include "common.h"
 #include "config.h"
+#include "health.h"
 #include "httpd.h"
 #include "store.h"
 
@@ -22,6 +23,7 @@ struct intake_config {
     const char *admin_token;    /* bearer token of /v1; "" or NULL: /v1 disabled; copied */
     bool schema_current;        /* start-up found the schema current */
     uint64_t schema_recheck_ms; /* while not known current, how often to look (5000) */
+    struct health *health;      /* what /metrics and /readyz report; borrowed, must outlive */
 };
 
 struct intake;

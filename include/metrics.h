@@ -19,19 +19,25 @@ void metrics_http(const char *path, int status, double seconds);
  * duplicate, stale or conflict. */
 void metrics_transition(const char *source, const char *outcome);
 
-/* A poll of Atlas: result ok (answer applied), failed, or lease_lost. */
+/* A poll of Atlas: result ok (answer applied), failed, rate_limited (a 429: the poller pauses,
+ * the case is not failed), or lease_lost. */
 void metrics_poll(const char *result);
 
 /* An alert delivery attempt. */
 void metrics_alert_delivery(bool delivered);
 
-/* Readings taken from the database at scrape time. */
+/* State read from memory at scrape time: the pool's, the poller's, and the last background
+ * reading of the database (never a query per scrape). */
 struct metrics_gauges {
-    bool db_up;
-    bool have_counts; /* the counts below were read */
+    bool db_up;         /* the pool holds an established connection */
+    bool db_read_only;  /* the database refuses writes */
+    bool poller_paused; /* Atlas asked the poller to wait */
+    bool have_counts;   /* the counts below were read at least once */
     int64_t open_cases;
     int64_t followup_cases;
     int64_t alert_backlog;
+    double poll_lag_s;   /* age of the oldest due poll */
+    double gauges_age_s; /* since the counts were read */
 };
 
 /* The whole exposition; caller frees with free(). */

@@ -17,13 +17,18 @@ struct poller_config {
     uint64_t tick_ms;         /* how often to look for due cases (1000) */
     uint64_t first_ms;        /* base of the growing interval between polls of an open case
                                  (never below tick_ms) */
-    uint64_t max_interval_ms; /* cap of that interval and of the error backoff (3600000) */
+    uint64_t max_interval_ms; /* cap of that interval, of the error backoff and of any pause
+                                 Atlas asks for (3600000) */
     uint64_t retry_ms;        /* first retry after a failed poll, doubling after (10000) */
     uint64_t lease_ms;        /* how long a leased case stays ours (2 x request timeout + 5 s) */
     uint64_t stuck_after_ms;  /* a case open this long is flagged stuck (86400000) */
     unsigned concurrency;     /* requests in flight (8) */
     unsigned max_rps;         /* requests started per second (10) */
     unsigned failures_alert;  /* failed polls in a row that flag poll_failing (10) */
+    /* Called when Atlas makes every poll wait (a 429): no poll starts before until_ms (loop
+     * time, uv_now); why is one line, borrowed for the call. NULL: nobody is told. */
+    void (*pause_cb)(uint64_t until_ms, const char *why, void *arg);
+    void *pause_arg;
     /* The Atlas API; base_url NULL or "": no polling (Atlas not configured), only the stuck
      * sweep. Copied. */
     struct atlas_client_config atlas;

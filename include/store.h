@@ -30,6 +30,9 @@ struct store_config {
     uint64_t timeout_ms;      /* longest statement, and longest wait for a connection (10000) */
     uint64_t poll_first_ms;   /* first poll of a case that appears open */
     uint64_t poll_confirm_ms; /* poll confirming a closing that only a hint reported */
+    /* Non-zero: health readings (store_read_health) get one connection of their own, whose
+     * statements time out after this, so that they never take a connection from the work. */
+    uint64_t health_timeout_ms;
 };
 
 struct store;
@@ -151,6 +154,11 @@ void store_poll_failed(struct store *st, const char *order_no, const char *void_
                        int64_t lease_token, const char *error, uint64_t retry_ms,
                        unsigned failures_alert, store_done_cb cb, void *arg);
 
+/* Gives a leased case back without counting a failure (Atlas asked every poll to wait):
+ * its next poll comes delay_ms from now at the earliest. count is 0 when the lease was lost. */
+void store_poll_deferred(struct store *st, const char *order_no, const char *void_code,
+                         int64_t lease_token, uint64_t delay_ms, store_count_cb cb, void *arg);
+
 /* Flags up to max cases still open stuck_after_ms after they appeared, once each, with one
  * void_stuck alert each; count is how many were flagged. */
 void store_flag_stuck(struct store *st, uint64_t stuck_after_ms, unsigned max, store_count_cb cb,
@@ -230,18 +238,36 @@ void store_cancellations_list(struct store *st, unsigned limit, const char *curs
 
 /* ---- health --------------------------------------------------------------------------------- */
 
-/* Counts read for /metrics. */
-struct store_gauges {
+/* What the pool knows right now, without asking the database. */
+struct store_pool_state {
+    bool starting;    /* no connection attempt has finished yet */
+    bool up;          /* at least one connection is established */
+    bool read_only;   /* the database refused writes since the last writable connection */
+    char reason[200]; /* why the last connection was lost or refused; "" when none */
+};
+
+void store_pool_state(const struct store *st, struct store_pool_state *out);
+
+/* One health reading. */
+struct store_health {
+    int schema_version; /* 0: none */
+    bool read_only;     /* in recovery (a standby) or refusing writes */
+    bool have_gauges;   /* the counts below were read */
     int64_t open_cases;
     int64_t followup_cases;
     int64_t alert_backlog;
+    int64_t poll_lag_ms; /* age of the oldest due poll; 0 when none is due */
 };
 
-typedef void (*store_gauges_cb)(int status, const char *error, const struct store_gauges *g,
+typedef void (*store_health_cb)(int status, const char *error, const struct store_health *h,
                                 void *arg);
 typedef void (*store_version_cb)(int status, const char *error, int version, void *arg);
 
-void store_read_gauges(struct store *st, store_gauges_cb cb, void *arg);
+/* Reads the schema version and whether the database takes writes, and with gauges also the
+ * counts (which cost a scan of the open cases), on the health connection when there is one.
+ * A read-only answer makes the pool reconnect every connection (as after a failover); a
+ * writable one clears the pool's read-only state. */
+void store_read_health(struct store *st, bool gauges, store_health_cb cb, void *arg);
 
 /* The schema version migrations have brought the database to (0: none). */
 void store_schema_version(struct store *st, store_version_cb cb, void *arg);

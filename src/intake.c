@@ -13,6 +13,7 @@
 #include <openssl/evp.h>
 
 #include "api.h"
+#include "health.h"
 #include "log.h"
 #include "metrics.h"
 #include "migrate.h"
@@ -40,6 +41,7 @@ struct route {
 struct intake {
     uv_loop_t *loop;
     struct store *st;
+    struct health *health;
     struct route *routes;
     size_t nroutes;
     struct api *api;
@@ -182,22 +184,30 @@ static void ready_checked(int status, const char *error, int version, void *arg)
     respond_json(req, 200, body);
 }
 
-/* ---- metrics ------------------------------------------------------------------------------ */
-
-static void gauges_read(int status, const char *error, const struct store_gauges *sg, void *arg)
+/* From memory: a scrape or a probe never takes a database connection from the webhooks. */
+static void answer_ready(struct intake *in, struct httpd_request *req)
 {
-    struct httpd_request *req = arg;
-    struct metrics_gauges g = {0};
-    char *text;
+    char *body = NULL;
 
-    (void)error; /* voidrecon_database_up 0 says it */
-    if (status == 0) {
-        g.db_up = g.have_counts = true;
-        g.open_cases = sg->open_cases;
-        g.followup_cases = sg->followup_cases;
-        g.alert_backlog = sg->alert_backlog;
+    switch (health_ready(in->health, &body)) {
+    case HEALTH_READY:
+        respond_json(req, 200, body);
+        break;
+    case HEALTH_NOT_READY:
+        httpd_respond(req, 503, JSON, RETRY_AFTER_HEADER, body, strlen(body));
+        break;
+    case HEALTH_UNKNOWN:
+        /* Only while the pool makes its first connections: wait for one, once. */
+        store_schema_version(in->st, ready_checked, req);
+        break;
     }
-    text = metrics_render(&g);
+    free(body);
+}
+
+static void answer_metrics(struct intake *in, struct httpd_request *req)
+{
+    char *text = health_metrics(in->health);
+
     httpd_respond(req, 200, "text/plain; version=0.0.4; charset=utf-8", NULL, text, strlen(text));
     free(text);
 }
@@ -513,13 +523,13 @@ void intake_handle(struct httpd_request *req, void *arg)
         api_handle(in->api, req);
         return;
     case TARGET_METRICS:
-        store_read_gauges(in->st, gauges_read, req);
+        answer_metrics(in, req);
         return;
     case TARGET_HEALTH:
         if (path[1] == 'h')
             respond_json(req, 200, "{\"status\":\"ok\"}");
         else
-            store_schema_version(in->st, ready_checked, req);
+            answer_ready(in, req);
         return;
     case TARGET_NONE:
         break;
@@ -535,6 +545,7 @@ struct intake *intake_new(uv_loop_t *loop, struct store *st, const struct intake
 
     in->loop = loop;
     in->st = st;
+    in->health = cfg->health;
     in->nroutes = cfg->nproviders;
     in->routes = xcalloc(cfg->nproviders + 1, sizeof(*in->routes));
     for (size_t i = 0; i < cfg->nproviders; i++) {

@@ -13,6 +13,7 @@
 #include "cli.h"
 #include "common.h"
 #include "config.h"
+#include "health.h"
 #include "httpd.h"
 #include "intake.h"
 #include "log.h"
@@ -38,6 +39,7 @@ struct app {
     struct part parts[MAX_PARTS]; /* in the order they started */
     size_t nparts;
     struct store *st;
+    struct health *health;
     struct intake *in;
     uv_signal_t sigint, sigterm;
     uv_timer_t shutdown_timer;
@@ -51,6 +53,7 @@ struct app {
         module##_close(x, done_cb, arg);                                                           \
     }
 CLOSER(store)
+CLOSER(health)
 CLOSER(intake)
 CLOSER(poller)
 CLOSER(notifier)
@@ -108,6 +111,16 @@ static void on_signal(uv_signal_t *s, int signum)
 
 /* ---- starting ------------------------------------------------------------------------------- */
 
+/* The health connection's statement timeout: a refresh never outlives the next one, and a
+ * slow count never outlives the work's own timeout; at least a second. */
+static uint64_t health_timeout_ms(const struct config *cfg)
+{
+    uint64_t t =
+        cfg->gauge_refresh_ms < cfg->db_timeout_ms ? cfg->gauge_refresh_ms : cfg->db_timeout_ms;
+
+    return t < 1000 ? 1000 : t;
+}
+
 static int start_store(struct app *app)
 {
     const struct config *cfg = app->cfg;
@@ -120,6 +133,7 @@ static int start_store(struct app *app)
                       .timeout_ms = cfg->db_timeout_ms,
                       .poll_first_ms = cfg->poll_first_ms,
                       .poll_confirm_ms = cfg->poll_confirm_ms,
+                      .health_timeout_ms = health_timeout_ms(cfg),
                   },
                   err, sizeof(err)) != 0) {
         log_error("config_invalid", "VOIDRECON_DATABASE_URL: %s", err);
@@ -127,6 +141,17 @@ static int start_store(struct app *app)
     }
     add_part(app, "store", app->st, store_closer);
     return 0;
+}
+
+static void start_health(struct app *app, bool schema_current)
+{
+    app->health = health_new(&app->loop, app->st,
+                             &(struct health_config){
+                                 .refresh_ms = app->cfg->gauge_refresh_ms,
+                                 .schema_needed = migrate_latest_version(),
+                                 .schema_current = schema_current,
+                             });
+    add_part(app, "health readings", app->health, health_closer);
 }
 
 static void start_intake(struct app *app, bool schema_current)
@@ -137,8 +162,14 @@ static void start_intake(struct app *app, bool schema_current)
                              .nproviders = app->cfg->nproviders,
                              .admin_token = app->cfg->admin_token,
                              .schema_current = schema_current,
+                             .health = app->health,
                          });
     add_part(app, "intake", app->in, intake_closer);
+}
+
+static void poller_paused(uint64_t until_ms, const char *why, void *arg)
+{
+    health_poller_paused(arg, until_ms, why);
 }
 
 static void start_poller(struct app *app)
@@ -155,6 +186,8 @@ static void start_poller(struct app *app)
                                       .concurrency = (unsigned)cfg->poll_concurrency,
                                       .max_rps = (unsigned)cfg->poll_max_rps,
                                       .failures_alert = (unsigned)cfg->poll_failures_alert,
+                                      .pause_cb = poller_paused,
+                                      .pause_arg = app->health,
                                       .atlas =
                                           {
                                               .base_url = cfg->atlas_base_url,
@@ -249,6 +282,7 @@ static int app_start(struct app *app, bool schema_current)
     app->sigint.data = app->sigterm.data = app->shutdown_timer.data = app;
     if (start_store(app) != 0)
         return 1;
+    start_health(app, schema_current);
     start_intake(app, schema_current);
     start_poller(app);
     start_notifier(app);

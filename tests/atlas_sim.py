@@ -10,8 +10,11 @@ Control it over HTTP (JSON in and out):
                      step_ms: one number, or one per step; the first status holds from creation
   GET  /_sim/cases   the truth now: [{"orderNo","voidCode","status","final","settled"}]
   POST /_sim/faults  any of: latency_ms [lo, hi], error_rate, error_status, rate_limit_rate,
-                     retry_after, malformed_rate, missing_rate, gzip_rate, unknown_order
-                     ("empty" | "801"), and webhook: {loss, dup, reorder_ms [lo, hi],
+                     rate_limit_count (the next N answers are 429), retry_after (the
+                     body's retryAfter; null: none), retry_after_header (a Retry-After header
+                     on 429s; null: none), envelope_error ([status, msg]: every query gets
+                     that envelope; null: none), malformed_rate, missing_rate, gzip_rate,
+                     unknown_order ("empty" | "801"), and webhook: {loss, dup, reorder_ms [lo, hi],
                      forge_rate, forge_rejections}
   GET  /_sim/log     every query: [{"orderNo","voidCode","start","end","http","status"}]
   GET  /_sim/stats   counters: queries, webhooks sent, lost, duplicated, forged
@@ -99,7 +102,8 @@ class Sim:
         self.stats = {"queries": 0, "webhooks_sent": 0, "webhooks_lost": 0,
                       "webhooks_duplicated": 0, "webhooks_forged": 0, "webhook_errors": 0}
         self.faults = {"latency_ms": [0, 0], "error_rate": 0.0, "error_status": 503,
-                       "rate_limit_rate": 0.0, "retry_after": 1, "malformed_rate": 0.0,
+                       "rate_limit_rate": 0.0, "rate_limit_count": 0, "retry_after": 1,
+                       "retry_after_header": None, "envelope_error": None, "malformed_rate": 0.0,
                        "missing_rate": 0.0, "gzip_rate": 0.0, "unknown_order": "empty",
                        "webhook": {"loss": 0.0, "dup": 0.0, "reorder_ms": [0, 0],
                                    "forge_rate": 0.0, "forge_rejections": False}}
@@ -199,11 +203,22 @@ class Sim:
             return 200, {}, self._envelope(900, "The current API requires specific permissions, "
                                            "yet authentication information is missing for this "
                                            "request"), 900
-        if roll[0] < f["rate_limit_rate"]:
+        with self.lock:
+            limited = roll[0] < f["rate_limit_rate"] or f["rate_limit_count"] > 0
+            if f["rate_limit_count"] > 0:
+                f["rate_limit_count"] -= 1
+        if limited:
             body = {"code": 429, "message": "Rate limit exceeded. Please retry after the current "
-                    "window resets", "limitType": "VOID_QPS", "limit": 1,
-                    "retryAfter": f["retry_after"]}
-            return 429, {}, json.dumps(body).encode(), 429
+                    "window resets", "limitType": "VOID_QPS", "limit": 1}
+            if f["retry_after"] is not None:
+                body["retryAfter"] = f["retry_after"]
+            extra = {}
+            if f["retry_after_header"] is not None:
+                extra["Retry-After"] = str(f["retry_after_header"])
+            return 429, extra, json.dumps(body).encode(), 429
+        if f["envelope_error"] is not None:
+            status, msg = f["envelope_error"]
+            return 200, {}, self._envelope(status, msg), status
         if roll[1] < f["error_rate"]:
             return f["error_status"], {}, b"<html>upstream error</html>", f["error_status"]
         try:

@@ -17,7 +17,7 @@ static const char *const webhook_outcomes[] = {"applied", "duplicate", "stale", 
 static const char *const handlers[] = {"api", "healthz", "readyz", "metrics", "other"};
 static const char *const sources[] = {"webhook", "poll", "api"};
 static const char *const transition_outcomes[] = {"applied", "duplicate", "stale", "conflict"};
-static const char *const poll_results[] = {"ok", "failed", "lease_lost"};
+static const char *const poll_results[] = {"ok", "failed", "rate_limited", "lease_lost"};
 /* Seconds; from a fast health check to a request that waited for a slow database. */
 static const double buckets[] = {0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05,
                                  0.1,    0.25,  0.5,    1,     2.5,  5,     10};
@@ -241,8 +241,14 @@ char *metrics_render(const struct metrics_gauges *g)
     put(&o, "voidrecon_alert_deliveries_total{result=\"failed\"} %" PRIu64 "\n", m.alerts_failed);
 
     family(&o, "voidrecon_database_up", "gauge",
-           "1 when the database answered this scrape's query, else 0.");
+           "1 while the pool holds an established database connection, else 0.");
     put(&o, "voidrecon_database_up %d\n", g->db_up ? 1 : 0);
+    family(&o, "voidrecon_database_read_only", "gauge",
+           "1 while the database refuses writes (a standby, or read-only), else 0.");
+    put(&o, "voidrecon_database_read_only %d\n", g->db_read_only ? 1 : 0);
+    family(&o, "voidrecon_poller_paused", "gauge",
+           "1 while Atlas has asked the poller to wait (HTTP 429), else 0.");
+    put(&o, "voidrecon_poller_paused %d\n", g->poller_paused ? 1 : 0);
     if (g->have_counts) {
         family(&o, "voidrecon_open_cases", "gauge", "Void cases whose status is open.");
         put(&o, "voidrecon_open_cases %" PRId64 "\n", g->open_cases);
@@ -250,6 +256,12 @@ char *metrics_render(const struct metrics_gauges *g)
         put(&o, "voidrecon_followup_cases %" PRId64 "\n", g->followup_cases);
         family(&o, "voidrecon_alert_backlog", "gauge", "Alerts not delivered yet.");
         put(&o, "voidrecon_alert_backlog %" PRId64 "\n", g->alert_backlog);
+        family(&o, "voidrecon_poll_lag_seconds", "gauge",
+               "Age of the oldest poll that is due, 0 when none is.");
+        put(&o, "voidrecon_poll_lag_seconds %.3f\n", g->poll_lag_s);
+        family(&o, "voidrecon_gauges_age_seconds", "gauge",
+               "Time since the counts above were read from the database.");
+        put(&o, "voidrecon_gauges_age_seconds %.3f\n", g->gauges_age_s);
     }
     return buf_take(&o);
 }

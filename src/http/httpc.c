@@ -3,6 +3,7 @@
 #include "httpc.h"
 
 #include <assert.h>
+#include <limits.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -92,7 +93,7 @@ static void req_finish(struct httpc_req *r, CURLcode result)
         curl_easy_getinfo(r->easy, CURLINFO_RESPONSE_CODE, &rep.http_status);
         if (curl_easy_getinfo(r->easy, CURLINFO_RETRY_AFTER, &retry_after) == CURLE_OK &&
             retry_after > 0)
-            rep.retry_after_s = (long)retry_after;
+            rep.retry_after_s = retry_after > LONG_MAX ? LONG_MAX : (long)retry_after;
     } else if (r->too_big) {
         rep.status = VR_ETOOBIG;
         snprintf(rep.error, sizeof(rep.error), "answer larger than %zu bytes",

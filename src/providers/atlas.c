@@ -10,6 +10,8 @@
 
 #include <cjson/cJSON.h>
 
+#include "utf8.h"
+
 static int fail(char *err, size_t errlen, const char *fmt, ...) VR_PRINTF(3, 4);
 
 static int fail(char *err, size_t errlen, const char *fmt, ...)
@@ -286,9 +288,16 @@ int atlas_query_parse(const char *body, size_t len, const char *void_code,
         goto out;
     if (*atlas_status != 0) {
         /* Atlas asks that only status be used by programs; msg is for people. */
+        char text[ATLAS_MSG_BYTES + 1];
+        const char *m;
+
         msg = cJSON_GetObjectItemCaseSensitive(root, "msg");
-        snprintf(err, errlen, "Atlas status %d: %.160s", *atlas_status,
-                 cJSON_IsString(msg) ? msg->valuestring : "(no msg)");
+        m = cJSON_IsString(msg) ? msg->valuestring : "(no msg)";
+        /* Cut on a character and cleaned: err ends up in PostgreSQL, which refuses invalid
+         * UTF-8, and a byte cut through a Chinese msg made exactly that. */
+        utf8_copy_clean(text, sizeof(text), m, strlen(m));
+        snprintf(err, errlen, "Atlas status %d: %s", *atlas_status, text);
+        utf8_trim(err, errlen);
         r = VR_EREMOTE;
         goto out;
     }
@@ -308,7 +317,8 @@ int atlas_query_parse(const char *body, size_t len, const char *void_code,
         }
         index++;
     }
-    snprintf(err, errlen, "voidOrders: no item with voidCode %.64s (%zu items)", void_code, index);
+    snprintf(err, errlen, "voidOrders: no item with voidCode %.*s (%zu items)",
+             (int)utf8_cut(void_code, strlen(void_code), 64), void_code, index);
     r = VR_ENOENT;
 out:
     cJSON_Delete(root);
@@ -324,8 +334,11 @@ long atlas_retry_after_parse(const char *body, size_t len)
     const cJSON *v = cJSON_GetObjectItemCaseSensitive(root, "retryAfter");
     long s = -1;
 
-    if (cJSON_IsNumber(v) && v->valuedouble >= 0 && v->valuedouble < 86400)
-        s = (long)ceil(v->valuedouble);
+    /* Any wait, however long, is kept (capped here so that it fits): deciding how long to
+     * actually wait is the caller's business. */
+    if (cJSON_IsNumber(v) && v->valuedouble >= 0)
+        s = v->valuedouble < (double)ATLAS_RETRY_AFTER_MAX_S ? (long)ceil(v->valuedouble)
+                                                             : ATLAS_RETRY_AFTER_MAX_S;
     cJSON_Delete(root);
     return s;
 }

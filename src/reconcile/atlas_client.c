@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "httpc.h"
+#include "utf8.h"
 
 #define QUERY_PATH   "queryVoidOrders.do"
 #define HEADER_LINES 4
@@ -37,6 +38,7 @@ static void answered(const struct httpc_response *r, void *arg)
         /* A transport failure; an oversized answer counts as a malformed one. */
         rep.status = r->status == VR_ETOOBIG ? VR_EPARSE : r->status;
         snprintf(rep.error, sizeof(rep.error), "%s", r->error);
+        utf8_trim(rep.error, sizeof(rep.error));
     } else if (r->http_status == 200) {
         rep.status = atlas_query_parse(r->body, r->body_len, q->void_code, &rep.order,
                                        &rep.atlas_status, rep.error, sizeof(rep.error));
@@ -46,7 +48,10 @@ static void answered(const struct httpc_response *r, void *arg)
         if (s < 0)
             s = r->retry_after_s;
         rep.status = VR_EREMOTE;
-        rep.retry_after_ms = s > 0 ? (uint64_t)s * 1000 : 0;
+        /* Saturates instead of wrapping: a header can say anything. */
+        rep.retry_after_ms = s <= 0                            ? 0
+                             : (uint64_t)s > UINT64_MAX / 1000 ? UINT64_MAX
+                                                               : (uint64_t)s * 1000;
         snprintf(rep.error, sizeof(rep.error), "HTTP 429: rate limited, retry after %ld s",
                  s > 0 ? s : 0);
     } else {

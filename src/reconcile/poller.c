@@ -4,12 +4,14 @@
 
 #include <inttypes.h>
 #include <stdbool.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "log.h"
 #include "metrics.h"
+#include "utf8.h"
 
 #define DEFAULT_TICK_MS         1000
 #define DEFAULT_MAX_INTERVAL_MS 3600000
@@ -22,18 +24,22 @@
 /* The stuck sweep is one indexed statement; once a second is plenty for a 24 h threshold. */
 #define SWEEP_EVERY_MS  1000
 #define SWEEP_MAX_CASES 1000
-/* A 429 without retryAfter still pauses polling this long. */
+/* A 429 without retryAfter still pauses polling this long (within the cap). */
 #define RATE_LIMIT_PAUSE_MS 1000
+/* What is kept of a free-text field of an answer (cancelReason, voidMethod). */
+#define ATLAS_TEXT_BYTES 1024
+#define ERROR_BYTES      256
 
 struct poll_job {
     struct poller *p;
-    struct poll_job *next; /* waiting for a rate-limit pause to end */
     char *order_no;
     char *void_code;
     int64_t version;
     int64_t lease_token;
     int polls;
     int poll_failures;
+    bool fallback; /* the failure is recorded with a plain text, the first try having failed */
+    char error[ERROR_BYTES];
     struct atlas_void_order answer;
     struct store_void_details details;
     struct store_void_report rep;
@@ -51,7 +57,6 @@ struct poller {
     uint64_t swept_at;
     uint64_t rng;
     unsigned in_flight;
-    struct poll_job *paused; /* leased while a 429 pause began: sent when it ends */
     bool leasing;
     bool sweeping;
     bool stopping;
@@ -86,10 +91,24 @@ static void job_done(struct poll_job *j)
 
 /* ---- answers ------------------------------------------------------------------------------ */
 
+static void poll_failure_record(struct poll_job *j, uint64_t delay);
+
 static void applied(int status, const struct store_result *res, void *arg)
 {
     struct poll_job *j = arg;
 
+    if (status == VR_EDB) {
+        /* Retrying blind would fail the same way at every lease: count it instead, so that
+         * the case backs off and ends poll_failing like any other failing poll. */
+        char clean[ERROR_BYTES - 40];
+
+        utf8_copy_clean(clean, sizeof(clean), res->error, strlen(res->error));
+        snprintf(j->error, sizeof(j->error), "the answer could not be stored: %s", clean);
+        metrics_poll("failed");
+        log_warn("poll_not_stored", "order=%s void=%s: %s", j->order_no, j->void_code, j->error);
+        poll_failure_record(j, grow(j->p, j->p->cfg.retry_ms, j->poll_failures));
+        return;
+    }
     if (status == 0 || status == VR_ESTATE)
         metrics_poll(status == 0 ? "ok" : "lease_lost");
     if (status == 0)
@@ -108,6 +127,15 @@ static void failure_stored(int status, const struct store_result *res, void *arg
 {
     struct poll_job *j = arg;
 
+    if (status == VR_EDB && !j->fallback) {
+        /* Whatever the text held, this one can be written. */
+        log_warn("poll_failure_not_stored", "order=%s void=%s: %s; recording it without its text",
+                 j->order_no, j->void_code, res->error);
+        j->fallback = true;
+        snprintf(j->error, sizeof(j->error), "poll failed; its error text could not be stored");
+        poll_failure_record(j, grow(j->p, j->p->cfg.retry_ms, j->poll_failures));
+        return;
+    }
     if (status == 0 && res->alert_id != 0)
         log_warn("poll_failing", "order=%s void=%s: %d polls failed in a row; alert %" PRId64,
                  j->order_no, j->void_code, j->poll_failures + 1, res->alert_id);
@@ -122,6 +150,32 @@ static char *dup_or_null(const char *s)
     return s != NULL ? xstrdup(s) : NULL;
 }
 
+/* A copy of text from Atlas that PostgreSQL will take: valid UTF-8 without NUL (bad bytes
+ * become '?'), at most max bytes, cut on a character. NULL stays NULL. */
+static char *atlas_text(const char *s, size_t max)
+{
+    size_t len, n;
+    char *out;
+
+    if (s == NULL)
+        return NULL;
+    len = strlen(s);
+    if (utf8_text_ok(s, len))
+        return xstrndup(s, utf8_cut(s, len, max));
+    n = len < max ? len : max;
+    out = xmalloc(n + 1);
+    utf8_copy_clean(out, n + 1, s, len);
+    return out;
+}
+
+static void poll_failure_record(struct poll_job *j, uint64_t delay)
+{
+    struct poller *p = j->p;
+
+    store_poll_failed(p->st, j->order_no, j->void_code, j->lease_token, j->error, delay,
+                      p->cfg.failures_alert, failure_stored, j);
+}
+
 /* Applies a good answer as source "poll"; the reply is borrowed, so the job keeps its own copy
  * of what the store will write. */
 static void answer_apply(struct poll_job *j, const struct atlas_void_order *o)
@@ -129,11 +183,13 @@ static void answer_apply(struct poll_job *j, const struct atlas_void_order *o)
     struct poller *p = j->p;
 
     j->answer.void_status = o->void_status;
-    j->answer.cancel_reason = dup_or_null(o->cancel_reason);
-    j->answer.void_method = dup_or_null(o->void_method);
+    j->answer.cancel_reason = atlas_text(o->cancel_reason, ATLAS_TEXT_BYTES);
+    j->answer.void_method = atlas_text(o->void_method, ATLAS_TEXT_BYTES);
     j->answer.expected_confirmation_date = dup_or_null(o->expected_confirmation_date);
     j->answer.expected_refund_date = dup_or_null(o->expected_refund_date);
-    j->answer.item_json = xstrdup(o->item_json);
+    /* The whole item, cleaned, never cut: bounded by the answer's size limit. Replacing a bad
+     * byte with '?' inside a JSON string keeps the JSON valid. */
+    j->answer.item_json = atlas_text(o->item_json, SIZE_MAX - 1);
     j->details = (struct store_void_details){
         .cancel_reason = j->answer.cancel_reason,
         .void_method = j->answer.void_method,
@@ -157,26 +213,67 @@ static void answer_apply(struct poll_job *j, const struct atlas_void_order *o)
     store_apply_void(p->st, NULL, &j->rep, applied, j);
 }
 
-/* Records a failed poll and when to try again; a 429 pauses every poll. */
+static void deferred(int status, const char *error, int64_t count, void *arg)
+{
+    struct poll_job *j = arg;
+
+    (void)count; /* 0: the lease was lost; whoever holds it now polls the case */
+    if (status != 0)
+        log_at(status == VR_EUNAVAIL ? LOG_DEBUG : LOG_WARN, "poll_defer_failed",
+               "order=%s void=%s: %s", j->order_no, j->void_code, error);
+    job_done(j);
+}
+
+/* Gives the case back, untouched but for its schedule, until the pause ends. */
+static void job_defer(struct poll_job *j)
+{
+    struct poller *p = j->p;
+    uint64_t now = uv_now(p->loop);
+
+    store_poll_deferred(p->st, j->order_no, j->void_code, j->lease_token,
+                        p->paused_until > now ? p->paused_until - now : 0, deferred, j);
+}
+
+/* Atlas asked every poll to wait asked_ms (0: it did not say how long). The wait is capped at
+ * the longest poll interval: a header of 10^8 seconds must not stop polling for years. */
+static void pause_all(struct poller *p, uint64_t asked_ms)
+{
+    uint64_t pause = asked_ms ? asked_ms : RATE_LIMIT_PAUSE_MS;
+    uint64_t now = uv_now(p->loop);
+    char why[96];
+
+    if (pause > p->cfg.max_interval_ms)
+        pause = p->cfg.max_interval_ms;
+    if (now + pause <= p->paused_until)
+        return;
+    p->paused_until = now + pause;
+    snprintf(why, sizeof(why), "rate limited by Atlas (HTTP 429)");
+    log_warn("poller_paused",
+             "Atlas answered 429: no poll for %" PRIu64 " ms (asked for %" PRIu64
+             " ms, capped at %" PRIu64 " ms)",
+             pause, asked_ms, p->cfg.max_interval_ms);
+    if (p->cfg.pause_cb != NULL)
+        p->cfg.pause_cb(p->paused_until, why, p->cfg.pause_arg);
+}
+
+/* Records a failed poll and when to try again; a 429 pauses every poll instead: the limit is
+ * the client's, not the case's. */
 static void answer_failed(struct poll_job *j, const struct atlas_reply *reply)
 {
     struct poller *p = j->p;
     uint64_t delay = grow(p, p->cfg.retry_ms, j->poll_failures);
 
     if (reply->http_status == 429) {
-        uint64_t pause = reply->retry_after_ms ? reply->retry_after_ms : RATE_LIMIT_PAUSE_MS;
-
-        /* The limit is the client's, not the case's: every poll waits. */
-        if (uv_now(p->loop) + pause > p->paused_until)
-            p->paused_until = uv_now(p->loop) + pause;
-        if (delay < pause)
-            delay = pause;
+        pause_all(p, reply->retry_after_ms);
+        metrics_poll("rate_limited");
+        job_defer(j);
+        return;
     }
     metrics_poll("failed");
+    utf8_copy_clean(j->error, sizeof(j->error), reply->error, strlen(reply->error));
     log_warn("poll_failed", "order=%s void=%s: %s; retry in %" PRIu64 " ms", j->order_no,
-             j->void_code, reply->error, delay);
-    store_poll_failed(p->st, j->order_no, j->void_code, j->lease_token, reply->error, delay,
-                      p->cfg.failures_alert, failure_stored, j);
+             j->void_code, j->error, delay);
+    poll_failure_record(j, delay);
 }
 
 static void answered(const struct atlas_reply *reply, void *arg)
@@ -222,25 +319,14 @@ static void leased(int status, const char *error, const struct store_lease *leas
             continue;
         }
         if (uv_now(p->loop) < p->paused_until) {
-            /* A 429 came back while this lease was being taken: hold it (the lease outlives
-             * any pause) rather than ask again too soon. */
-            j->next = p->paused;
-            p->paused = j;
+            /* A 429 came back while this lease was being taken: give the case back until the
+             * pause ends (a pause can outlast the lease). */
+            job_defer(j);
             continue;
         }
         atlas_client_query(p->client, j->order_no, j->void_code, answered, j);
     }
     poller_maybe_done(p);
-}
-
-static void send_paused(struct poller *p)
-{
-    struct poll_job *j;
-
-    while ((j = p->paused) != NULL) {
-        p->paused = j->next;
-        atlas_client_query(p->client, j->order_no, j->void_code, answered, j);
-    }
 }
 
 static void swept(int status, const char *error, int64_t count, void *arg)
@@ -274,7 +360,6 @@ static void on_tick(uv_timer_t *t)
     }
     if (p->client == NULL || now < p->paused_until)
         return;
-    send_paused(p);
     if (p->leasing)
         return;
     budget = p->cfg.concurrency - p->in_flight;
@@ -353,17 +438,10 @@ static void client_closed(void *arg)
 
 void poller_close(struct poller *p, void (*done_cb)(void *arg), void *arg)
 {
-    struct poll_job *j;
-
     p->stopping = true;
     p->done_cb = done_cb;
     p->done_arg = arg;
     uv_timer_stop(&p->tick);
-    /* Held leases are not polled now; they expire and another poll takes the cases. */
-    while ((j = p->paused) != NULL) {
-        p->paused = j->next;
-        job_done(j);
-    }
     /* A poll still waiting for Atlas is not worth a slow shutdown: it ends here as
      * VR_ECLOSED, its lease expires and it is made again. Answers in hand are still applied. */
     if (p->client != NULL)

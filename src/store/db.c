@@ -15,8 +15,12 @@
 
 #include "log.h"
 
-/* set_config() instead of SET because SET takes no bind parameters. */
+/* set_config() instead of SET because SET takes no bind parameters. synchronous_commit is
+ * pinned because a 2xx promises the webhook survives kill -9 of the server too: a role or
+ * database default of off must not quietly weaken that. */
 static const char sql_setup[] = "SELECT set_config('statement_timeout', $1, false),"
+                                " set_config('lock_timeout', $2, false),"
+                                " set_config('synchronous_commit', 'on', false),"
                                 " set_config('application_name', 'voidrecon', false)";
 static const char sql_rollback[] = "ROLLBACK";
 
@@ -30,6 +34,7 @@ static const char sql_rollback[] = "ROLLBACK";
 #define DB_MAX_POOL_SIZE         1024U
 #define DB_MAX_PARAMS            65535
 #define DB_REASON_BYTES          200
+#define DB_MAX_KEYWORDS          8
 
 enum conn_state {
     CONN_DOWN,       /* no PGconn; the timer is the reconnect backoff */
@@ -80,6 +85,7 @@ struct db_conn {
     int live;        /* established, counted in db->n_live */
     int failed_once; /* an attempt failed since start: lets STARTING turn into DOWN */
     int flushing;    /* PQflush returned 1: wait for writable too */
+    int recycle;     /* reconnect instead of going back to the pool (read-only, fatal error) */
     struct db_session session;
     struct db_query q;
 };
@@ -102,6 +108,14 @@ struct db {
     struct db_config cfg;
     char *conninfo;
     char timeout_param[24];
+    char lock_param[24];
+    /* PQconnectStartParams: our defaults first, then conninfo as an expanded dbname, so that
+     * whatever the user wrote wins. */
+    const char *keywords[DB_MAX_KEYWORDS];
+    const char *values[DB_MAX_KEYWORDS];
+    bool insist_rw; /* target_session_attrs makes every new connection writable */
+    bool read_only;
+    char reason[DB_REASON_BYTES]; /* why the last connection was lost or refused */
     struct db_conn *conns;
     struct db_wqueue waiting; /* FIFO, all with the same timeout, so the head expires first */
     struct db_wqueue done;    /* decided outcomes waiting to be delivered from the loop */
@@ -498,8 +512,15 @@ static void conn_retry(struct db_conn *c)
     uv_timer_start(&c->timer, conn_on_timer, delay, 0);
 }
 
+static void conn_lost_idle(struct db_conn *c, const char *why);
+
 static void conn_idle(struct db_conn *c)
 {
+    if (c->recycle) {
+        c->state = CONN_READY;
+        conn_lost_idle(c, "recycled after a read-only or fatal error");
+        return;
+    }
     c->state = CONN_READY;
     db_kick(c->db);
 }
@@ -512,6 +533,9 @@ static void conn_established(struct db_conn *c)
     c->backoff_ms = 0;
     c->live = 1;
     db->n_live++;
+    db->reason[0] = '\0';
+    if (db->insist_rw)
+        db->read_only = false; /* libpq checked that this session is writable */
     log_debug("db_conn_ready", "conn=%u", c->index);
     if (db->health != HEALTH_UP) {
         db->health = HEALTH_UP;
@@ -542,6 +566,7 @@ static void conn_deliver(struct db_conn *c, PGresult *res, int status)
 static void conn_lose(struct db_conn *c, const char *why, char *reason_out)
 {
     reason_copy(reason_out, DB_REASON_BYTES, why);
+    memcpy(c->db->reason, reason_out, DB_REASON_BYTES);
     log_debug("db_conn_lost", "conn=%u reason=%s", c->index, reason_out);
     conn_drop(c, reason_out);
 }
@@ -592,7 +617,8 @@ static void conn_break(struct db_conn *c, const char *why)
 static void conn_connect_start(struct db_conn *c)
 {
     c->state = CONN_CONNECTING;
-    c->pg = PQconnectStart(c->db->conninfo);
+    c->recycle = 0;
+    c->pg = PQconnectStartParams(c->db->keywords, c->db->values, 1);
     if (c->pg == NULL) {
         conn_break(c, "out of memory");
         return;
@@ -610,7 +636,7 @@ static void conn_connect_start(struct db_conn *c)
 
 static void conn_connect_step(struct db_conn *c)
 {
-    const char *sp[1];
+    const char *sp[2];
 
     switch (PQconnectPoll(c->pg)) {
     case PGRES_POLLING_READING:
@@ -635,8 +661,30 @@ static void conn_connect_step(struct db_conn *c)
     c->state = CONN_SETUP;
     conn_query_begin(c, QUERY_SETUP, NULL, NULL);
     sp[0] = c->db->timeout_param;
-    if (conn_send(c, sql_setup, 1, sp, NULL, 1) != 0)
+    sp[1] = c->db->lock_param;
+    if (conn_send(c, sql_setup, 2, sp, NULL, 1) != 0)
         conn_break(c, PQerrorMessage(c->pg));
+}
+
+/* SQLSTATE classes after which the connection is not worth keeping: connection exceptions,
+ * the server shutting down or the session terminated, and a read-only server (a failover left
+ * us on a standby, or writes were switched off): reconnecting finds the writable primary. */
+static bool state_recycles(const char *state)
+{
+    return strncmp(state, "08", 2) == 0 || strcmp(state, "57P01") == 0 ||
+           strcmp(state, "57P02") == 0 || strcmp(state, "57P03") == 0 ||
+           strcmp(state, "25006") == 0;
+}
+
+static void conn_check_error(struct db_conn *c, const PGresult *res)
+{
+    const char *state = PQresultErrorField(res, PG_DIAG_SQLSTATE);
+
+    if (state == NULL || !state_recycles(state))
+        return;
+    c->recycle = 1;
+    if (strcmp(state, "25006") == 0 && c->db->cfg.read_write)
+        db_set_read_only(c->db, true);
 }
 
 /* The statement finished (PQgetResult returned NULL). */
@@ -678,6 +726,8 @@ static void conn_query_done(struct db_conn *c)
         conn_idle(c);
         return;
     case QUERY_USER:
+        if (status != 0)
+            conn_check_error(c, res);
         conn_deliver(c, res, status);
         return;
     }
@@ -794,6 +844,13 @@ static void conn_release_now(struct db_conn *c)
         conn_retry(c);
         return;
     }
+    if (c->recycle) {
+        /* Dropping the connection also ends any transaction left open on it. */
+        c->state = CONN_ROLLBACK;
+        memset(&c->q, 0, sizeof(c->q));
+        conn_lost_idle(c, "recycled after a read-only or fatal error");
+        return;
+    }
     switch (PQtransactionStatus(c->pg)) {
     case PQTRANS_IDLE:
         conn_idle(c);
@@ -864,7 +921,8 @@ static int config_check(const struct db_config *cfg)
     if (opts == NULL)
         return VR_EINVAL;
     PQconninfoFree(opts);
-    if (cfg->pool_size > DB_MAX_POOL_SIZE || cfg->query_timeout_ms > INT32_MAX)
+    if (cfg->pool_size > DB_MAX_POOL_SIZE || cfg->query_timeout_ms > INT32_MAX ||
+        cfg->lock_timeout_ms > INT32_MAX)
         return VR_EINVAL;
     return 0;
 }
@@ -882,6 +940,44 @@ static void config_defaults(struct db_config *cfg)
         cfg->reconnect_max_ms = cfg->reconnect_min_ms;
 }
 
+/* The value conninfo, or else the environment, gives keyword; NULL when neither does. The
+ * returned string lives in opts. */
+static const char *conninfo_value(PQconninfoOption *opts, const char *keyword, const char *env)
+{
+    const char *v;
+
+    for (PQconninfoOption *o = opts; o != NULL && o->keyword != NULL; o++) {
+        if (strcmp(o->keyword, keyword) == 0 && o->val != NULL && o->val[0] != '\0')
+            return o->val;
+    }
+    v = getenv(env);
+    return v != NULL && v[0] != '\0' ? v : NULL;
+}
+
+/* Our defaults, then the user's conninfo: libpq keeps the last value of a repeated keyword. */
+static void db_keywords(struct db *db)
+{
+    PQconninfoOption *opts = PQconninfoParse(db->conninfo, NULL);
+    const char *tsa = conninfo_value(opts, "target_session_attrs", "PGTARGETSESSIONATTRS");
+    size_t n = 0;
+
+#define KW(k, v) (db->keywords[n] = (k), db->values[n] = (v), n++)
+    if (db->cfg.read_write && tsa == NULL)
+        KW("target_session_attrs", "read-write");
+    db->insist_rw = db->cfg.read_write &&
+                    (tsa == NULL || strcmp(tsa, "read-write") == 0 || strcmp(tsa, "primary") == 0);
+    /* A peer that vanishes without a FIN (a failed-over host, a cut cable) is noticed in
+     * about a minute instead of the kernel's two hours. */
+    KW("keepalives", "1");
+    KW("keepalives_idle", "30");
+    KW("keepalives_interval", "10");
+    KW("keepalives_count", "3");
+    KW("dbname", db->conninfo);
+#undef KW
+    db->keywords[n] = db->values[n] = NULL;
+    PQconninfoFree(opts);
+}
+
 int db_new(struct db **out, uv_loop_t *loop, const struct db_config *cfg)
 {
     struct db *db;
@@ -895,8 +991,14 @@ int db_new(struct db **out, uv_loop_t *loop, const struct db_config *cfg)
     db->conninfo = xstrdup(cfg->conninfo);
     db->cfg.conninfo = NULL;
     config_defaults(&db->cfg);
+    if (db->cfg.lock_timeout_ms == 0)
+        db->cfg.lock_timeout_ms =
+            db->cfg.query_timeout_ms / 2 > 0 ? db->cfg.query_timeout_ms / 2 : 1;
     snprintf(db->timeout_param, sizeof(db->timeout_param), "%llu",
              (unsigned long long)db->cfg.query_timeout_ms);
+    snprintf(db->lock_param, sizeof(db->lock_param), "%llu",
+             (unsigned long long)db->cfg.lock_timeout_ms);
+    db_keywords(db);
     db->rng = uv_hrtime() ^ (uint64_t)(uintptr_t)db;
     if (db->rng == 0)
         db->rng = 0x9e3779b97f4a7c15ULL;
@@ -939,6 +1041,37 @@ void db_close(struct db *db, void (*done_cb)(void *arg), void *arg)
     }
     log_info("db_closing", "closing the database pool");
     db_maybe_finish_close(db);
+}
+
+void db_state(const struct db *db, struct db_state *out)
+{
+    memset(out, 0, sizeof(*out));
+    out->starting = db->health == HEALTH_STARTING && db->n_live == 0;
+    out->up = db->health == HEALTH_UP && db->n_live > 0;
+    out->read_only = db->read_only;
+    out->live = db->n_live;
+    out->waiting = db->waiting.n;
+    snprintf(out->reason, sizeof(out->reason), "%s", db->reason);
+}
+
+void db_set_read_only(struct db *db, bool read_only)
+{
+    if (!read_only || db->closing) {
+        db->read_only = read_only && !db->closing;
+        return;
+    }
+    if (!db->read_only)
+        log_warn("db_read_only", "the database refuses writes: reconnecting to find a writable "
+                                 "primary");
+    db->read_only = true;
+    for (unsigned i = 0; i < db->cfg.pool_size; i++) {
+        struct db_conn *c = &db->conns[i];
+
+        if (c->state == CONN_READY)
+            conn_lost_idle(c, "the database is read-only");
+        else if (c->state == CONN_BUSY || c->state == CONN_ROLLBACK)
+            c->recycle = 1;
+    }
 }
 
 void db_acquire(struct db *db, db_acquire_cb cb, void *arg)
@@ -1114,7 +1247,8 @@ int db_classify(const PGresult *res, int status, const char *what, char *err, si
         state = "";
     snprintf(err, errlen, "%s: %s (SQLSTATE %s)", what, msg ? msg : "unknown error", state);
     if (strncmp(state, "08", 2) == 0 || strncmp(state, "57", 2) == 0 ||
-        strncmp(state, "53", 2) == 0 || strncmp(state, "40", 2) == 0 || strcmp(state, "55P03") == 0)
+        strncmp(state, "53", 2) == 0 || strncmp(state, "40", 2) == 0 ||
+        strcmp(state, "55P03") == 0 || strcmp(state, "25006") == 0)
         return VR_EUNAVAIL;
     return VR_EDB;
 }

@@ -3,6 +3,7 @@
 #ifndef VR_DB_H
 #define VR_DB_H
 
+#include <stdbool.h>
 #include <stdint.h>
 
 #include <libpq-fe.h>
@@ -24,6 +25,24 @@ struct db_config {
     uint64_t query_timeout_ms;   /* server statement_timeout set on connect; default 10000 */
     unsigned max_waiters;        /* bound on queued db_acquire calls; default 1024 */
     uint64_t acquire_timeout_ms; /* how long a queued db_acquire waits; default 5000 */
+    uint64_t lock_timeout_ms;    /* server lock_timeout set on connect; default half of
+                                    query_timeout_ms, so a lock wait fails as transient first */
+    /* Insist on a writable primary: target_session_attrs=read-write is added unless conninfo
+     * or PGTARGETSESSIONATTRS sets it, and a read-only refusal (SQLSTATE 25006) recycles every
+     * connection. Off for a connection that only reads (health checks). */
+    bool read_write;
+};
+
+/* What the pool knows without asking the server. */
+struct db_state {
+    bool starting;  /* no connection attempt has finished yet */
+    bool up;        /* at least one connection is established */
+    bool read_only; /* a write was refused as read-only, or db_set_read_only said so, since
+                       the last connection known to be writable */
+    unsigned live;
+    unsigned waiting;
+    char reason[200]; /* why the last connection was lost or refused ("" when none); no
+                         conninfo in it */
 };
 
 /* Status 0 with s != NULL, or s == NULL and VR_EUNAVAIL (every connection is down, or the wait
@@ -40,8 +59,10 @@ typedef void (*db_result_cb)(struct db_session *s, PGresult *res, int status, vo
 
 /* Creates a pool on loop and starts connecting every connection in the background; returns at
  * once with 0, or VR_EINVAL when conninfo is missing or unparsable. cfg and its strings are
- * copied. Caller ends it with db_close. Host names in conninfo are resolved by libpq
- * synchronously: use IP addresses (hostaddr) or sockets to never block. */
+ * copied. Caller ends it with db_close. Every session gets statement_timeout, lock_timeout,
+ * synchronous_commit=on (an acknowledged webhook must survive a crash) and TCP keepalives
+ * (unless conninfo sets them). Host names in conninfo are resolved by libpq synchronously:
+ * use IP addresses (hostaddr) or sockets to never block. */
 int db_new(struct db **out, uv_loop_t *loop, const struct db_config *cfg) VR_MUSTCHECK;
 
 /* Fails queued and future acquires with VR_ECLOSED, lets queries in flight finish (their
@@ -71,11 +92,19 @@ void db_release(struct db_session *s);
 void db_query(struct db *db, const char *sql, int nparams, const char *const *params,
               const int *lengths, db_result_cb cb, void *arg);
 
+/* Fills out from the pool's state; never blocks, never queries. */
+void db_state(const struct db *db, struct db_state *out);
+
+/* Tells the pool the server is (read_only) or is again (!read_only) refusing writes, e.g. from
+ * a health check on another connection. read_only recycles every connection (idle ones now,
+ * held ones when released): after a failover they all point at the old primary. */
+void db_set_read_only(struct db *db, bool read_only);
+
 /* Sorts a failed query's status for the caller's answer: VR_EUNAVAIL when a retry may cure it
  * (connection lost or closed, timeouts and cancellations, server shutdown, lack of resources,
- * lock and serialization failures), VR_EDB otherwise; other statuses pass through. Writes one
- * line into err: what (the operation), then the server's message and SQLSTATE, or why no
- * connection could be had. Logs nothing: the caller decides. */
+ * lock and serialization failures, a read-only server), VR_EDB otherwise; other statuses pass
+ * through. Writes one line into err: what (the operation), then the server's message and SQLSTATE,
+ * or why no connection could be had. Logs nothing: the caller decides. */
 int db_classify(const PGresult *res, int status, const char *what, char *err, size_t errlen);
 
 #endif

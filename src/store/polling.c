@@ -49,6 +49,20 @@ static const char sql_poll_failed[] =
     ")"
     "SELECT upd.poll_failures, (SELECT id FROM a) FROM upd";
 
+/* The case keeps its failure count and error: the wait was asked for by Atlas, not caused by
+ * the case. A schedule already later than the wait stays. */
+static const char sql_poll_deferred[] =
+    "WITH upd AS ("
+    "  UPDATE voidrecon.void_cases AS v"
+    "     SET lease_token = NULL, lease_until = NULL,"
+    "         next_poll_at = CASE WHEN v.next_poll_at IS NULL THEN NULL"
+    "                        ELSE greatest(v.next_poll_at,"
+    "                                      now() + $3::bigint * interval '1 millisecond') END"
+    "   WHERE v.order_no = $1::text AND v.void_code = $2::text AND v.lease_token = $4::bigint"
+    "  RETURNING 1"
+    ")"
+    "SELECT count(*) FROM upd";
+
 /* A stuck case changes its follow-up, so its version moves like any other flag's would. */
 static const char sql_flag_stuck[] =
     "WITH s AS ("
@@ -159,6 +173,16 @@ void store_poll_failed(struct store *st, const char *order_no, const char *void_
                              store_i64_text(lease_token, lease, sizeof(lease))};
 
     db_query(st->db, sql_poll_failed, 6, params, NULL, poll_failure_written, op);
+}
+
+void store_poll_deferred(struct store *st, const char *order_no, const char *void_code,
+                         int64_t lease_token, uint64_t delay_ms, store_count_cb cb, void *arg)
+{
+    char delay[24], lease[24];
+    const char *params[4] = {order_no, void_code, store_u64_text(delay_ms, delay, sizeof(delay)),
+                             store_i64_text(lease_token, lease, sizeof(lease))};
+
+    store_run_count(st, sql_poll_deferred, 4, params, "deferring a poll", cb, arg);
 }
 
 void store_flag_stuck(struct store *st, uint64_t stuck_after_ms, unsigned max, store_count_cb cb,

@@ -14,12 +14,21 @@
 const char store_sql_schema_version[] =
     "SELECT coalesce((SELECT max(version) FROM voidrecon.schema_migrations), 0)";
 
-/* Partial indexes keep these counts cheap (void_cases_open_idx, void_cases_followup_idx,
- * alerts_due_idx). */
+/* A standby is in recovery; a primary can still refuse writes (default_transaction_read_only). */
+static const char sql_probe[] =
+    "SELECT coalesce((SELECT max(version) FROM voidrecon.schema_migrations), 0),"
+    "       pg_is_in_recovery() OR current_setting('transaction_read_only')::boolean";
+
+/* Partial indexes keep these cheap (void_cases_open_idx, void_cases_followup_idx,
+ * alerts_due_idx, void_cases_next_poll_at_idx), but the open count still visits every open
+ * case: which is why it runs on its own connection, once per refresh, never per scrape. */
 static const char sql_gauges[] =
     "SELECT (SELECT count(*) FROM voidrecon.void_cases WHERE is_open),"
     "       (SELECT count(*) FROM voidrecon.void_cases WHERE needs_followup),"
-    "       (SELECT count(*) FROM voidrecon.alerts WHERE delivered_at IS NULL)";
+    "       (SELECT count(*) FROM voidrecon.alerts WHERE delivered_at IS NULL),"
+    "       (SELECT (coalesce(greatest(extract(epoch FROM now() - min(next_poll_at)), 0), 0)"
+    "                * 1000)::bigint"
+    "          FROM voidrecon.void_cases WHERE next_poll_at IS NOT NULL)";
 
 /* ---- lifecycle ------------------------------------------------------------------------------ */
 
@@ -36,8 +45,23 @@ int store_new(struct store **out, uv_loop_t *loop, const struct store_config *cf
                    .pool_size = cfg->pool_size,
                    .query_timeout_ms = timeout_ms,
                    .acquire_timeout_ms = timeout_ms,
+                   .read_write = true,
                }) != 0) {
         snprintf(err, errlen, "not a valid connection string or URI");
+        free(st);
+        return VR_EINVAL;
+    }
+    if (cfg->health_timeout_ms > 0 && db_new(&st->health_db, loop,
+                                             &(struct db_config){
+                                                 .conninfo = cfg->conninfo,
+                                                 .pool_size = 1,
+                                                 .query_timeout_ms = cfg->health_timeout_ms,
+                                                 .acquire_timeout_ms = cfg->health_timeout_ms,
+                                                 .max_waiters = 4,
+                                             }) != 0) {
+        /* Unreachable: the same conninfo was just accepted. */
+        snprintf(err, errlen, "not a valid connection string or URI");
+        db_close(st->db, NULL, NULL);
         free(st);
         return VR_EINVAL;
     }
@@ -58,11 +82,22 @@ static void pool_closed(void *arg)
         done_cb(done_arg);
 }
 
+static void health_pool_closed(void *arg)
+{
+    struct store *st = arg;
+
+    st->health_db = NULL;
+    db_close(st->db, pool_closed, st);
+}
+
 void store_close(struct store *st, void (*done_cb)(void *arg), void *arg)
 {
     st->done_cb = done_cb;
     st->done_arg = arg;
-    db_close(st->db, pool_closed, st);
+    if (st->health_db != NULL)
+        db_close(st->health_db, health_pool_closed, st);
+    else
+        db_close(st->db, pool_closed, st);
 }
 
 /* ---- operations ----------------------------------------------------------------------------- */
@@ -228,45 +263,114 @@ void store_run_count(struct store *st, const char *sql, int nparams, const char 
 /* ---- health --------------------------------------------------------------------------------- */
 
 struct reading {
-    store_gauges_cb gauges_cb;
+    struct store *st;
+    store_health_cb health_cb;
     store_version_cb version_cb;
     void *arg;
+    bool gauges;
+    struct db_session *s;
+    struct store_health h;
+    char err[STORE_ERROR_BYTES];
 };
 
-static struct reading *reading_new(store_gauges_cb gcb, store_version_cb vcb, void *arg)
+static struct reading *reading_new(struct store *st, store_health_cb hcb, store_version_cb vcb,
+                                   void *arg)
 {
     struct reading *rd = xcalloc(1, sizeof(*rd));
 
-    rd->gauges_cb = gcb;
+    rd->st = st;
+    rd->health_cb = hcb;
     rd->version_cb = vcb;
     rd->arg = arg;
     return rd;
 }
 
+void store_pool_state(const struct store *st, struct store_pool_state *out)
+{
+    struct db_state ds;
+
+    db_state(st->db, &ds);
+    memset(out, 0, sizeof(*out));
+    out->starting = ds.starting;
+    out->up = ds.up;
+    out->read_only = ds.read_only;
+    snprintf(out->reason, sizeof(out->reason), "%s", ds.reason);
+}
+
+static void health_done(struct reading *rd, int status)
+{
+    if (rd->s != NULL)
+        db_release(rd->s);
+    rd->health_cb(status, rd->err, status == 0 ? &rd->h : NULL, rd->arg);
+    free(rd);
+}
+
 static void gauges_read(struct db_session *s, PGresult *res, int status, void *arg)
 {
     struct reading *rd = arg;
-    struct store_gauges g = {0};
-    char err[STORE_ERROR_BYTES] = "";
     struct store_row row;
 
     (void)s;
     if (status != 0) {
-        status = db_classify(res, status, "reading the gauges", err, sizeof(err));
-    } else {
-        store_row_init(&row, res, 0);
-        g.open_cases = store_row_i64(&row, 0);
-        g.followup_cases = store_row_i64(&row, 1);
-        g.alert_backlog = store_row_i64(&row, 2);
-        status = store_row_check(&row, "reading the gauges", err, sizeof(err));
+        health_done(rd, db_classify(res, status, "reading the gauges", rd->err, sizeof(rd->err)));
+        return;
     }
-    rd->gauges_cb(status, err, status == 0 ? &g : NULL, rd->arg);
-    free(rd);
+    store_row_init(&row, res, 0);
+    rd->h.open_cases = store_row_i64(&row, 0);
+    rd->h.followup_cases = store_row_i64(&row, 1);
+    rd->h.alert_backlog = store_row_i64(&row, 2);
+    rd->h.poll_lag_ms = store_row_i64(&row, 3);
+    status = store_row_check(&row, "reading the gauges", rd->err, sizeof(rd->err));
+    rd->h.have_gauges = status == 0;
+    health_done(rd, status);
 }
 
-void store_read_gauges(struct store *st, store_gauges_cb cb, void *arg)
+static void probed(struct db_session *s, PGresult *res, int status, void *arg)
 {
-    db_query(st->db, sql_gauges, 0, NULL, NULL, gauges_read, reading_new(cb, NULL, arg));
+    struct reading *rd = arg;
+    struct store_row row;
+
+    if (status != 0) {
+        health_done(rd,
+                    db_classify(res, status, "checking the database", rd->err, sizeof(rd->err)));
+        return;
+    }
+    store_row_init(&row, res, 0);
+    rd->h.schema_version = store_row_int(&row, 0);
+    rd->h.read_only = store_row_bool(&row, 1);
+    status = store_row_check(&row, "checking the database", rd->err, sizeof(rd->err));
+    if (status != 0) {
+        health_done(rd, status);
+        return;
+    }
+    /* Seen from another connection: the pool's own would learn it only from a failed write. */
+    db_set_read_only(rd->st->db, rd->h.read_only);
+    if (!rd->gauges) {
+        health_done(rd, 0);
+        return;
+    }
+    db_session_query(s, sql_gauges, 0, NULL, NULL, gauges_read, rd);
+}
+
+static void health_acquired(struct db_session *s, int status, void *arg)
+{
+    struct reading *rd = arg;
+
+    if (status != 0) {
+        health_done(rd,
+                    db_classify(NULL, status, "checking the database", rd->err, sizeof(rd->err)));
+        return;
+    }
+    rd->s = s;
+    db_session_query(s, sql_probe, 0, NULL, NULL, probed, rd);
+}
+
+void store_read_health(struct store *st, bool gauges, store_health_cb cb, void *arg)
+{
+    struct reading *rd = reading_new(st, cb, NULL, arg);
+
+    rd->gauges = gauges;
+    db_acquire(st->health_db != NULL ? st->health_db : st->db, health_acquired, rd);
 }
 
 static void version_read(struct db_session *s, PGresult *res, int status, void *arg)
@@ -291,5 +395,5 @@ static void version_read(struct db_session *s, PGresult *res, int status, void *
 void store_schema_version(struct store *st, store_version_cb cb, void *arg)
 {
     db_query(st->db, store_sql_schema_version, 0, NULL, NULL, version_read,
-             reading_new(NULL, cb, arg));
+             reading_new(st, NULL, cb, arg));
 }

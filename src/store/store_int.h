@@ -15,6 +15,7 @@
 
 struct store {
     struct db *db;
+    struct db *health_db; /* NULL: health readings use db */
     uint64_t poll_first_ms;
     uint64_t poll_confirm_ms;
     void (*done_cb)(void *arg);

@@ -1,6 +1,7 @@
 /* Atlas webhook parsing: the documents' samples and broken variants. */
 #include "atlas.h"
 #include "check.h"
+#include "utf8.h"
 
 static char *slurp(const char *name, size_t *len)
 {
@@ -255,6 +256,42 @@ static void atlas_reads_retry_after_of_a_rate_limit_answer(void)
     ASSERT_EQ(atlas_retry_after_parse("{\"retryAfter\":-4}", 17), -1);
 }
 
+static void atlas_keeps_long_retry_after_for_the_caller_to_cap(void)
+{
+    static const char day[] = "{\"retryAfter\":86400}";
+    static const char absurd[] = "{\"retryAfter\":100000000}";
+    static const char huge[] = "{\"retryAfter\":1e300}";
+
+    ASSERT_EQ(atlas_retry_after_parse(day, strlen(day)), 86400);
+    ASSERT_EQ(atlas_retry_after_parse(absurd, strlen(absurd)), 100000000);
+    ASSERT_EQ(atlas_retry_after_parse(huge, strlen(huge)), ATLAS_RETRY_AFTER_MAX_S);
+}
+
+/* A byte cut through a multi-byte msg made text PostgreSQL refuses. */
+static void atlas_error_msg_is_cut_on_a_character_and_cleaned(void)
+{
+    char body[1024], msg[256] = "", err[256];
+    struct atlas_void_order o;
+    int st;
+
+    for (int i = 0; i < 60; i++)
+        snprintf(msg + strlen(msg), sizeof(msg) - strlen(msg), "%s", "\xe8\xae\xa2"); /* 订 */
+    snprintf(body, sizeof(body), "{\"status\":801,\"msg\":\"%s\"}", msg);
+    ASSERT_EQ(atlas_query_parse(body, strlen(body), "V1", &o, &st, err, sizeof(err)), VR_EREMOTE);
+    ASSERT_EQ(st, 801);
+    ASSERT_TRUE(utf8_text_ok(err, strlen(err)));
+    ASSERT_EQ(strlen(err), strlen("Atlas status 801: ") + 159); /* 53 whole characters */
+
+    snprintf(body, sizeof(body), "{\"status\":801,\"msg\":\"bad \xff\xfe byte\"}");
+    ASSERT_EQ(atlas_query_parse(body, strlen(body), "V1", &o, &st, err, sizeof(err)), VR_EREMOTE);
+    ASSERT_STR_EQ(err, "Atlas status 801: bad ?? byte");
+
+    /* err itself too small: still ends on a character. */
+    snprintf(body, sizeof(body), "{\"status\":801,\"msg\":\"%s\"}", msg);
+    ASSERT_EQ(atlas_query_parse(body, strlen(body), "V1", &o, &st, err, 24), VR_EREMOTE);
+    ASSERT_TRUE(utf8_text_ok(err, strlen(err)));
+}
+
 CHECK_MAIN(
     CASE(atlas_parses_void_success_sample), CASE(atlas_parses_void_rejection_and_chinese_samples),
     CASE(atlas_void_message_is_optional), CASE(atlas_parses_both_cancelled_spellings),
@@ -262,4 +299,6 @@ CHECK_MAIN(
     CASE(atlas_keeps_type_of_a_rejected_body), CASE(atlas_query_body_is_the_documented_shape),
     CASE(atlas_query_picks_the_item_of_the_void_code),
     CASE(atlas_query_rejects_broken_answers_naming_the_problem),
-    CASE(atlas_query_keeps_only_real_dates), CASE(atlas_reads_retry_after_of_a_rate_limit_answer))
+    CASE(atlas_query_keeps_only_real_dates), CASE(atlas_reads_retry_after_of_a_rate_limit_answer),
+    CASE(atlas_keeps_long_retry_after_for_the_caller_to_cap),
+    CASE(atlas_error_msg_is_cut_on_a_character_and_cleaned))

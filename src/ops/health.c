@@ -1,0 +1,259 @@
+/* Health readings kept in memory for /metrics and /readyz, refreshed by a timer on the store's
+ * health connection: a scrape costs no query, whatever its rate. */
+#include "health.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cjson/cJSON.h>
+
+#include "log.h"
+#include "metrics.h"
+#include "utf8.h"
+
+#define DEFAULT_REFRESH_MS 15000
+/* Writability is checked at least this often whatever the refresh: readiness must notice a
+ * failover even when no write comes to find it. */
+#define MAX_CHECK_MS 5000
+#define ERROR_BYTES  256
+#define WHY_BYTES    160
+
+struct health {
+    uv_loop_t *loop;
+    struct store *st;
+    struct health_config cfg;
+    uv_timer_t timer;
+    bool reading;
+    bool closing;
+    bool timer_open;
+    /* The last check (writability and schema version). */
+    bool checked;  /* a check has answered, well or not */
+    bool check_ok; /* the last one answered well */
+    uint64_t checked_at;
+    int schema_version;
+    bool read_only;
+    char check_error[ERROR_BYTES];
+    /* The last counts. */
+    bool have_gauges;
+    uint64_t gauges_at;
+    struct store_health gauges;
+    /* The poller's pause. */
+    uint64_t paused_until;
+    char paused_why[WHY_BYTES];
+    void (*done_cb)(void *arg);
+    void *done_arg;
+};
+
+static void health_maybe_done(struct health *h);
+
+/* ---- readings ----------------------------------------------------------------------------- */
+
+static void health_read(int status, const char *error, const struct store_health *sh, void *arg)
+{
+    struct health *h = arg;
+    uint64_t now = uv_now(h->loop);
+
+    h->reading = false;
+    h->checked = true;
+    h->checked_at = now;
+    if (status != 0) {
+        /* Said once per run of failures; readiness and the body say it meanwhile. */
+        if (h->check_ok || h->check_error[0] == '\0')
+            log_warn("health_check_failed", "%s", error);
+        h->check_ok = false;
+        snprintf(h->check_error, sizeof(h->check_error), "%s", error);
+        utf8_trim(h->check_error, sizeof(h->check_error));
+    } else {
+        if (!h->check_ok && h->check_error[0] != '\0')
+            log_info("health_check_ok", "the database answers the health check again");
+        h->check_ok = true;
+        h->check_error[0] = '\0';
+        h->schema_version = sh->schema_version;
+        h->read_only = sh->read_only;
+        if (sh->have_gauges) {
+            h->gauges = *sh;
+            h->gauges_at = now;
+            h->have_gauges = true;
+        }
+    }
+    health_maybe_done(h);
+}
+
+static void on_timer(uv_timer_t *t)
+{
+    struct health *h = t->data;
+    uint64_t now = uv_now(h->loop);
+    bool gauges;
+
+    if (h->reading || h->closing)
+        return;
+    gauges = !h->have_gauges || now - h->gauges_at >= h->cfg.refresh_ms;
+    h->reading = true;
+    store_read_health(h->st, gauges, health_read, h);
+}
+
+void health_poller_paused(struct health *h, uint64_t until_ms, const char *why)
+{
+    h->paused_until = until_ms;
+    snprintf(h->paused_why, sizeof(h->paused_why), "%s", why ? why : "");
+    utf8_trim(h->paused_why, sizeof(h->paused_why));
+}
+
+static uint64_t pause_left_ms(const struct health *h)
+{
+    uint64_t now = uv_now(h->loop);
+
+    return h->paused_until > now ? h->paused_until - now : 0;
+}
+
+/* ---- answers ------------------------------------------------------------------------------ */
+
+char *health_metrics(struct health *h)
+{
+    struct store_pool_state ps;
+    struct metrics_gauges g = {0};
+
+    store_pool_state(h->st, &ps);
+    g.db_up = ps.up;
+    g.db_read_only = ps.read_only || (h->check_ok && h->read_only);
+    g.poller_paused = pause_left_ms(h) > 0;
+    if (h->have_gauges) {
+        g.have_counts = true;
+        g.open_cases = h->gauges.open_cases;
+        g.followup_cases = h->gauges.followup_cases;
+        g.alert_backlog = h->gauges.alert_backlog;
+        g.poll_lag_s = (double)h->gauges.poll_lag_ms / 1000.0;
+        g.gauges_age_s = (double)(uv_now(h->loop) - h->gauges_at) / 1000.0;
+    }
+    return metrics_render(&g);
+}
+
+/* Why the service cannot take webhooks now, into why; false when it can. */
+static bool not_ready_reason(const struct health *h, const struct store_pool_state *ps, char *why,
+                             size_t cap)
+{
+    int version = h->check_ok ? h->schema_version : -1;
+
+    if (!ps->up)
+        snprintf(why, cap, "no database connection%s%s", ps->reason[0] ? ": " : "",
+                 ps->reason[0] ? ps->reason : (ps->starting ? ": connecting" : ""));
+    else if (ps->read_only || (h->check_ok && h->read_only))
+        snprintf(why, cap,
+                 "the database refuses writes (read-only or a standby): waiting for a "
+                 "writable primary");
+    else if (version >= 0 && version < h->cfg.schema_needed)
+        snprintf(why, cap,
+                 "database schema is at version %d, this voidrecon needs %d: run voidrecon "
+                 "migrate",
+                 version, h->cfg.schema_needed);
+    else if (version < 0 && !h->cfg.schema_current)
+        snprintf(why, cap, "database schema not checked yet");
+    else
+        return false;
+    utf8_trim(why, cap);
+    return true;
+}
+
+static cJSON *database_json(const struct health *h, const struct store_pool_state *ps)
+{
+    cJSON *d = cJSON_CreateObject();
+
+    cJSON_AddBoolToObject(d, "up", ps->up);
+    cJSON_AddBoolToObject(d, "read_only", ps->read_only || (h->check_ok && h->read_only));
+    if (h->checked)
+        cJSON_AddNumberToObject(d, "checked_ms_ago", (double)(uv_now(h->loop) - h->checked_at));
+    else
+        cJSON_AddNullToObject(d, "checked_ms_ago");
+    if (h->checked && !h->check_ok)
+        cJSON_AddStringToObject(d, "check_error", h->check_error);
+    return d;
+}
+
+static cJSON *poller_json(const struct health *h)
+{
+    cJSON *p = cJSON_CreateObject();
+    uint64_t left = pause_left_ms(h);
+
+    cJSON_AddBoolToObject(p, "paused", left > 0);
+    cJSON_AddNumberToObject(p, "resume_in_ms", (double)left);
+    if (left > 0)
+        cJSON_AddStringToObject(p, "reason", h->paused_why);
+    return p;
+}
+
+enum health_readiness health_ready(struct health *h, char **body)
+{
+    struct store_pool_state ps;
+    char why[320];
+    bool bad;
+    cJSON *o, *e;
+
+    *body = NULL;
+    store_pool_state(h->st, &ps);
+    if (ps.starting)
+        return HEALTH_UNKNOWN;
+    bad = not_ready_reason(h, &ps, why, sizeof(why));
+    o = cJSON_CreateObject();
+    cJSON_AddStringToObject(o, "status", bad ? "not_ready" : "ready");
+    if (bad) {
+        cJSON_AddStringToObject(o, "reason", why);
+        e = cJSON_AddObjectToObject(o, "error");
+        cJSON_AddStringToObject(e, "code", "unavailable");
+        cJSON_AddStringToObject(e, "message", why);
+    }
+    if (h->check_ok)
+        cJSON_AddNumberToObject(o, "schema_version", h->schema_version);
+    cJSON_AddItemToObject(o, "database", database_json(h, &ps));
+    cJSON_AddItemToObject(o, "poller", poller_json(h));
+    *body = vr_json_print(o);
+    cJSON_Delete(o);
+    return bad ? HEALTH_NOT_READY : HEALTH_READY;
+}
+
+/* ---- lifecycle ---------------------------------------------------------------------------- */
+
+struct health *health_new(uv_loop_t *loop, struct store *st, const struct health_config *cfg)
+{
+    struct health *h = xcalloc(1, sizeof(*h));
+
+    h->loop = loop;
+    h->st = st;
+    h->cfg = *cfg;
+    VR_DEFAULT(h->cfg.refresh_ms, DEFAULT_REFRESH_MS);
+    VR_DEFAULT(h->cfg.check_ms,
+               h->cfg.refresh_ms < MAX_CHECK_MS ? h->cfg.refresh_ms : MAX_CHECK_MS);
+    uv_timer_init(loop, &h->timer);
+    h->timer.data = h;
+    h->timer_open = true;
+    uv_timer_start(&h->timer, on_timer, 0, h->cfg.check_ms);
+    return h;
+}
+
+static void health_maybe_done(struct health *h)
+{
+    void (*done_cb)(void *arg) = h->done_cb;
+    void *done_arg = h->done_arg;
+
+    if (!h->closing || h->reading || h->timer_open)
+        return;
+    free(h);
+    if (done_cb != NULL)
+        done_cb(done_arg);
+}
+
+static void timer_closed(uv_handle_t *handle)
+{
+    struct health *h = handle->data;
+
+    h->timer_open = false;
+    health_maybe_done(h);
+}
+
+void health_close(struct health *h, void (*done_cb)(void *arg), void *arg)
+{
+    h->closing = true;
+    h->done_cb = done_cb;
+    h->done_arg = arg;
+    uv_close((uv_handle_t *)&h->timer, timer_closed);
+}
