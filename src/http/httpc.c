@@ -13,6 +13,7 @@
 #include <uv.h>
 
 #include "buf.h"
+#include "utf8.h"
 
 #define DEFAULT_TIMEOUT_MS         10000
 #define DEFAULT_CONNECT_TIMEOUT_MS 3000
@@ -98,14 +99,13 @@ static void req_finish(struct httpc_req *r, CURLcode result)
         rep.status = VR_ETOOBIG;
         snprintf(rep.error, sizeof(rep.error), "answer larger than %zu bytes",
                  r->c->max_response_bytes);
-    } else if (result == CURLE_OPERATION_TIMEDOUT) {
-        rep.status = VR_ETIMEDOUT;
-        snprintf(rep.error, sizeof(rep.error), "timed out: %.200s",
-                 r->curl_err[0] ? r->curl_err : curl_easy_strerror(result));
     } else {
-        rep.status = VR_EIO;
-        snprintf(rep.error, sizeof(rep.error), "%.200s",
-                 r->curl_err[0] ? r->curl_err : curl_easy_strerror(result));
+        const char *why = r->curl_err[0] ? r->curl_err : curl_easy_strerror(result);
+
+        rep.status = result == CURLE_OPERATION_TIMEDOUT ? VR_ETIMEDOUT : VR_EIO;
+        snprintf(rep.error, sizeof(rep.error), "%s%.*s",
+                 result == CURLE_OPERATION_TIMEDOUT ? "timed out: " : "",
+                 (int)utf8_cut(why, strlen(why), 200), why);
     }
     r->cb(&rep, r->arg);
 }
