@@ -253,6 +253,7 @@ struct store_health {
     int schema_version; /* 0: none */
     bool read_only;     /* in recovery (a standby) or refusing writes */
     bool have_gauges;   /* the counts below were read */
+    bool gauges_failed; /* asked for, they could not be read: the callback's error says why */
     int64_t open_cases;
     int64_t followup_cases;
     int64_t alert_backlog;
@@ -265,6 +266,7 @@ typedef void (*store_version_cb)(int status, const char *error, int version, voi
 
 /* Reads the schema version and whether the database takes writes, and with gauges also the
  * counts (which cost a scan of the open cases), on the health connection when there is one.
+ * status is the check's; counts that fail after a good check give status 0, gauges_failed.
  * A read-only answer makes the pool reconnect every connection (as after a failover); a
  * writable one clears the pool's read-only state. */
 void store_read_health(struct store *st, bool gauges, store_health_cb cb, void *arg);

@@ -112,12 +112,15 @@ static void on_signal(uv_signal_t *s, int signum)
 /* ---- starting ------------------------------------------------------------------------------- */
 
 /* The health connection's statement timeout: a refresh never outlives the next one, and a
- * slow count never outlives the work's own timeout; at least a second. */
+ * slow count never outlives the work's own timeout, nor half the shutdown timeout (the
+ * stop waits for a reading under way); at least a second. */
 static uint64_t health_timeout_ms(const struct config *cfg)
 {
     uint64_t t =
         cfg->gauge_refresh_ms < cfg->db_timeout_ms ? cfg->gauge_refresh_ms : cfg->db_timeout_ms;
 
+    if (cfg->shutdown_timeout_ms > 0 && t > cfg->shutdown_timeout_ms / 2)
+        t = cfg->shutdown_timeout_ms / 2;
     return t < 1000 ? 1000 : t;
 }
 

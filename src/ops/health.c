@@ -71,6 +71,9 @@ static void health_read(int status, const char *error, const struct store_health
         h->check_error[0] = '\0';
         h->schema_version = sh->schema_version;
         h->read_only = sh->read_only;
+        /* The old counts stay, and voidrecon_gauges_age_seconds shows how old they are. */
+        if (sh->gauges_failed)
+            log_warn("gauges_failed", "%s", error);
         if (sh->have_gauges) {
             h->gauges = *sh;
             h->gauges_at = now;
@@ -135,9 +138,10 @@ static bool not_ready_reason(const struct health *h, const struct store_pool_sta
 {
     int version = h->check_ok ? h->schema_version : -1;
 
+    /* The database's own words (host, user) go to the log, not to an unauthenticated body. */
     if (!ps->up)
-        snprintf(why, cap, "no database connection%s%s", ps->reason[0] ? ": " : "",
-                 ps->reason[0] ? ps->reason : (ps->starting ? ": connecting" : ""));
+        snprintf(why, cap, "no database connection%s",
+                 ps->starting ? ": connecting" : " (the log says why)");
     else if (ps->read_only || (h->check_ok && h->read_only))
         snprintf(why, cap,
                  "the database refuses writes (read-only or a standby): waiting for a "
@@ -165,8 +169,8 @@ static cJSON *database_json(const struct health *h, const struct store_pool_stat
         cJSON_AddNumberToObject(d, "checked_ms_ago", (double)(uv_now(h->loop) - h->checked_at));
     else
         cJSON_AddNullToObject(d, "checked_ms_ago");
-    if (h->checked && !h->check_ok)
-        cJSON_AddStringToObject(d, "check_error", h->check_error);
+    if (h->checked)
+        cJSON_AddBoolToObject(d, "check_ok", h->check_ok);
     return d;
 }
 

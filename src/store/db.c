@@ -1060,9 +1060,14 @@ void db_set_read_only(struct db *db, bool read_only)
         db->read_only = read_only && !db->closing;
         return;
     }
-    if (!db->read_only)
-        log_warn("db_read_only", "the database refuses writes: reconnecting to find a writable "
-                                 "primary");
+    /* Once is enough: each busy connection that meets 25006 is recycled by itself, and
+     * without read-write in target_session_attrs a reconnect would land on the same server. */
+    if (db->read_only || !db->insist_rw) {
+        db->read_only = true;
+        return;
+    }
+    log_warn("db_read_only",
+             "the database refuses writes: reconnecting to find a writable primary");
     db->read_only = true;
     for (unsigned i = 0; i < db->cfg.pool_size; i++) {
         struct db_conn *c = &db->conns[i];

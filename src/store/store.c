@@ -58,6 +58,7 @@ int store_new(struct store **out, uv_loop_t *loop, const struct store_config *cf
                                                  .query_timeout_ms = cfg->health_timeout_ms,
                                                  .acquire_timeout_ms = cfg->health_timeout_ms,
                                                  .max_waiters = 4,
+                                                 .read_write = true,
                                              }) != 0) {
         /* Unreachable: the same conninfo was just accepted. */
         snprintf(err, errlen, "not a valid connection string or URI");
@@ -312,7 +313,10 @@ static void gauges_read(struct db_session *s, PGresult *res, int status, void *a
 
     (void)s;
     if (status != 0) {
-        health_done(rd, db_classify(res, status, "reading the gauges", rd->err, sizeof(rd->err)));
+        /* The check itself went well: it stands, the counts are what failed. */
+        (void)db_classify(res, status, "reading the gauges", rd->err, sizeof(rd->err));
+        rd->h.gauges_failed = true;
+        health_done(rd, 0);
         return;
     }
     store_row_init(&row, res, 0);
@@ -320,9 +324,9 @@ static void gauges_read(struct db_session *s, PGresult *res, int status, void *a
     rd->h.followup_cases = store_row_i64(&row, 1);
     rd->h.alert_backlog = store_row_i64(&row, 2);
     rd->h.poll_lag_ms = store_row_i64(&row, 3);
-    status = store_row_check(&row, "reading the gauges", rd->err, sizeof(rd->err));
-    rd->h.have_gauges = status == 0;
-    health_done(rd, status);
+    rd->h.have_gauges = store_row_check(&row, "reading the gauges", rd->err, sizeof(rd->err)) == 0;
+    rd->h.gauges_failed = !rd->h.have_gauges;
+    health_done(rd, 0);
 }
 
 static void probed(struct db_session *s, PGresult *res, int status, void *arg)
@@ -343,8 +347,12 @@ static void probed(struct db_session *s, PGresult *res, int status, void *arg)
         health_done(rd, status);
         return;
     }
-    /* Seen from another connection: the pool's own would learn it only from a failed write. */
+    /* Seen from another connection: the pool's own would learn it only from a failed write.
+     * The health connection reconnects too, or it would keep looking at a demoted server
+     * while the pool has found the new primary. */
     db_set_read_only(rd->st->db, rd->h.read_only);
+    if (rd->h.read_only && rd->st->health_db != NULL)
+        db_set_read_only(rd->st->health_db, true);
     if (!rd->gauges) {
         health_done(rd, 0);
         return;
