@@ -3,6 +3,7 @@
 
 #include <ctype.h>
 #include <errno.h>
+#include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -61,7 +62,7 @@ static const struct config_entry globals[] = {
       "PostgreSQL connections kept open for the work (plus one for health readings)"),
     U("DB_TIMEOUT_MS", db_timeout_ms, "10000", 100, DAY_MS,
       "longest database statement, and longest wait for a free connection"),
-    U("GAUGE_REFRESH_MS", gauge_refresh_ms, "15000", 10, DAY_MS,
+    U("GAUGE_REFRESH_MS", gauge_refresh_ms, "15000", 100, DAY_MS,
       "how often the counts of /metrics are read, in the background on a connection of their "
       "own (never per scrape)"),
     U("SHUTDOWN_TIMEOUT_MS", shutdown_timeout_ms, "10000", 0, DAY_MS,
@@ -425,6 +426,14 @@ int config_validate(struct config *cfg, char *err, size_t errlen)
     if (cfg->alert_secret[0] != '\0' &&
         alert_key_parse(cfg->alert_secret, &cfg->alert_key, &cfg->alert_key_len) != 0) {
         snprintf(err, errlen, PREFIX "ALERT_SECRET: a whsec_ secret must be base64");
+        return VR_EINVAL;
+    }
+    /* Below it, a body the server takes could never be admitted: 503 for ever. */
+    if (cfg->max_buffered_bytes < cfg->max_body_bytes + cfg->max_header_bytes) {
+        snprintf(err, errlen,
+                 PREFIX "MAX_BUFFERED_BYTES: %" PRIu64 " is less than one largest request (" PREFIX
+                        "MAX_BODY_BYTES + " PREFIX "MAX_HEADER_BYTES = %" PRIu64 ")",
+                 cfg->max_buffered_bytes, cfg->max_body_bytes + cfg->max_header_bytes);
         return VR_EINVAL;
     }
     if (strpbrk(cfg->atlas_client_id, "\r\n") || strpbrk(cfg->atlas_client_secret, "\r\n")) {

@@ -301,12 +301,14 @@ static void rejected_stored(int status, const struct store_result *res, void *ar
     webhook_free(w);
 }
 
-/* Keeps the delivery as rejected with w->error as its reason, then answers. Of a body no
- * signature vouched for, only a prefix is kept (with the whole length and hash), so that
- * refused requests cannot fill the disk. */
+/* Keeps the delivery as rejected with w->error as its reason, then answers. Of a body nothing
+ * vouched for (no good signature, no path token, no allowlist), only a prefix is kept, with
+ * the whole length and hash, so that refused requests cannot fill the disk. */
 static void webhook_reject(struct webhook *w, enum provider_failure f)
 {
-    bool authenticated = w->route->p->verify != NULL && f != PROVIDER_BAD_SIGNATURE;
+    const struct route *r = w->route;
+    bool authenticated = (r->p->verify != NULL && f != PROVIDER_BAD_SIGNATURE) ||
+                         r->token[0] != '\0' || (r->acl != NULL && acl_count(r->acl) > 0);
 
     w->failure = f;
     w->d.event_type = w->ev.type;

@@ -552,6 +552,7 @@ static void conn_advance(struct conn *c)
         case HTTPREQ_REQUEST_READY:
             if (c->discard_next) {
                 c->discard_next = false;
+                c->requests++; /* the next wait is a keep-alive one */
                 httpreq_request_free(httpreq_take(c->parser));
                 break;
             }

@@ -268,7 +268,7 @@ def scrape(svc):
 
 def test_metrics_move_with_the_work(db):
     # The counts are read in the background (never per scrape): read them often here.
-    svc = Service(db, env={"VOIDRECON_GAUGE_REFRESH_MS": "50"})
+    svc = Service(db, env={"VOIDRECON_GAUGE_REFRESH_MS": "100"})
     before = wait_until(lambda: (lambda m: m if "voidrecon_open_cases" in m else None)(
         scrape(svc)), 10, "the first reading of the counts")
     eq(before["voidrecon_database_up"], 1)

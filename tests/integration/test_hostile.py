@@ -286,7 +286,7 @@ def test_a_header_flood_is_431_and_harmless(db):
 
 
 def test_buffered_bytes_over_the_budget_get_503(db):
-    env = {"VOIDRECON_MAX_BUFFERED_BYTES": str(1024 * 1024)}
+    env = {"VOIDRECON_MAX_BUFFERED_BYTES": str(1024 * 1024), "VOIDRECON_MAX_BODY_BYTES": "900000"}
     body = json.dumps(ATLAS_VOID).encode()
     with Service(db, env=env) as svc:
         first = svc.connect(timeout=5)

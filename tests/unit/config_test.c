@@ -57,6 +57,8 @@ static void config_errors_name_the_variable(void)
         {"VOIDRECON_LOG_LEVEL", "loud"},
         {"VOIDRECON_ATLAS_ALLOWED_CIDRS", "10.0.0.0/99"},
         {"VOIDRECON_ATLAS_WEBHOOK_TOKEN", "a/b"},
+        /* Less than one largest request: such a body could never be admitted. */
+        {"VOIDRECON_MAX_BUFFERED_BYTES", "1048576"},
     };
     char err[256];
 
