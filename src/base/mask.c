@@ -74,12 +74,16 @@ static size_t last_at(const char *s, size_t from, size_t end)
 
 /* The '@' that ends the userinfo of the authority starting at auth, or SIZE_MAX. A password
  * may hold an unencoded '/', '?' or '#' (libpq and curl refuse or misread it, and their
- * messages then quote it): the furthest '@' before either kind of end is taken. */
+ * messages then quote it): the furthest '@' before either kind of end is taken, and when
+ * there is none, the last '@' of all (a password holding both kinds; an '@' later in a path
+ * or query then hides more than the userinfo, the safe mistake). */
 static size_t userinfo_end(const char *s, size_t auth, size_t n)
 {
     size_t by_query = last_at(s, auth, find_any(s, auth, n, "?#"));
     size_t by_path = last_at(s, auth, find_any(s, auth, n, "/"));
 
+    if (by_query == SIZE_MAX && by_path == SIZE_MAX)
+        return last_at(s, auth, n);
     if (by_query == SIZE_MAX)
         return by_path;
     if (by_path == SIZE_MAX)

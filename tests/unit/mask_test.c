@@ -21,6 +21,8 @@ static const struct vector conninfos[] = {
     {"postgresql://db/x?sslpassword=k3y&password=s3cret",
      "postgresql://db/x?sslpassword=***&password=***"},
     {"postgresql://u:p%40ss@h1:5432,h2:5433/x", "postgresql://***@h1:5432,h2:5433/x"},
+    /* A password holding both a '/' and a '?' before its '@'. */
+    {"postgresql://u:p/x?y@db/app", "postgresql://***@db/app"},
     {"postgresql://u:pa/ss@db/x", "postgresql://***@db/x"},
     {"postgresql://u:pa?ss@db/x", "postgresql://***@db/x"},
     {"postgresql://db/x?password", "postgresql://db/x?password"},
