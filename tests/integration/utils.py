@@ -10,6 +10,7 @@ import glob
 import http.client
 import json
 import os
+import random
 import re
 import select
 import shutil
@@ -70,11 +71,32 @@ def child_env(extra=None):
     return env
 
 
+_PORTS_GIVEN = set()
+
+
 def free_port():
-    """A TCP port on 127.0.0.1 that nothing listens on right now."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A TCP port on 127.0.0.1 that nothing uses right now, below the kernel's ephemeral range:
+    a port from that range could become the local port of any client socket (a test holding
+    2,000 connections takes 2,000 of them) before the service binds it."""
+    try:
+        with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
+            ephemeral_low = int(f.read().split()[0])
+    except (OSError, ValueError, IndexError):
+        ephemeral_low = 32768
+    low = 10000 if ephemeral_low > 12000 else 1024
+    rng = random.SystemRandom()
+    for _ in range(200):
+        port = rng.randrange(low, ephemeral_low)
+        if port in _PORTS_GIVEN:
+            continue
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        _PORTS_GIVEN.add(port)
+        return port
+    raise AssertionError("no free TCP port below %d" % ephemeral_low)
 
 
 def wait_until(pred, timeout=10, what="condition", every=0.02):
