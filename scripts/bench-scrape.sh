@@ -29,26 +29,9 @@ scrapers=${4:-64}
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd -P)
 "$root/scripts/setup.sh" wrk
-if [[ -n "${VR_BENCH_BIN:-}" ]]; then
-    bin=$VR_BENCH_BIN
-else
-    "$root/scripts/build.sh" build -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
-    bin=$root/build/voidrecon
-fi
-
-work=$(mktemp -d /tmp/vrbench-scrape.XXXXXX)
-svc_pid=
-scrape_pid=
-cleanup() {
-    [[ -n "$scrape_pid" ]] && kill "$scrape_pid" 2>/dev/null && wait "$scrape_pid" 2>/dev/null
-    [[ -n "$svc_pid" ]] && kill "$svc_pid" 2>/dev/null && wait "$svc_pid" 2>/dev/null
-    "$root/scripts/pg.sh" destroy "$work/pg" >/dev/null 2>&1 || true
-    rm -rf "$work"
-}
-trap cleanup EXIT
-
-url=$("$root/scripts/pg.sh" start "$work/pg")
-VOIDRECON_DATABASE_URL=$url "$bin" migrate 2>/dev/null
+# shellcheck source=bench/lib.sh
+. "$root/scripts/bench/lib.sh"
+bench_start
 echo "bench-scrape.sh: loading $cases open cases" >&2
 load_start=$(date +%s)
 psql -X -q -v ON_ERROR_STOP=1 -d "$url" <<SQL
@@ -58,23 +41,11 @@ VACUUM ANALYZE voidrecon.void_cases;
 SQL
 echo "bench-scrape.sh: loaded in $(($(date +%s) - load_start)) s" >&2
 
-port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-VOIDRECON_DATABASE_URL=$url VOIDRECON_LISTEN=127.0.0.1:$port VOIDRECON_LOG_LEVEL=warn \
-    "$bin" serve 2>"$work/serve.log" &
-svc_pid=$!
-for _ in $(seq 100); do
-    curl -fs "http://127.0.0.1:$port/readyz" >/dev/null 2>&1 && break
-    sleep 0.1
-done
+bench_serve "$work/serve.log"
 # One scrape on its own, for the record: what a single /metrics costs now.
 one_ms=$(curl -fso /dev/null -w '%{time_total}' "http://127.0.0.1:$port/metrics" |
          awk '{printf "%.1f", $1 * 1000}')
 
-# wrk prints "Requests/sec: N" and, with --latency, "50% 1.23ms" lines; figures in ms.
-to_ms() {
-    awk '{ v=$1; if (v ~ /us$/) { sub(/us$/,"",v); v/=1000 } else if (v ~ /ms$/) { sub(/ms$/,"",v) }
-           else if (v ~ /s$/) { sub(/s$/,"",v); v*=1000 } printf "%.2f\n", v }'
-}
 declare -A fig
 webhooks() {
     local name=$1 out
@@ -93,10 +64,11 @@ webhooks alone 1
 wrk -t1 -c"$scrapers" -d"$((secs + 3))s" --timeout 30s -s "$root/scripts/bench/scrape.lua" \
     "http://127.0.0.1:$port" >"$work/scrape.out" &
 scrape_pid=$!
+bench_pids+=("$scrape_pid")
 sleep 1
 webhooks scraped 2
 wait "$scrape_pid"
-scrape_pid=
+bench_pids=()
 scrape_rps=$(awk '/^Requests\/sec/ {print $2}' "$work/scrape.out")
 scrape_bad=$(awk -F= '/^non2xx=/ {print $2}' "$work/scrape.out")
 
@@ -112,7 +84,4 @@ for k in rps p50 p90 p99 max bad; do
 done
 printf '%-28s %12s %12s\n' "scrapes/s ($scrapers connections)" "-" "${scrape_rps:-?}"
 printf '%-28s %12s %12s\n' "non-2xx scrapes" "-" "${scrape_bad:-?}"
-if grep -q '"level":"error"' "$work/serve.log"; then
-    echo "errors in the service log:" >&2
-    grep '"level":"error"' "$work/serve.log" | head -5 >&2
-fi
+bench_log_errors "$work/serve.log"

@@ -22,35 +22,17 @@ secs=${2:-8}
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd -P)
 "$root/scripts/setup.sh"
-"$root/scripts/build.sh" build -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
-bin=$root/build/voidrecon
-
-work=$(mktemp -d /tmp/vrbench.XXXXXX)
-svc_pid=
-cleanup() {
-    [[ -n "$svc_pid" ]] && kill "$svc_pid" 2>/dev/null && wait "$svc_pid" 2>/dev/null
-    "$root/scripts/pg.sh" destroy "$work/pg" >/dev/null 2>&1 || true
-    rm -rf "$work"
-}
-trap cleanup EXIT
-
-url=$("$root/scripts/pg.sh" start "$work/pg")
-VOIDRECON_DATABASE_URL=$url "$bin" migrate 2>/dev/null
+# shellcheck source=bench/lib.sh
+. "$root/scripts/bench/lib.sh"
+bench_start
 psql_q() { psql -X -q -At -d "$url" -c "$1"; }
 ulimit -n "$(ulimit -Hn)"
 
 run() {
-    local label=$1 budget=$2 port before after stored
-    port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-    VOIDRECON_DATABASE_URL=$url VOIDRECON_LISTEN=127.0.0.1:$port VOIDRECON_LOG_LEVEL=error \
-        VOIDRECON_MAX_BUFFERED_BYTES=$budget VOIDRECON_MAX_CONNECTIONS=$((conns + 64)) \
-        VOIDRECON_HEADER_TIMEOUT_MS=$(((secs + 20) * 1000)) \
-        "$bin" serve 2>"$work/serve-$label.log" &
-    svc_pid=$!
-    for _ in $(seq 100); do
-        curl -fs "http://127.0.0.1:$port/readyz" >/dev/null 2>&1 && break
-        sleep 0.1
-    done
+    local label=$1 budget=$2 before after
+    bench_serve "$work/serve-$label.log" VOIDRECON_LOG_LEVEL=error \
+        VOIDRECON_MAX_BUFFERED_BYTES="$budget" VOIDRECON_MAX_CONNECTIONS=$((conns + 64)) \
+        VOIDRECON_HEADER_TIMEOUT_MS=$(((secs + 20) * 1000))
     before=$(psql_q "select pg_total_relation_size('voidrecon.deliveries'), count(*), coalesce(max(id), 0) from voidrecon.deliveries")
     python3 - "$port" "$conns" "$secs" "$svc_pid" "$label" <<'PY'
 import os, selectors, socket, sys, time
@@ -103,9 +85,7 @@ for s in list(sent):
 print("%-9s peak RSS %4d MiB (idle %d MiB); answers: %s" % (
     label, rss("VmHWM:"), idle, ", ".join("%s x%d" % kv for kv in sorted(counts.items()))))
 PY
-    kill "$svc_pid"
-    wait "$svc_pid" 2>/dev/null || true
-    svc_pid=
+    bench_stop_service
     psql_q "vacuum voidrecon.deliveries" >/dev/null
     IFS='|' read -r size0 count0 last0 <<<"$before"
     after=$(psql_q "select pg_total_relation_size('voidrecon.deliveries'), count(*) from voidrecon.deliveries")

@@ -22,45 +22,13 @@ conns=${2:-16}
 runs=${3:-3}
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd -P)
-"$root/scripts/setup.sh"
-command -v wrk >/dev/null || {
-    echo "bench.sh: installing wrk" >&2
-    if ((EUID == 0)); then apt-get install -y -qq wrk >&2; else sudo apt-get install -y -qq wrk >&2; fi
-}
-"$root/scripts/build.sh" build -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
-bin=$root/build/voidrecon
-
-work=$(mktemp -d /tmp/vrbench.XXXXXX)
-svc_pid=
-cleanup() {
-    [[ -n "$svc_pid" ]] && kill "$svc_pid" 2>/dev/null && wait "$svc_pid" 2>/dev/null
-    "$root/scripts/pg.sh" destroy "$work/pg" >/dev/null 2>&1 || true
-    rm -rf "$work"
-}
-trap cleanup EXIT
-
+"$root/scripts/setup.sh" wrk
+# shellcheck source=bench/lib.sh
+. "$root/scripts/bench/lib.sh"
 fast=()
 [[ "${VR_BENCH_FAST:-0}" == 1 ]] && fast=(--fast)
-url=$("$root/scripts/pg.sh" start "$work/pg" "${fast[@]}")
-VOIDRECON_DATABASE_URL=$url "$bin" migrate 2>/dev/null
-port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-VOIDRECON_DATABASE_URL=$url VOIDRECON_LISTEN=127.0.0.1:$port VOIDRECON_LOG_LEVEL=warn \
-    "$bin" serve 2>"$work/serve.log" &
-svc_pid=$!
-for _ in $(seq 100); do
-    curl -fs "http://127.0.0.1:$port/readyz" >/dev/null 2>&1 && break
-    sleep 0.1
-done
-
-rss_kb() { awk '/^VmRSS/ {print $2}' "/proc/$svc_pid/status"; }
-hwm_kb() { awk '/^VmHWM/ {print $2}' "/proc/$svc_pid/status"; }
-
-# wrk prints "Requests/sec: N" and, with --latency, "50% 1.23ms" lines; figures in ms.
-to_ms() {
-    awk '{ v=$1; if (v ~ /us$/) { sub(/us$/,"",v); v/=1000 } else if (v ~ /ms$/) { sub(/ms$/,"",v) }
-           else if (v ~ /s$/) { sub(/s$/,"",v); v*=1000 } printf "%.2f\n", v }'
-}
-median() { sort -n | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}'; }
+bench_start "${fast[@]}"
+bench_serve "$work/serve.log"
 
 declare -A results
 workload() {
@@ -90,7 +58,4 @@ path= workload void_new -s "$root/scripts/bench/void_new.lua"
 path= workload void_same -s "$root/scripts/bench/void_same.lua"
 echo "peak RSS: $(hwm_kb) kB; void cases: $(psql -X -At -d "$url" -c 'select count(*) from voidrecon.void_cases')," \
      "deliveries: $(psql -X -At -d "$url" -c 'select count(*) from voidrecon.deliveries')"
-if grep -q '"level":"error"' "$work/serve.log"; then
-    echo "errors in the service log:" >&2
-    grep '"level":"error"' "$work/serve.log" | head -5 >&2
-fi
+bench_log_errors "$work/serve.log"
