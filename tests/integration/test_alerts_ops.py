@@ -10,7 +10,7 @@ import re
 import subprocess
 import time
 
-from utils import Service, eq, voidrecon_bin, wait_until
+from utils import Service, eq, metrics_of, voidrecon_bin, wait_until
 
 DATA = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "data", "atlas")
 ADMIN = "ops-token-7"
@@ -253,24 +253,11 @@ def test_operations_api(db):
 # ---- metrics --------------------------------------------------------------------------------
 
 
-def scrape(svc):
-    status, hdrs, body = svc.get("/metrics")
-    eq(status, 200)
-    assert hdrs["content-type"].startswith("text/plain; version=0.0.4"), hdrs
-    values = {}
-    for line in body.decode().splitlines():
-        if line.startswith("#") or not line.strip():
-            continue
-        name, _, value = line.rpartition(" ")
-        values[name] = float(value)
-    return values
-
-
 def test_metrics_move_with_the_work(db):
     # The counts are read in the background (never per scrape): read them often here.
     svc = Service(db, env={"VOIDRECON_GAUGE_REFRESH_MS": "100"})
     before = wait_until(lambda: (lambda m: m if "voidrecon_open_cases" in m else None)(
-        scrape(svc)), 10, "the first reading of the counts")
+        metrics_of(svc)), 10, "the first reading of the counts")
     eq(before["voidrecon_database_up"], 1)
     eq(before["voidrecon_open_cases"], 0)
     svc.post_json("/webhooks/atlas", {"type": "order.void", "data": {
@@ -279,7 +266,7 @@ def test_metrics_move_with_the_work(db):
         "orderNo": "M1", "voidCode": "V", "voidStatus": 0}})
     svc.post_json("/webhooks/atlas", rejected("M2"))
     svc.post_json("/webhooks/atlas", b"{broken")
-    after = scrape(svc)
+    after = metrics_of(svc)
     key = 'voidrecon_webhooks_received_total{provider="atlas",outcome="%s"}'
     eq(after[key % "applied"] - before[key % "applied"], 2)
     eq(after[key % "duplicate"] - before[key % "duplicate"], 1)
@@ -290,7 +277,7 @@ def test_metrics_move_with_the_work(db):
     eq(after[hkey] - before[hkey], 4)
     eq(after['voidrecon_http_requests_total{handler="webhooks_atlas",code="4xx"}'], 1)
     counts = ("voidrecon_open_cases", "voidrecon_followup_cases", "voidrecon_alert_backlog")
-    wait_until(lambda: [scrape(svc)[k] for k in counts] == [1, 1, 1], 10,
+    wait_until(lambda: [metrics_of(svc)[k] for k in counts] == [1, 1, 1], 10,
                "the counts read again")
     buckets = [v for k, v in after.items()
                if k.startswith('voidrecon_http_request_duration_seconds_bucket{handler="webhooks_atlas"')]

@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from utils import Service, child_env, eq, join_all, psql_bin, wait_until
+from utils import Service, child_env, eq, join_all, metrics_of, psql_bin, wait_until
 
 PATH = "/webhooks/atlas"
 SCRAPERS = 64
@@ -24,18 +24,6 @@ BULK_CASES = 300000
 def void(order, code, status):
     return {"type": "order.void", "data": {"orderNo": order, "voidCode": code,
                                            "voidStatus": status}}
-
-
-def scrape(svc):
-    status, _, body = svc.get("/metrics")
-    eq(status, 200)
-    values = {}
-    for line in body.decode().splitlines():
-        if line.startswith("#") or not line.strip():
-            continue
-        name, _, value = line.rpartition(" ")
-        values[name] = float(value)
-    return values
 
 
 def readyz(svc):
@@ -138,7 +126,7 @@ def test_new_gauges_have_sane_values(db):
              " values ('LAG', 'V', 1, now() - interval '30 seconds')")
     svc = Service(db, env={"VOIDRECON_GAUGE_REFRESH_MS": "100"})
     m = wait_until(lambda: (lambda m: m if m.get("voidrecon_open_cases") == 1 else None)(
-        scrape(svc)), 10, "the gauges read")
+        metrics_of(svc)), 10, "the gauges read")
     assert 29 <= m["voidrecon_poll_lag_seconds"] < 120, m["voidrecon_poll_lag_seconds"]
     eq(m["voidrecon_poller_paused"], 0)
     eq(m["voidrecon_database_up"], 1)
@@ -168,7 +156,7 @@ def test_absurd_retry_after_is_capped_at_the_max_poll_interval(db, make_rig, whe
 
     def paused_everywhere():
         status, _, body = readyz(rig.svc)
-        return (scrape(rig.svc).get("voidrecon_poller_paused") == 1 and status == 200
+        return (metrics_of(rig.svc).get("voidrecon_poller_paused") == 1 and status == 200
                 and body["poller"]["paused"] and body)
 
     body = wait_until(paused_everywhere, 5, "the pause in /metrics and /readyz")
@@ -181,7 +169,7 @@ def test_absurd_retry_after_is_capped_at_the_max_poll_interval(db, make_rig, whe
     assert 0.8 * cap_ms / 1000.0 < gap < cap_ms / 1000.0 + 2, gap
     c = rig.case("RA", "V1")
     eq((c["failures"], c["followup"]), (0, False))
-    rig.wait(lambda: scrape(rig.svc)["voidrecon_poller_paused"] == 0, timeout=5,
+    rig.wait(lambda: metrics_of(rig.svc)["voidrecon_poller_paused"] == 0, timeout=5,
              what="the pause over")
 
 

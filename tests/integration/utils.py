@@ -641,6 +641,20 @@ def error_of(resp):
     return json.loads(resp[2])["error"]
 
 
+def metrics_of(svc):
+    """GET /metrics of svc: {"name{labels}": value} of every sample."""
+    status, hdrs, body = svc.get("/metrics")
+    eq(status, 200)
+    assert hdrs["content-type"].startswith("text/plain; version=0.0.4"), hdrs
+    values = {}
+    for line in body.decode().splitlines():
+        if line.startswith("#") or not line.strip():
+            continue
+        name, _, value = line.rpartition(" ")
+        values[name] = float(value)
+    return values
+
+
 class PipeReader:
     """A child's output pipe read straight from its descriptor with a bound on every wait."""
 
