@@ -24,7 +24,7 @@
 #define RETRY_AFTER_HEADER "Retry-After: 5\r\n"
 #define DEFAULT_RECHECK_MS 5000
 #define JSON               "application/json"
-/* Of a rejected body that no signature vouched for, the bytes kept for the audit. */
+/* Of a rejected body nothing vouched for, the bytes kept for the audit. */
 #define REJECTED_BODY_KEEP_BYTES 4096
 
 enum schema_state { SCHEMA_UNKNOWN, SCHEMA_CURRENT, SCHEMA_BEHIND };
@@ -377,14 +377,14 @@ static void webhook(struct intake *in, const struct route *route, struct httpd_r
         return;
     }
     if (!is_json_media_type(ct)) {
-        if (ct != NULL)
-            utf8_copy_clean(quoted, sizeof(quoted), ct, strlen(ct));
-        if (ct == NULL)
+        if (ct == NULL) {
             snprintf(w->error, sizeof(w->error),
                      "Content-Type: missing, expected application/json");
-        else
+        } else {
+            utf8_copy_clean(quoted, sizeof(quoted), ct, strlen(ct));
             snprintf(w->error, sizeof(w->error),
                      "Content-Type: expected application/json, got \"%s\"", quoted);
+        }
         webhook_reject(w, PROVIDER_BAD_MEDIA_TYPE);
         return;
     }
