@@ -240,6 +240,21 @@ static void webhook_free(struct webhook *w)
     free(w);
 }
 
+static void failed_stored(int status, const struct store_result *res, void *arg)
+{
+    struct webhook *w = arg;
+
+    if (status != 0)
+        log_warn("webhook_failure_not_stored", "provider=%s peer=%s: %s", w->d.provider,
+                 w->d.remote_addr, res->error);
+    answer_failure(w->req, w->route, PROVIDER_INTERNAL, "the delivery could not be stored");
+    webhook_free(w);
+}
+
+/* The database refused the delivery's effects for good (a retry as such would not cure it):
+ * the delivery is kept as failed with the reason, so that it does not vanish from sight, and
+ * answered 500, so that its sender may send it again once the cause is fixed. While the
+ * database is away, nothing can be kept: 503, retry later. */
 static void webhook_not_stored(struct webhook *w, int status, const char *error)
 {
     bool transient = status == VR_EUNAVAIL;
@@ -247,9 +262,13 @@ static void webhook_not_stored(struct webhook *w, int status, const char *error)
     log_at(transient ? LOG_WARN : LOG_ERROR, "webhook_not_stored",
            "provider=%s type=%s peer=%s: %s", w->d.provider,
            w->d.event_type ? w->d.event_type : "-", w->d.remote_addr, error);
-    answer_failure(w->req, w->route, transient ? PROVIDER_UNAVAILABLE : PROVIDER_INTERNAL,
-                   transient ? "database unavailable; retry later"
-                             : "the delivery could not be stored");
+    if (transient) {
+        answer_failure(w->req, w->route, PROVIDER_UNAVAILABLE, "database unavailable; retry later");
+        webhook_free(w);
+        return;
+    }
+    utf8_copy_clean(w->error, sizeof(w->error), error, strlen(error));
+    store_record_delivery(w->in->st, &w->d, "failed", w->error, failed_stored, w);
 }
 
 static void webhook_log(const struct webhook *w, const struct store_result *res)
@@ -274,14 +293,14 @@ static void webhook_stored(int status, const struct store_result *res, void *arg
     metrics_webhook(w->d.provider, status == 0 ? res->outcome : "failed");
     if (status != 0) {
         webhook_not_stored(w, status, res->error);
-    } else {
-        if (w->ev.kind == PROVIDER_EVENT_VOID)
-            metrics_transition("webhook", res->outcome);
-        webhook_log(w, res);
-        memset(&r, 0, sizeof(r));
-        w->route->p->success(res->outcome, (long long)res->delivery_id, &r);
-        respond_reply(w->req, &r);
+        return;
     }
+    if (w->ev.kind == PROVIDER_EVENT_VOID)
+        metrics_transition("webhook", res->outcome);
+    webhook_log(w, res);
+    memset(&r, 0, sizeof(r));
+    w->route->p->success(res->outcome, (long long)res->delivery_id, &r);
+    respond_reply(w->req, &r);
     webhook_free(w);
 }
 

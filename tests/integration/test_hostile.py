@@ -307,3 +307,25 @@ def test_buffered_bytes_over_the_budget_get_503(db):
             first.close()
         wait_until(lambda: svc.post_json("/webhooks/atlas", body)[0] == 200, timeout=10,
                    what="served again once the held body is gone")
+
+
+def test_a_delivery_the_database_refuses_is_kept_as_failed(db):
+    """Effects the database refuses for good (here a trigger standing for any such refusal)
+    leave the delivery on record as failed, with the reason, and answer 500."""
+    db.query("create function vr_test_refuse() returns trigger language plpgsql as $$"
+             " begin if new.order_no = 'REFUSED' then raise exception 'refused by a trigger';"
+             " end if; return new; end $$;"
+             " create trigger vr_test_refuse before insert on voidrecon.void_cases"
+             " for each row execute function vr_test_refuse()")
+    refused = json.dumps({"type": "order.void", "data": {"orderNo": "REFUSED", "voidCode": "V1",
+                                                         "voidStatus": 1}}).encode()
+    with Service(db) as svc:
+        eq(svc.post_json("/webhooks/atlas", refused)[0], 500)
+        eq(svc.post_json("/webhooks/atlas", json.dumps(ATLAS_VOID).encode())[0], 200,
+           "the next delivery is not held up")
+    rows = db.query("select outcome, reason, convert_from(body, 'UTF8') from voidrecon.deliveries"
+                    " order by id")
+    eq([r[0] for r in rows], ["failed", "applied"])
+    assert "refused by a trigger" in rows[0][1], rows[0][1]
+    eq(rows[0][2].encode(), refused, "kept whole")
+    eq(db.query("select order_no from voidrecon.void_cases"), [["P1"]])
