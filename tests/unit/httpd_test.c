@@ -24,6 +24,7 @@ struct fixture {
     bool stop_on_request; /* call httpd_close as soon as a request arrives */
     bool stopped;
     unsigned handled;
+    unsigned refused; /* by admit, from the head */
 };
 
 static void late_closed(uv_handle_t *t)
@@ -71,6 +72,24 @@ static void handler(struct httpd_request *req, void *arg)
     httpd_respond(req, 200, "text/plain", NULL, body, strlen(body));
 }
 
+/* /no/... is refused from its head, with what the server knows of it then. */
+static bool admit(struct httpd_request *head, void *arg)
+{
+    struct fixture *f = arg;
+    size_t len = 1;
+    char body[96];
+
+    if (strncmp(httpd_request_path(head), "/no/", 4) != 0)
+        return true;
+    f->refused++;
+    snprintf(body, sizeof(body), "refused %s body=\"%s\"", httpd_request_path(head) + 4,
+             httpd_request_body(head, &len));
+    if (len != 0)
+        return true; /* the body is never there yet: fail the test by serving it */
+    httpd_respond(head, 403, "text/plain", NULL, body, strlen(body));
+    return false;
+}
+
 struct client {
     int port;
     const char *send;
@@ -109,8 +128,8 @@ static int fixture_start(struct fixture *f)
 
     memset(f, 0, sizeof(*f));
     uv_loop_init(&f->loop);
-    if (httpd_new(&f->h, &f->loop, &(struct httpd_config){.host = "127.0.0.1"}, handler, f, err,
-                  sizeof(err)) != 0) {
+    if (httpd_new(&f->h, &f->loop, &(struct httpd_config){.host = "127.0.0.1", .admit_cb = admit},
+                  handler, f, err, sizeof(err)) != 0) {
         fprintf(stderr, "httpd_new: %s\n", err);
         return -1;
     }
@@ -188,6 +207,40 @@ static void httpd_replaces_a_response_with_broken_headers_by_500(void)
     ASSERT_EQ(fixture_finish(&f), 0);
 }
 
+static unsigned count_of(const char *hay, const char *needle)
+{
+    unsigned n = 0;
+
+    for (const char *p = hay; (p = strstr(p, needle)) != NULL; p += strlen(needle))
+        n++;
+    return n;
+}
+
+/* A refusal from the head: without a body the connection goes on; with one, no 100 Continue,
+ * the body is never read, and the connection ends with the answer. */
+static void httpd_admit_refuses_from_the_head(void)
+{
+    struct fixture f;
+    struct client c = {.send = "GET /no/1 HTTP/1.1\r\nHost: t\r\n\r\n"
+                               "GET /fast/2 HTTP/1.1\r\nHost: t\r\n\r\n"
+                               "POST /no/3 HTTP/1.1\r\nHost: t\r\nExpect: 100-continue\r\n"
+                               "Content-Length: 10\r\n\r\n"};
+    const char *p1, *p2, *p3;
+
+    ASSERT_EQ(fixture_start(&f), 0);
+    run_client(&f, &c);
+    p1 = strstr(c.got, "refused 1 body=\"\"");
+    p2 = strstr(c.got, "fast 2");
+    p3 = strstr(c.got, "refused 3");
+    ASSERT_TRUE(p1 && p2 && p3 && p1 < p2 && p2 < p3);
+    ASSERT_TRUE(strstr(c.got, "100 Continue") == NULL);
+    ASSERT_EQ(count_of(c.got, "Connection: keep-alive"), 2);
+    ASSERT_CONTAINS(p2, "Connection: close"); /* the third answer's */
+    ASSERT_EQ(f.refused, 2);
+    ASSERT_EQ(f.handled, 1); /* the handler saw only what was admitted */
+    ASSERT_EQ(fixture_finish(&f), 0);
+}
+
 static void httpd_refuses_a_host_that_is_not_an_address(void)
 {
     uv_loop_t loop;
@@ -206,4 +259,5 @@ static void httpd_refuses_a_host_that_is_not_an_address(void)
 CHECK_MAIN(CASE(httpd_answers_pipelined_requests_in_order_when_handlers_finish_late),
            CASE(httpd_close_answers_the_request_in_flight_then_closes),
            CASE(httpd_replaces_a_response_with_broken_headers_by_500),
-           CASE(httpd_refuses_a_host_that_is_not_an_address))
+           CASE(httpd_refuses_a_host_that_is_not_an_address),
+           CASE(httpd_admit_refuses_from_the_head))
