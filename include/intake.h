@@ -5,9 +5,7 @@
 #define VR_INTAKE_H
 
 #include <stdbool.h>
-#include <stdint.h>
-
-#include <uv.h>
+#include <stddef.h>
 
 #include "common.h"
 #include "config.h"
@@ -20,17 +18,17 @@ struct intake_config {
      * secrets are copied, allowlists borrowed and must outlive the intake). */
     const struct config_provider *providers;
     size_t nproviders;
-    const char *admin_token;    /* bearer token of /v1; "" or NULL: /v1 disabled; copied */
-    bool schema_current;        /* start-up found the schema current */
-    uint64_t schema_recheck_ms; /* while not known current, how often to look (5000) */
-    struct health *health;      /* what /metrics and /readyz report; borrowed, must outlive */
+    const char *admin_token; /* bearer token of /v1; "" or NULL: /v1 disabled; copied */
+    /* What /metrics and /readyz report, and whether the schema is behind (then webhooks get
+     * 503); borrowed, must outlive the intake. */
+    struct health *health;
 };
 
 struct intake;
 
 /* Creates the endpoints over st (borrowed; it must outlive the intake). Caller ends it with
  * intake_close once no request is in flight (after httpd_close). */
-struct intake *intake_new(uv_loop_t *loop, struct store *st, const struct intake_config *cfg);
+struct intake *intake_new(struct store *st, const struct intake_config *cfg);
 
 /* The httpd admit_cb; arg is the struct intake. Decides from a request's head alone whether
  * its body is worth reading: the route, then for a webhook the source address, path token,
@@ -40,8 +38,8 @@ bool intake_admit(struct httpd_request *head, void *arg);
 /* The httpd handler; arg is the struct intake. Takes only what intake_admit admitted. */
 void intake_handle(struct httpd_request *req, void *arg);
 
-/* Stops re-checking the schema; once its timer is closed and its last check answered, the
- * intake frees itself and done_cb(arg) (NULL: none) runs from the loop. */
+/* Frees the intake (it holds no handle and nothing in flight once httpd is closed), then calls
+ * done_cb(arg) (NULL: none) at once. */
 void intake_close(struct intake *in, void (*done_cb)(void *arg), void *arg);
 
 #endif

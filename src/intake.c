@@ -22,12 +22,9 @@
 
 #define WEBHOOKS_PREFIX    "/webhooks/"
 #define RETRY_AFTER_HEADER "Retry-After: 5\r\n"
-#define DEFAULT_RECHECK_MS 5000
 #define JSON               "application/json"
 /* Of a rejected body nothing vouched for, the bytes kept for the audit. */
 #define REJECTED_BODY_KEEP_BYTES 4096
-
-enum schema_state { SCHEMA_UNKNOWN, SCHEMA_CURRENT, SCHEMA_BEHIND };
 
 /* A provider's endpoint and its settings. */
 struct route {
@@ -39,20 +36,11 @@ struct route {
 };
 
 struct intake {
-    uv_loop_t *loop;
     struct store *st;
     struct health *health;
     struct route *routes;
     size_t nroutes;
     struct api *api;
-    uint64_t recheck_ms;
-    enum schema_state schema;
-    bool checking;
-    bool closing;
-    bool timer_open;
-    uv_timer_t recheck;
-    void (*done_cb)(void *arg);
-    void *done_arg;
 };
 
 /* One webhook on its way to the database. */
@@ -108,56 +96,6 @@ static bool token_equal(const char *given, size_t given_len, const char *want)
     if (given_len != want_len)
         return false;
     return CRYPTO_memcmp(given, want, want_len) == 0;
-}
-
-/* ---- schema readiness --------------------------------------------------------------------- */
-
-static void schema_recheck_start(struct intake *in);
-static void intake_maybe_done(struct intake *in);
-
-static void schema_checked(int status, const char *error, int version, void *arg)
-{
-    struct intake *in = arg;
-
-    (void)error; /* unreachable: looked at again shortly; /readyz says so meanwhile */
-    in->checking = false;
-    if (in->closing) {
-        intake_maybe_done(in);
-        return;
-    }
-    if (status != 0) {
-        schema_recheck_start(in);
-        return;
-    }
-    if (version >= migrate_latest_version()) {
-        if (in->schema != SCHEMA_CURRENT)
-            log_info("schema_current", "database schema is at version %d", version);
-        in->schema = SCHEMA_CURRENT;
-        return;
-    }
-    if (in->schema != SCHEMA_BEHIND)
-        log_error("schema_behind",
-                  "database schema is at version %d, this voidrecon needs %d: run voidrecon "
-                  "migrate",
-                  version, migrate_latest_version());
-    in->schema = SCHEMA_BEHIND;
-    schema_recheck_start(in);
-}
-
-static void on_recheck(uv_timer_t *t)
-{
-    struct intake *in = t->data;
-
-    if (in->checking || in->closing)
-        return;
-    in->checking = true;
-    store_schema_version(in->st, schema_checked, in);
-}
-
-static void schema_recheck_start(struct intake *in)
-{
-    if (!in->closing)
-        uv_timer_start(&in->recheck, on_recheck, in->recheck_ms, 0);
 }
 
 /* ---- health and readiness ----------------------------------------------------------------- */
@@ -533,7 +471,7 @@ void intake_handle(struct httpd_request *req, void *arg)
 
     switch (target_of(in, path, &route, &rest)) {
     case TARGET_WEBHOOK:
-        if (in->schema == SCHEMA_BEHIND) {
+        if (health_schema_behind(in->health)) {
             answer_failure(req, route, PROVIDER_UNAVAILABLE,
                            "database schema is behind: run voidrecon migrate");
             return;
@@ -560,11 +498,10 @@ void intake_handle(struct httpd_request *req, void *arg)
 
 /* ---- lifecycle ---------------------------------------------------------------------------- */
 
-struct intake *intake_new(uv_loop_t *loop, struct store *st, const struct intake_config *cfg)
+struct intake *intake_new(struct store *st, const struct intake_config *cfg)
 {
     struct intake *in = xcalloc(1, sizeof(*in));
 
-    in->loop = loop;
     in->st = st;
     in->health = cfg->health;
     in->nroutes = cfg->nproviders;
@@ -579,23 +516,11 @@ struct intake *intake_new(uv_loop_t *loop, struct store *st, const struct intake
         in->routes[i].alerts = cp->alerts_on;
     }
     in->api = api_new(st, cfg->admin_token);
-    in->recheck_ms = cfg->schema_recheck_ms ? cfg->schema_recheck_ms : DEFAULT_RECHECK_MS;
-    in->schema = cfg->schema_current ? SCHEMA_CURRENT : SCHEMA_UNKNOWN;
-    uv_timer_init(loop, &in->recheck);
-    in->timer_open = true;
-    in->recheck.data = in;
-    if (in->schema != SCHEMA_CURRENT)
-        uv_timer_start(&in->recheck, on_recheck, 0, 0);
     return in;
 }
 
-static void intake_maybe_done(struct intake *in)
+void intake_close(struct intake *in, void (*done_cb)(void *arg), void *arg)
 {
-    void (*done_cb)(void *arg) = in->done_cb;
-    void *done_arg = in->done_arg;
-
-    if (!in->closing || in->checking || in->timer_open)
-        return;
     for (size_t i = 0; i < in->nroutes; i++) {
         free(in->routes[i].token);
         memset(in->routes[i].secret, 0, strlen(in->routes[i].secret));
@@ -605,21 +530,5 @@ static void intake_maybe_done(struct intake *in)
     api_free(in->api);
     free(in);
     if (done_cb != NULL)
-        done_cb(done_arg);
-}
-
-static void timer_closed(uv_handle_t *h)
-{
-    struct intake *in = h->data;
-
-    in->timer_open = false;
-    intake_maybe_done(in);
-}
-
-void intake_close(struct intake *in, void (*done_cb)(void *arg), void *arg)
-{
-    in->closing = true;
-    in->done_cb = done_cb;
-    in->done_arg = arg;
-    uv_close((uv_handle_t *)&in->recheck, timer_closed);
+        done_cb(arg);
 }

@@ -157,16 +157,14 @@ static void start_health(struct app *app, bool schema_current)
     add_part(app, "health readings", app->health, health_closer);
 }
 
-static void start_intake(struct app *app, bool schema_current)
+static void start_intake(struct app *app)
 {
-    app->in = intake_new(&app->loop, app->st,
-                         &(struct intake_config){
-                             .providers = app->cfg->providers,
-                             .nproviders = app->cfg->nproviders,
-                             .admin_token = app->cfg->admin_token,
-                             .schema_current = schema_current,
-                             .health = app->health,
-                         });
+    app->in = intake_new(app->st, &(struct intake_config){
+                                      .providers = app->cfg->providers,
+                                      .nproviders = app->cfg->nproviders,
+                                      .admin_token = app->cfg->admin_token,
+                                      .health = app->health,
+                                  });
     add_part(app, "intake", app->in, intake_closer);
 }
 
@@ -286,7 +284,7 @@ static int app_start(struct app *app, bool schema_current)
     if (start_store(app) != 0)
         return 1;
     start_health(app, schema_current);
-    start_intake(app, schema_current);
+    start_intake(app);
     start_poller(app);
     start_notifier(app);
     if (start_http(app) != 0)

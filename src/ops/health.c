@@ -31,7 +31,8 @@ struct health {
     bool checked;  /* a check has answered, well or not */
     bool check_ok; /* the last one answered well */
     uint64_t checked_at;
-    int schema_version;
+    int schema_version; /* of the last check that answered, if have_version */
+    bool have_version;
     bool read_only;
     char check_error[ERROR_BYTES];
     /* The last counts. */
@@ -48,6 +49,23 @@ struct health {
 static void health_maybe_done(struct health *h);
 
 /* ---- readings ----------------------------------------------------------------------------- */
+
+/* Says when the schema falls behind this voidrecon, and when it is current again. */
+static void schema_seen(struct health *h, int version)
+{
+    bool behind = version < h->cfg.schema_needed;
+    bool was_behind = h->have_version && h->schema_version < h->cfg.schema_needed;
+
+    if (behind && !was_behind)
+        log_error("schema_behind",
+                  "database schema is at version %d, this voidrecon needs %d: run voidrecon "
+                  "migrate",
+                  version, h->cfg.schema_needed);
+    else if (!behind && was_behind)
+        log_info("schema_current", "database schema is at version %d", version);
+    h->schema_version = version;
+    h->have_version = true;
+}
 
 static void health_read(int status, const char *error, const struct store_health *sh, void *arg)
 {
@@ -69,7 +87,7 @@ static void health_read(int status, const char *error, const struct store_health
             log_info("health_check_ok", "the database answers the health check again");
         h->check_ok = true;
         h->check_error[0] = '\0';
-        h->schema_version = sh->schema_version;
+        schema_seen(h, sh->schema_version);
         h->read_only = sh->read_only;
         /* The old counts stay, and voidrecon_gauges_age_seconds shows how old they are. */
         if (sh->gauges_failed)
@@ -108,6 +126,11 @@ static uint64_t pause_left_ms(const struct health *h)
     uint64_t now = uv_now(h->loop);
 
     return h->paused_until > now ? h->paused_until - now : 0;
+}
+
+bool health_schema_behind(const struct health *h)
+{
+    return h->have_version && h->schema_version < h->cfg.schema_needed;
 }
 
 /* ---- answers ------------------------------------------------------------------------------ */

@@ -196,6 +196,29 @@ def test_migrate_runs_once_even_when_started_twice_at_once(pg):
         eq(missing, "0", "every column has a comment")
 
 
+def test_schema_found_behind_after_a_late_start_refuses_webhooks_until_migrated(own_cluster):
+    """Started while the database is away, the service cannot check the schema at start: once
+    the database answers with a schema behind this voidrecon, webhooks get 503 until it is
+    migrated, without a restart."""
+    latest = own_cluster.db.scalar("select max(version) from voidrecon.schema_migrations")
+    own_cluster.db.query("delete from voidrecon.schema_migrations where version = :'p1'", latest)
+    own_cluster.stop()
+    with Service(own_cluster.db) as svc:
+        svc.wait_log("db_unreachable_at_start")
+        own_cluster.start()
+        svc.wait_log("schema_behind", timeout=15)
+
+        def refused():
+            status, _, body = svc.post_json(PATH, void("LATE", "V", 0))
+            return status == 503 and "schema is behind" in json.loads(body)["error"]["message"]
+        wait_until(refused, timeout=10, what="webhooks refused while the schema is behind")
+        own_cluster.db.query("insert into voidrecon.schema_migrations (version, name)"
+                             " values (:'p1', 'put back')", latest)
+        wait_until(lambda: svc.post_json(PATH, void("LATE", "V", 0))[0] == 200, timeout=15,
+                   what="webhooks taken once the schema is current")
+    eq(own_cluster.db.scalar("select count(*) from voidrecon.void_cases"), "1")
+
+
 def test_unreachable_database_at_start_answers_503():
     port = socket.socket()
     port.bind(("127.0.0.1", 0))
