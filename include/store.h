@@ -205,14 +205,19 @@ void store_alert_failed(struct store *st, int64_t id, int64_t lease_token, const
 #define STORE_MAX_LIMIT     500
 
 /* json is the whole answer, a JSON document that PostgreSQL built. Beside the common statuses:
- * VR_ENOENT, no such case; VR_ESTATE, the case has no follow-up waiting to be acknowledged;
- * VR_EINVAL, a cursor this store did not give out. */
+ * VR_ENOENT, no such case or cancellation; VR_ESTATE, nothing waiting to be acknowledged;
+ * VR_EINVAL, a cursor this store did not give out. For these three, error is a sentence for
+ * the person who asked, without the operation's name. */
 typedef void (*store_json_cb)(int status, const char *json, const char *error, void *arg);
 
 /* Is state one of the case listings (open, followup, rejected, all)? */
 bool store_case_state_valid(const char *state);
 /* Is state one of the alert listings (pending, delivered, all)? */
 bool store_alert_state_valid(const char *state);
+/* Is state one of the cancellation listings (open, acked, all)? */
+bool store_cancellation_state_valid(const char *state);
+/* Is reason a follow-up reason of a case (rejected, conflict, poll_failing, stuck)? */
+bool store_followup_reason_valid(const char *reason);
 
 /* {"cases":[...], "next_cursor": "..." or null}: cases in state, ordered by (order_no,
  * void_code), at most limit (0: STORE_DEFAULT_LIMIT; at most STORE_MAX_LIMIT), after cursor
@@ -220,21 +225,34 @@ bool store_alert_state_valid(const char *state);
 void store_cases_list(struct store *st, const char *state, unsigned limit, const char *cursor,
                       store_json_cb cb, void *arg);
 
-/* {"case":{...}, "history":[...], "alerts":[...], "acknowledgements":[...]} */
+/* {"case":{...}, "history":[...], "alerts":[...], "acknowledgements":[...]}; the case's
+ * "followups" are its open reasons, most urgent first. */
 void store_case_show(struct store *st, const char *order_no, const char *void_code,
                      store_json_cb cb, void *arg);
 
-/* Clears the case's follow-up, recording who and why; answers {"case":{...}}. */
-void store_case_ack(struct store *st, const char *order_no, const char *void_code, const char *by,
-                    const char *note, store_json_cb cb, void *arg);
+/* Acknowledges the case's open follow-up reason (NULL: every open one), recording who and why,
+ * one acknowledgement per reason; answers {"case":{...}, "acknowledged":[reasons]}. VR_ESTATE
+ * when the reason (or any) is not open. */
+void store_case_ack(struct store *st, const char *order_no, const char *void_code,
+                    const char *reason, const char *by, const char *note, store_json_cb cb,
+                    void *arg);
 
 /* {"alerts":[...], "next_cursor":...}: newest first, in state, before cursor (an alert id). */
 void store_alerts_list(struct store *st, const char *state, unsigned limit, const char *cursor,
                        store_json_cb cb, void *arg);
 
-/* {"cancellations":[...], "next_cursor":...}: newest first, before cursor (an id). */
-void store_cancellations_list(struct store *st, unsigned limit, const char *cursor,
-                              store_json_cb cb, void *arg);
+/* {"cancellations":[...], "next_cursor":...}: newest first, in state (open: waiting for a
+ * person, acked, all), before cursor (an id). */
+void store_cancellations_list(struct store *st, const char *state, unsigned limit,
+                              const char *cursor, store_json_cb cb, void *arg);
+
+/* {"cancellation":{...}, "acknowledgements":[...]} */
+void store_cancellation_show(struct store *st, int64_t id, store_json_cb cb, void *arg);
+
+/* Acknowledges an order cancellation, recording who and why; answers {"cancellation":{...}}.
+ * VR_ESTATE when it was acknowledged already. */
+void store_cancellation_ack(struct store *st, int64_t id, const char *by, const char *note,
+                            store_json_cb cb, void *arg);
 
 /* ---- health --------------------------------------------------------------------------------- */
 

@@ -29,20 +29,27 @@ enum voidcase_poll {
     VOIDCASE_POLL_NEVER    /* reconciled: never poll again */
 };
 
+/* The reasons a case may wait for a person, as bits of a set; each is raised (with its alert)
+ * once, and acknowledged on its own. */
+#define VOIDCASE_FOLLOWUP_REJECTED     (1U << 0)
+#define VOIDCASE_FOLLOWUP_CONFLICT     (1U << 1)
+#define VOIDCASE_FOLLOWUP_POLL_FAILING (1U << 2)
+#define VOIDCASE_FOLLOWUP_STUCK        (1U << 3)
+
 /* What the store knows about a case before the report. */
 struct voidcase_state {
     bool exists;
     int status;
-    bool confirmed;              /* the current status was seen by a poll */
-    const char *followup_reason; /* the pending (unacknowledged) follow-up, or NULL */
+    bool confirmed;   /* the current status was seen by a poll */
+    unsigned pending; /* the open (unacknowledged) follow-up reasons, VOIDCASE_FOLLOWUP_* */
 };
 
 struct voidcase_decision {
     enum voidcase_outcome outcome;
     int to_status;               /* the case's status after the report */
     bool confirmed;              /* the case's confirmed flag after the report */
-    const char *followup_reason; /* static string to flag the case with, or NULL */
-    const char *alert_kind;      /* static string of the alert to raise, or NULL */
+    const char *followup_reason; /* static string of a reason to raise (not pending yet), or NULL */
+    const char *alert_kind;      /* static string of the alert raised with it, or NULL */
     enum voidcase_poll poll;
 };
 
@@ -60,6 +67,12 @@ bool voidcase_is_reconciled(int status, bool confirmed);
  * Returns 0, or VR_EINVAL when reported (or cur->status) is not a valid status. */
 int voidcase_decide(const struct voidcase_state *cur, int reported, enum voidcase_source source,
                     bool superseded, struct voidcase_decision *out) VR_MUSTCHECK;
+
+/* The bit of a follow-up reason's name ("rejected", "conflict", "poll_failing", "stuck"); 0 for
+ * any other text. */
+unsigned voidcase_followup_bit(const char *reason);
+/* The set a comma-separated list of reason names stands for; unknown names are left out. */
+unsigned voidcase_followups_parse(const char *list);
 
 /* Stable lower-case names used in the database ("webhook", "applied", ...). */
 const char *voidcase_source_name(enum voidcase_source source);

@@ -24,6 +24,7 @@ static const char usage_text[] =
     "            it cleanly)\n"
     "  migrate   apply pending database migrations, then exit\n"
     "  cases     add, list, show or acknowledge void cases (voidrecon cases --help)\n"
+    "  cancellations  list, show or acknowledge order cancellations\n"
     "  alerts    list alerts and their delivery state\n"
     "  version   print the version\n"
     "  help      print this help; 'voidrecon COMMAND --help' describes one command\n";
@@ -53,7 +54,8 @@ static const char cases_help[] =
     "       voidrecon cases list [--state open|followup|rejected|all] [--limit N] [--cursor C]\n"
     "                            [--json]\n"
     "       voidrecon cases show ORDER_NO VOID_CODE [--json]\n"
-    "       voidrecon cases ack ORDER_NO VOID_CODE --by NAME [--note TEXT] [--json]\n"
+    "       voidrecon cases ack ORDER_NO VOID_CODE --by NAME [--reason R] [--note TEXT]\n"
+    "                           [--json]\n"
     "\n"
     "Work straight on the database (VOIDRECON_DATABASE_URL or --database-url); no running\n"
     "server is needed.\n"
@@ -62,8 +64,22 @@ static const char cases_help[] =
     "        --status N gives the voidStatus void.do answered (default 0).\n"
     "  list  cases by state (default open), 50 a page; --cursor continues a listing.\n"
     "  show  one case with its history, alerts and acknowledgements.\n"
-    "  ack   acknowledges the case's follow-up: it leaves the follow-up list, and who and\n"
-    "        why are recorded.\n"
+    "  ack   acknowledges the case's open follow-up reason R (rejected, conflict,\n"
+    "        poll_failing or stuck), or every open one without --reason: each leaves the\n"
+    "        follow-up list, and who and why are recorded. A reason raised again later\n"
+    "        is a new follow-up with a new alert.\n"
+    "Tables by default; --json prints what the /v1 API answers.\n";
+
+static const char cancellations_help[] =
+    "usage: voidrecon cancellations list [--state open|acked|all] [--limit N] [--cursor C]\n"
+    "                                    [--json]\n"
+    "       voidrecon cancellations show ID [--json]\n"
+    "       voidrecon cancellations ack ID --by NAME [--note TEXT] [--json]\n"
+    "\n"
+    "Order cancellations that providers reported, straight from the database.\n"
+    "  list  newest first (default all; open: waiting for a person), 50 a page.\n"
+    "  show  one cancellation with what the provider said and its acknowledgement.\n"
+    "  ack   acknowledges it: it leaves the follow-up list, and who and why are recorded.\n"
     "Tables by default; --json prints what the /v1 API answers.\n";
 
 static const char alerts_help[] =
@@ -148,7 +164,7 @@ static int cmd_version(int argc, char **argv, cli_serve_fn serve)
 /* A command's own options; the other --flags are settings (config_load). */
 struct cmd_opts {
     bool json;
-    const char *state, *cursor, *by, *note;
+    const char *state, *cursor, *by, *note, *reason;
     unsigned limit;
     int status;
     const char *pos[4];
@@ -157,7 +173,8 @@ struct cmd_opts {
     int nflags;
 };
 
-static const char *const valued_opts[] = {"state", "cursor", "by", "note", "limit", "status"};
+static const char *const valued_opts[] = {"state", "cursor", "by",    "note",
+                                          "limit", "status", "reason"};
 
 /* --limit (1..STORE_MAX_LIMIT) or --status (0..6); 0, or 2 after saying what is wrong. */
 static int number_opt(struct cmd_opts *o, const char *name, size_t n, const char *v)
@@ -190,6 +207,8 @@ static int own_opt(struct cmd_opts *o, const char *name, size_t n, const char *v
         o->by = v;
     else if (strncmp(name, "note", n) == 0)
         o->note = v;
+    else if (strncmp(name, "reason", n) == 0)
+        o->reason = v;
     else
         return number_opt(o, name, n, v);
     return 0;
@@ -277,7 +296,7 @@ static int cases_run(const struct cmd_opts *o, const struct config *cfg)
                               stdout);
     if (is_sub(sub, "show"))
         return cli_cases_show(cfg, o->pos[1], o->pos[2], o->json, stdout);
-    return cli_cases_ack(cfg, o->pos[1], o->pos[2], o->by, o->note, o->json, stdout);
+    return cli_cases_ack(cfg, o->pos[1], o->pos[2], o->reason, o->by, o->note, o->json, stdout);
 }
 
 static int cmd_cases(int argc, char **argv, cli_serve_fn serve)
@@ -300,6 +319,43 @@ static int cmd_cases(int argc, char **argv, cli_serve_fn serve)
     }
     if ((rc = command_settings(&o, &cfg)) == 0)
         rc = cases_run(&o, &cfg);
+out:
+    free(o.flags);
+    config_cleanup(&cfg);
+    return rc;
+}
+
+static int cancellations_run(const struct cmd_opts *o, const struct config *cfg)
+{
+    const char *sub = o->pos[0];
+
+    if (is_sub(sub, "list"))
+        return cli_cancellations_list(cfg, o->state ? o->state : "all", o->limit, o->cursor,
+                                      o->json, stdout);
+    if (is_sub(sub, "show"))
+        return cli_cancellations_show(cfg, o->pos[1], o->json, stdout);
+    return cli_cancellations_ack(cfg, o->pos[1], o->by, o->note, o->json, stdout);
+}
+
+static int cmd_cancellations(int argc, char **argv, cli_serve_fn serve)
+{
+    struct cmd_opts o;
+    struct config cfg = {0};
+    const char *sub;
+    int rc;
+
+    (void)serve;
+    if ((rc = cmd_opts_parse(argc, argv, &o)) != 0)
+        goto out;
+    sub = o.npos > 0 ? o.pos[0] : "";
+    if ((is_sub(sub, "show") || is_sub(sub, "ack")) ? o.npos != 2
+                                                    : (!is_sub(sub, "list") || o.npos != 1)) {
+        fputs(cancellations_help, stderr);
+        rc = 2;
+        goto out;
+    }
+    if ((rc = command_settings(&o, &cfg)) == 0)
+        rc = cancellations_run(&o, &cfg);
 out:
     free(o.flags);
     config_cleanup(&cfg);
@@ -342,6 +398,7 @@ static const struct command commands[] = {
     {"serve", NULL, NULL, true, cmd_serve},
     {"migrate", NULL, migrate_help, true, cmd_migrate},
     {"cases", NULL, cases_help, false, cmd_cases},
+    {"cancellations", NULL, cancellations_help, false, cmd_cancellations},
     {"alerts", NULL, alerts_help, false, cmd_alerts},
     {"version", "--version", version_help, false, cmd_version},
 };

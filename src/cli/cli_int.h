@@ -22,9 +22,21 @@ int cli_cases_list(const struct config *cfg, const char *state, unsigned limit, 
 int cli_cases_show(const struct config *cfg, const char *order_no, const char *void_code, bool json,
                    FILE *out);
 
-/* Acknowledges the case's follow-up as by, with an optional note. */
+/* Acknowledges the case's open follow-up reason (NULL: every open one) as by, with an optional
+ * note. */
 int cli_cases_ack(const struct config *cfg, const char *order_no, const char *void_code,
-                  const char *by, const char *note, bool json, FILE *out);
+                  const char *reason, const char *by, const char *note, bool json, FILE *out);
+
+/* Lists order cancellations in state (open, acked, all), newest first. */
+int cli_cancellations_list(const struct config *cfg, const char *state, unsigned limit,
+                           const char *cursor, bool json, FILE *out);
+
+/* Shows one order cancellation; id is the argument as given. */
+int cli_cancellations_show(const struct config *cfg, const char *id, bool json, FILE *out);
+
+/* Acknowledges an order cancellation as by, with an optional note. */
+int cli_cancellations_ack(const struct config *cfg, const char *id, const char *by,
+                          const char *note, bool json, FILE *out);
 
 /* Lists alerts in state (pending, delivered, all), newest first. */
 int cli_alerts_list(const struct config *cfg, const char *state, unsigned limit, const char *cursor,

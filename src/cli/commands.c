@@ -82,10 +82,10 @@ static int failed(const struct cli *c, const char *what)
 {
     switch (c->status) {
     case VR_ENOENT:
-        log_error("not_found", "%s: no such void case", what);
+        log_error("not_found", "%s: %s", what, c->error);
         break;
     case VR_ESTATE:
-        log_error("no_followup", "%s: the case has no follow-up waiting to be acknowledged", what);
+        log_error("no_followup", "%s: %s", what, c->error);
         break;
     case VR_EINVAL:
         log_error("invalid_cursor", "%s: --cursor is not one voidrecon gave out", what);
@@ -169,6 +169,30 @@ static const char *const case_names[] = {"order_no",        "void_code", "status
 static const char *const case_headers[] = {"ORDER_NO",  "VOID_CODE", "ST",     "STATUS",
                                            "CONFIRMED", "FOLLOWUP",  "REASON", "UPDATED"};
 
+/* The items of a JSON array joined with ", ": strings, or the field of objects when field is
+ * not NULL; "-" when none. */
+static void join_items(const cJSON *array, const char *field, char *out, size_t cap)
+{
+    const cJSON *item;
+    size_t used = 0;
+    char v[CELL_BYTES];
+
+    snprintf(out, cap, "-");
+    cJSON_ArrayForEach(item, array)
+    {
+        int n;
+
+        if (field != NULL)
+            cell(item, field, v, sizeof(v));
+        else
+            snprintf(v, sizeof(v), "%s", cJSON_IsString(item) ? item->valuestring : "?");
+        n = snprintf(out + used, cap - used, "%s%s", used ? ", " : "", v);
+        if (n < 0 || (size_t)n >= cap - used)
+            break;
+        used += (size_t)n;
+    }
+}
+
 static void print_case(FILE *out, const cJSON *c)
 {
     static const char *const fields[] = {
@@ -185,6 +209,8 @@ static void print_case(FILE *out, const cJSON *c)
         cell(c, fields[i], v, sizeof(v));
         fprintf(out, "%-18s %s\n", fields[i], v);
     }
+    join_items(cJSON_GetObjectItemCaseSensitive(c, "followups"), "reason", v, sizeof(v));
+    fprintf(out, "%-18s %s\n", "open_followups", v);
 }
 
 /* ---- commands ----------------------------------------------------------------------------- */
@@ -306,17 +332,20 @@ int cli_cases_show(const struct config *cfg, const char *order_no, const char *v
 static void print_acked(FILE *out, const cJSON *doc)
 {
     const cJSON *c = cJSON_GetObjectItemCaseSensitive(doc, "case");
-    char order[CELL_BYTES], code[CELL_BYTES], by[CELL_BYTES], reason[CELL_BYTES];
+    char order[CELL_BYTES], code[CELL_BYTES], by[CELL_BYTES], acked[CELL_BYTES];
+    char still[CELL_BYTES];
 
     cell(c, "order_no", order, sizeof(order));
     cell(c, "void_code", code, sizeof(code));
     cell(c, "followup_acked_by", by, sizeof(by));
-    cell(c, "followup_reason", reason, sizeof(reason));
-    fprintf(out, "%s %s: follow-up (%s) acknowledged by %s\n", order, code, reason, by);
+    join_items(cJSON_GetObjectItemCaseSensitive(doc, "acknowledged"), NULL, acked, sizeof(acked));
+    join_items(cJSON_GetObjectItemCaseSensitive(c, "followups"), "reason", still, sizeof(still));
+    fprintf(out, "%s %s: follow-up (%s) acknowledged by %s%s%s\n", order, code, acked, by,
+            strcmp(still, "-") != 0 ? "; still open: " : "", strcmp(still, "-") != 0 ? still : "");
 }
 
 int cli_cases_ack(const struct config *cfg, const char *order_no, const char *void_code,
-                  const char *by, const char *note, bool json, FILE *out)
+                  const char *reason, const char *by, const char *note, bool json, FILE *out)
 {
     struct cli c;
     int rc;
@@ -325,9 +354,14 @@ int cli_cases_ack(const struct config *cfg, const char *order_no, const char *vo
         log_error("usage", "--by NAME is required: who acknowledges the follow-up");
         return 2;
     }
+    if (reason != NULL && !store_followup_reason_valid(reason)) {
+        log_error("usage", "--reason: \"%s\" is not rejected, conflict, poll_failing or stuck",
+                  reason);
+        return 2;
+    }
     if ((rc = cli_open(&c, cfg)) != 0)
         return rc;
-    store_case_ack(c.st, order_no, void_code, by, note, json_done, &c);
+    store_case_ack(c.st, order_no, void_code, reason, by, note, json_done, &c);
     return run_json(&c, "cases ack", json, out, print_acked);
 }
 
@@ -356,4 +390,124 @@ int cli_alerts_list(const struct config *cfg, const char *state, unsigned limit,
         return rc;
     store_alerts_list(c.st, state, limit, cursor, json_done, &c);
     return run_json(&c, "alerts list", json, out, print_alerts);
+}
+
+/* ---- order cancellations ------------------------------------------------------------------ */
+
+static const char *const cancellation_names[] = {
+    "id",           "provider",       "order_ref",         "error_code",
+    "order_status", "needs_followup", "followup_acked_by", "received_at"};
+static const char *const cancellation_headers[] = {"ID",     "PROVIDER", "ORDER_REF", "CODE",
+                                                   "STATUS", "FOLLOWUP", "ACKED_BY",  "RECEIVED"};
+
+static void print_cancellations(FILE *out, const cJSON *doc)
+{
+    table(out, cJSON_GetObjectItemCaseSensitive(doc, "cancellations"), cancellation_names,
+          cancellation_headers, ARRAY_SIZE(cancellation_names));
+    more(out, doc, "cancellations");
+}
+
+int cli_cancellations_list(const struct config *cfg, const char *state, unsigned limit,
+                           const char *cursor, bool json, FILE *out)
+{
+    struct cli c;
+    int rc;
+
+    if (!store_cancellation_state_valid(state)) {
+        log_error("usage", "--state: \"%s\" is not open, acked or all", state);
+        return 2;
+    }
+    if ((rc = cli_open(&c, cfg)) != 0)
+        return rc;
+    store_cancellations_list(c.st, state, limit, cursor, json_done, &c);
+    return run_json(&c, "cancellations list", json, out, print_cancellations);
+}
+
+static void print_cancellation(FILE *out, const cJSON *doc)
+{
+    static const char *const fields[] = {
+        "id",
+        "provider",
+        "order_ref",
+        "error_code",
+        "error_message",
+        "order_status",
+        "verified",
+        "received_at",
+        "delivery_id",
+        "needs_followup",
+        "followup_acked_at",
+        "followup_acked_by",
+        "followup_ack_note",
+    };
+    static const char *const k_names[] = {"at", "reason", "acked_by", "note"};
+    static const char *const k_headers[] = {"AT", "REASON", "BY", "NOTE"};
+    const cJSON *o = cJSON_GetObjectItemCaseSensitive(doc, "cancellation");
+    char v[CELL_BYTES * 4];
+
+    for (size_t i = 0; i < ARRAY_SIZE(fields); i++) {
+        cell(o, fields[i], v, sizeof(v));
+        fprintf(out, "%-18s %s\n", fields[i], v);
+    }
+    fprintf(out, "\nAcknowledgements:\n");
+    table(out, cJSON_GetObjectItemCaseSensitive(doc, "acknowledgements"), k_names, k_headers,
+          ARRAY_SIZE(k_names));
+}
+
+/* A cancellation id as given on the command line: 0 after saying it is not one. */
+static int64_t cancellation_id(const char *arg)
+{
+    char *end;
+    long long id = strtoll(arg, &end, 10);
+
+    if (*arg < '1' || *arg > '9' || *end != '\0' || id <= 0) {
+        log_error("usage", "ID: \"%s\" is not a cancellation id (a positive number)", arg);
+        return 0;
+    }
+    return id;
+}
+
+int cli_cancellations_show(const struct config *cfg, const char *id, bool json, FILE *out)
+{
+    int64_t n = cancellation_id(id);
+    struct cli c;
+    int rc;
+
+    if (n == 0)
+        return 2;
+    if ((rc = cli_open(&c, cfg)) != 0)
+        return rc;
+    store_cancellation_show(c.st, n, json_done, &c);
+    return run_json(&c, "cancellations show", json, out, print_cancellation);
+}
+
+static void print_cancellation_acked(FILE *out, const cJSON *doc)
+{
+    const cJSON *o = cJSON_GetObjectItemCaseSensitive(doc, "cancellation");
+    char id[CELL_BYTES], provider[CELL_BYTES], ref[CELL_BYTES], by[CELL_BYTES];
+
+    cell(o, "id", id, sizeof(id));
+    cell(o, "provider", provider, sizeof(provider));
+    cell(o, "order_ref", ref, sizeof(ref));
+    cell(o, "followup_acked_by", by, sizeof(by));
+    fprintf(out, "cancellation %s (%s %s) acknowledged by %s\n", id, provider, ref, by);
+}
+
+int cli_cancellations_ack(const struct config *cfg, const char *id, const char *by,
+                          const char *note, bool json, FILE *out)
+{
+    int64_t n = cancellation_id(id);
+    struct cli c;
+    int rc;
+
+    if (n == 0)
+        return 2;
+    if (by == NULL || by[0] == '\0') {
+        log_error("usage", "--by NAME is required: who acknowledges the cancellation");
+        return 2;
+    }
+    if ((rc = cli_open(&c, cfg)) != 0)
+        return rc;
+    store_cancellation_ack(c.st, n, by, note, json_done, &c);
+    return run_json(&c, "cancellations ack", json, out, print_cancellation_acked);
 }

@@ -34,25 +34,20 @@ static int open_rank(int status)
     return status == 3 ? 2 : status;
 }
 
-/* Entering REJECTED always needs a person; otherwise a conflict may. An alert is raised only
- * when the case is not already waiting for a person for the same reason. */
+/* Entering REJECTED always needs a person; otherwise a conflict may. A reason already waiting
+ * for a person is not raised again: one alert per reason until it is acknowledged. */
 static void flag(const struct voidcase_state *cur, struct voidcase_decision *d, bool conflict)
 {
     bool entered_rejected =
         d->to_status == VOIDCASE_REJECTED && (!cur->exists || cur->status != VOIDCASE_REJECTED);
 
-    if (entered_rejected) {
+    if (entered_rejected && !(cur->pending & VOIDCASE_FOLLOWUP_REJECTED)) {
         d->followup_reason = "rejected";
         d->alert_kind = "void_rejected";
-    } else if (conflict) {
+    } else if (conflict && !entered_rejected && !(cur->pending & VOIDCASE_FOLLOWUP_CONFLICT)) {
         d->followup_reason = "conflict";
         d->alert_kind = "void_conflict";
-    } else {
-        return;
     }
-    if (cur->followup_reason != NULL && strcmp(cur->followup_reason, d->followup_reason) == 0 &&
-        !entered_rejected)
-        d->alert_kind = NULL;
 }
 
 static void decide_poll(const struct voidcase_state *cur, int s, bool superseded,
@@ -127,6 +122,34 @@ int voidcase_decide(const struct voidcase_state *cur, int reported, enum voidcas
     else
         decide_hint(cur, reported, out);
     return 0;
+}
+
+unsigned voidcase_followup_bit(const char *reason)
+{
+    static const char *const names[] = {"rejected", "conflict", "poll_failing", "stuck"};
+
+    for (size_t i = 0; reason != NULL && i < ARRAY_SIZE(names); i++)
+        if (strcmp(reason, names[i]) == 0)
+            return 1U << i;
+    return 0;
+}
+
+unsigned voidcase_followups_parse(const char *list)
+{
+    unsigned set = 0;
+    char name[16];
+
+    while (list != NULL && *list != '\0') {
+        size_t n = strcspn(list, ",");
+
+        if (n < sizeof(name)) {
+            memcpy(name, list, n);
+            name[n] = '\0';
+            set |= voidcase_followup_bit(name);
+        }
+        list += n + (list[n] == ',');
+    }
+    return set;
 }
 
 const char *voidcase_source_name(enum voidcase_source source)

@@ -29,7 +29,7 @@ struct api {
 /* A request answered by an ops query; its strings are owned here until the answer. */
 struct query {
     struct httpd_request *req;
-    char *a, *b, *c, *d;
+    char *a, *b, *c, *d, *e;
 };
 
 struct registration {
@@ -151,6 +151,7 @@ static void query_free(struct query *q)
     free(q->b);
     free(q->c);
     free(q->d);
+    free(q->e);
     free(q);
 }
 
@@ -163,11 +164,10 @@ static void queried(int status, const char *json, const char *error, void *arg)
         httpd_respond(q->req, 200, JSON, NULL, json, strlen(json));
         break;
     case VR_ENOENT:
-        httpd_respond_error(q->req, 404, "not_found", "no such void case", NULL);
+        httpd_respond_error(q->req, 404, "not_found", error, NULL);
         break;
     case VR_ESTATE:
-        httpd_respond_error(q->req, 409, "no_followup",
-                            "the case has no follow-up waiting to be acknowledged", NULL);
+        httpd_respond_error(q->req, 409, "no_followup", error, NULL);
         break;
     case VR_EINVAL:
         httpd_respond_error(q->req, 400, "invalid_cursor", "cursor: not one this API gave out",
@@ -253,19 +253,20 @@ static void list(struct api *a, struct httpd_request *req, const char *what)
 {
     bool bad = false;
     char *state = query_param(httpd_request_query(req), "state", &bad);
-    const char *def = strcmp(what, "alerts") == 0 ? "all" : "open";
+    bool cases = strcmp(what, "cases") == 0, alerts = strcmp(what, "alerts") == 0;
     struct query *q;
     unsigned limit;
     char *cursor;
 
     if (state == NULL)
-        state = xstrdup(def);
-    if (bad || (strcmp(what, "cases") == 0 && !store_case_state_valid(state)) ||
-        (strcmp(what, "alerts") == 0 && !store_alert_state_valid(state))) {
+        state = xstrdup(cases ? "open" : "all");
+    if (bad || (cases && !store_case_state_valid(state)) ||
+        (alerts && !store_alert_state_valid(state)) ||
+        (!cases && !alerts && !store_cancellation_state_valid(state))) {
         httpd_respond_error(req, 400, "invalid_query",
-                            strcmp(what, "cases") == 0
-                                ? "state must be open, followup, rejected or all"
-                                : "state must be pending, delivered or all",
+                            cases    ? "state must be open, followup, rejected or all"
+                            : alerts ? "state must be pending, delivered or all"
+                                     : "state must be open, acked or all",
                             NULL);
         free(state);
         return;
@@ -282,45 +283,65 @@ static void list(struct api *a, struct httpd_request *req, const char *what)
     else if (strcmp(what, "alerts") == 0)
         store_alerts_list(a->st, q->a, limit, q->b, queried, q);
     else
-        store_cancellations_list(a->st, limit, q->b, queried, q);
+        store_cancellations_list(a->st, q->a, limit, q->b, queried, q);
 }
 
-/* {"by": "name", "note": "text"?} */
-static void acknowledge(struct api *a, struct httpd_request *req, char *order, char *code)
+/* An acknowledgement's body: {"by": "name", "note": "text"?, "reason": "stuck"?} (reason only
+ * when with_reason). NULL, or what is wrong with it; *by, *note and *reason are the caller's. */
+static const char *ack_body(struct httpd_request *req, bool with_reason, char **by, char **note,
+                            char **reason)
 {
     size_t len;
     const char *body = httpd_request_body(req, &len);
     cJSON *root = cJSON_ParseWithLength(body, len);
-    const cJSON *by = cJSON_GetObjectItemCaseSensitive(root, "by");
-    const cJSON *note = cJSON_GetObjectItemCaseSensitive(root, "note");
+    const cJSON *b = cJSON_GetObjectItemCaseSensitive(root, "by");
+    const cJSON *n = cJSON_GetObjectItemCaseSensitive(root, "note");
+    const cJSON *r = cJSON_GetObjectItemCaseSensitive(root, "reason");
     const char *err = NULL;
-    struct query *q;
 
+    *by = *note = *reason = NULL;
     if (!cJSON_IsObject(root))
         err = "body: expected a JSON object {\"by\": ..., \"note\": ...}";
-    else if (!cJSON_IsString(by) || by->valuestring[0] == '\0')
+    else if (!cJSON_IsString(b) || b->valuestring[0] == '\0')
         err = "by: expected the name of who acknowledges";
-    else if (strlen(by->valuestring) > MAX_BY_BYTES)
+    else if (strlen(b->valuestring) > MAX_BY_BYTES)
         err = "by: longer than 200 bytes";
-    else if (note != NULL && !cJSON_IsNull(note) && !cJSON_IsString(note))
+    else if (n != NULL && !cJSON_IsNull(n) && !cJSON_IsString(n))
         err = "note: expected a string";
-    else if (cJSON_IsString(note) && strlen(cJSON_GetStringValue(note)) > MAX_NOTE_BYTES)
+    else if (cJSON_IsString(n) && strlen(cJSON_GetStringValue(n)) > MAX_NOTE_BYTES)
         err = "note: longer than 2000 bytes";
-    if (err != NULL) {
-        httpd_respond_error(req, 400, "invalid_payload", err, NULL);
-        cJSON_Delete(root);
-        free(order);
-        free(code);
-        return;
+    else if (with_reason && r != NULL && !cJSON_IsNull(r) &&
+             !(cJSON_IsString(r) && store_followup_reason_valid(r->valuestring)))
+        err = "reason: expected one of rejected, conflict, poll_failing, stuck";
+    else if (!with_reason && r != NULL)
+        err = "reason: an order cancellation has only one follow-up";
+    if (err == NULL) {
+        *by = xstrdup(b->valuestring);
+        const char *nv = cJSON_GetStringValue(n), *rv = cJSON_GetStringValue(r);
+
+        *note = nv != NULL ? xstrdup(nv) : NULL;
+        *reason = rv != NULL ? xstrdup(rv) : NULL;
     }
-    q = query_new(req);
+    cJSON_Delete(root);
+    return err;
+}
+
+/* POST /v1/cases/{orderNo}/{voidCode}/ack */
+static void acknowledge(struct api *a, struct httpd_request *req, char *order, char *code)
+{
+    struct query *q = query_new(req);
+    const char *err = ack_body(req, true, &q->c, &q->d, &q->e);
+
     q->a = order;
     q->b = code;
-    q->c = xstrdup(by->valuestring);
-    q->d = cJSON_IsString(note) ? xstrdup(cJSON_GetStringValue(note)) : NULL;
-    cJSON_Delete(root);
-    log_info("followup_ack", "order=%s void=%s by=%s", q->a, q->b, q->c);
-    store_case_ack(a->st, q->a, q->b, q->c, q->d, queried, q);
+    if (err != NULL) {
+        httpd_respond_error(req, 400, "invalid_payload", err, NULL);
+        query_free(q);
+        return;
+    }
+    log_info("followup_ack", "order=%s void=%s reason=%s by=%s", q->a, q->b, q->e ? q->e : "(all)",
+             q->c);
+    store_case_ack(a->st, q->a, q->b, q->e, q->c, q->d, queried, q);
 }
 
 /* Decodes one path segment; NULL when empty, too long or not text. */
@@ -381,6 +402,40 @@ static void one_case(struct api *a, struct httpd_request *req, const char *rest)
     store_case_show(a->st, q->a, q->b, queried, q);
 }
 
+/* /v1/cancellations/{id}[/ack] */
+static void one_cancellation(struct api *a, struct httpd_request *req, const char *rest)
+{
+    const char *method = httpd_request_method(req);
+    char *end = NULL;
+    long long id = rest[0] >= '1' && rest[0] <= '9' ? strtoll(rest, &end, 10) : 0;
+    bool ack = end != NULL && strcmp(end, "/ack") == 0;
+    struct query *q;
+    const char *err;
+
+    if (end == NULL || id <= 0 || (*end != '\0' && !ack)) {
+        httpd_respond_error(req, 404, "not_found", "no such endpoint", NULL);
+        return;
+    }
+    if (ack != (strcmp(method, "POST") == 0) ||
+        (!ack && strcmp(method, "GET") != 0 && strcmp(method, "HEAD") != 0)) {
+        httpd_respond_error(req, 405, "method_not_allowed", ack ? "use POST" : "use GET",
+                            ack ? "Allow: POST\r\n" : "Allow: GET, HEAD\r\n");
+        return;
+    }
+    q = query_new(req);
+    if (!ack) {
+        store_cancellation_show(a->st, id, queried, q);
+        return;
+    }
+    if ((err = ack_body(req, false, &q->c, &q->d, &q->e)) != NULL) {
+        httpd_respond_error(req, 400, "invalid_payload", err, NULL);
+        query_free(q);
+        return;
+    }
+    log_info("cancellation_ack", "id=%lld by=%s", id, q->c);
+    store_cancellation_ack(a->st, id, q->c, q->d, queried, q);
+}
+
 bool api_admit(const struct api *a, struct httpd_request *req)
 {
     if (a->token[0] == '\0') {
@@ -408,6 +463,10 @@ void api_handle(struct api *a, struct httpd_request *req)
     }
     if (strncmp(path, "/v1/cases/", 10) == 0) {
         one_case(a, req, path + 10);
+        return;
+    }
+    if (strncmp(path, "/v1/cancellations/", 18) == 0) {
+        one_cancellation(a, req, path + 18);
         return;
     }
     if (strcmp(path, "/v1/alerts") == 0 || strcmp(path, "/v1/cancellations") == 0) {

@@ -21,7 +21,16 @@
     " 'created_at', " r ".created_at, 'updated_at', " r ".updated_at,"                             \
     " 'last_seen_at', " r ".last_seen_at, 'next_poll_at', " r ".next_poll_at,"                     \
     " 'polls', " r ".polls, 'poll_failures', " r ".poll_failures,"                                 \
-    " 'last_poll_error', " r ".last_poll_error)"
+    " 'last_poll_error', " r ".last_poll_error,"                                                   \
+    " 'followups', " FOLLOWUPS_JSON(r) ")"
+
+/* The open follow-up reasons of the case r, most urgent first. */
+#define FOLLOWUPS_JSON(r)                                                                          \
+    "(SELECT coalesce(json_agg(json_build_object('reason', f.reason, 'raised_at', f.raised_at,"    \
+    "                                            'alert_id', f.alert_id)"                          \
+    "                          ORDER BY voidrecon.followup_rank(f.reason)), '[]'::json)"           \
+    "   FROM voidrecon.case_followups f"                                                           \
+    "  WHERE f.order_no = " r ".order_no AND f.void_code = " r ".void_code)"
 
 /* Keyset pagination: the cursor is the last row's key as hex-encoded JSON, so it survives any
  * text in the key and any URL. */
@@ -70,25 +79,60 @@ static const char sql_case_show[] = "SELECT json_build_object('case', " CASE_JSO
          "       AND k.void_code = c.void_code))::text"
          "  FROM voidrecon.void_cases c WHERE c.order_no = $1::text AND c.void_code = $2::text";
 
-/* The acknowledgement changes the follow-up, so the case's version moves like any flag's. */
+/* Acknowledges one open reason ($5) or all of them (NULL); one acknowledgements row each. The
+ * case's row lock orders this against every writer of its follow-ups, and each of them moves
+ * its version: when the locked row's version is not the one this statement's snapshot holds,
+ * a writer committed in between, nothing is written and the caller runs it again. rest is what
+ * stays open, read before the delete. */
 static const char sql_case_ack[] =
-    "WITH upd AS ("
+    "WITH lk AS ("
+    "  SELECT c.version FROM voidrecon.void_cases c"
+    "   WHERE c.order_no = $1::text AND c.void_code = $2::text FOR UPDATE"
+    "), fresh AS ("
+    "  SELECT 1 FROM lk WHERE lk.version = (SELECT c.version FROM voidrecon.void_cases c"
+    "                                       WHERE c.order_no = $1::text AND c.void_code = $2::text)"
+    "), del AS ("
+    "  DELETE FROM voidrecon.case_followups f"
+    "   WHERE f.order_no = $1::text AND f.void_code = $2::text"
+    "     AND ($5::text IS NULL OR f.reason = $5::text) AND EXISTS (SELECT 1 FROM fresh)"
+    "  RETURNING f.reason"
+    "), rest AS ("
+    "  SELECT f.reason, f.raised_at, f.alert_id FROM voidrecon.case_followups f"
+    "   WHERE f.order_no = $1::text AND f.void_code = $2::text"
+    "     AND f.reason NOT IN (SELECT reason FROM del)"
+    "), upd AS ("
     "  UPDATE voidrecon.void_cases AS c"
-    "     SET needs_followup = false, followup_acked_at = now(), followup_acked_by = $3::text,"
+    "     SET needs_followup = EXISTS (SELECT 1 FROM rest),"
+    "         followup_reason = coalesce((SELECT reason FROM rest"
+    "                                      ORDER BY voidrecon.followup_rank(reason) LIMIT 1),"
+    "                                    c.followup_reason),"
+    "         followup_acked_at = now(), followup_acked_by = $3::text,"
     "         followup_ack_note = $4::text, updated_at = now(), version = c.version + 1"
-    "   WHERE c.order_no = $1::text AND c.void_code = $2::text AND c.needs_followup"
+    "   WHERE c.order_no = $1::text AND c.void_code = $2::text AND EXISTS (SELECT 1 FROM del)"
     "  RETURNING c.*"
     "), ack AS ("
     "  INSERT INTO voidrecon.acknowledgements (subject, order_no, void_code, reason, acked_by,"
     "                                          note)"
-    "  SELECT 'void_case', upd.order_no, upd.void_code, upd.followup_reason, $3::text, $4::text"
-    "    FROM upd"
+    "  SELECT 'void_case', $1::text, $2::text, del.reason, $3::text, $4::text FROM del"
     "  RETURNING id"
     ")"
-    "SELECT (SELECT json_build_object('case', " CASE_JSON(
-        "upd") ")::text FROM upd),"
-               "       EXISTS (SELECT 1 FROM voidrecon.void_cases"
-               "                WHERE order_no = $1::text AND void_code = $2::text)";
+    "SELECT (SELECT json_build_object("
+    "            'case', json_build_object('order_no', upd.order_no, 'void_code', upd.void_code,"
+    "                'status', upd.status, 'status_name', voidrecon.void_status_name(upd.status),"
+    "                'needs_followup', upd.needs_followup,"
+    "                'followup_reason', upd.followup_reason,"
+    "                'followup_acked_at', upd.followup_acked_at,"
+    "                'followup_acked_by', upd.followup_acked_by,"
+    "                'followup_ack_note', upd.followup_ack_note,"
+    "                'followups', (SELECT coalesce(json_agg(json_build_object("
+    "                        'reason', reason, 'raised_at', raised_at, 'alert_id', alert_id)"
+    "                        ORDER BY voidrecon.followup_rank(reason)), '[]'::json) FROM rest)),"
+    "            'acknowledged', (SELECT json_agg(reason ORDER BY voidrecon.followup_rank(reason))"
+    "                               FROM del))::text FROM upd),"
+    "       EXISTS (SELECT 1 FROM lk), EXISTS (SELECT 1 FROM fresh),"
+    "       (SELECT string_agg(f.reason, ', ' ORDER BY voidrecon.followup_rank(f.reason))"
+    "          FROM voidrecon.case_followups f"
+    "         WHERE f.order_no = $1::text AND f.void_code = $2::text)";
 
 static const char sql_alerts_list[] =
     "WITH page AS ("
@@ -107,26 +151,82 @@ static const char sql_alerts_list[] =
     "  'next_cursor', CASE WHEN count(*) = $2::int THEN min(id)::text END)::text"
     "  FROM page";
 
+/* The fields of an order cancellation; r is the row's alias. */
+#define CANCELLATION_JSON(r)                                                                       \
+    "json_build_object('id', " r ".id, 'provider', " r ".provider, 'order_ref', " r ".order_ref,"  \
+    " 'error_code', " r ".error_code, 'error_message', " r ".error_message,"                       \
+    " 'order_status', " r ".order_status, 'details', " r ".details,"                               \
+    " 'verified', " r ".verified, 'received_at', " r ".received_at,"                               \
+    " 'delivery_id', " r ".delivery_id, 'needs_followup', " r ".needs_followup,"                   \
+    " 'followup_acked_at', " r ".followup_acked_at,"                                               \
+    " 'followup_acked_by', " r ".followup_acked_by,"                                               \
+    " 'followup_ack_note', " r ".followup_ack_note)"
+
 static const char sql_cancellations_list[] =
     "WITH page AS ("
     "  SELECT * FROM voidrecon.order_cancellations o"
-    "   WHERE $2::bigint IS NULL OR o.id < $2::bigint"
+    "   WHERE ($3::text = 'all' OR ($3 = 'open' AND o.needs_followup)"
+    "          OR ($3 = 'acked' AND NOT o.needs_followup))"
+    "     AND ($2::bigint IS NULL OR o.id < $2::bigint)"
     "   ORDER BY o.id DESC LIMIT $1::int"
     ")"
-    "SELECT json_build_object('cancellations', coalesce(json_agg(json_build_object("
-    "    'id', id, 'provider', provider, 'order_ref', order_ref, 'error_code', error_code,"
-    "    'error_message', error_message, 'order_status', order_status,"
-    "    'received_at', received_at, 'delivery_id', delivery_id,"
-    "    'needs_followup', needs_followup, 'followup_acked_at', followup_acked_at,"
-    "    'followup_acked_by', followup_acked_by) ORDER BY id DESC), '[]'::json),"
-    "  'next_cursor', CASE WHEN count(*) = $1::int THEN min(id)::text END)::text"
-    "  FROM page";
+    "SELECT json_build_object('cancellations', coalesce(json_agg(" CANCELLATION_JSON(
+        "page") " ORDER BY page.id DESC), '[]'::json),"
+                "  'next_cursor', CASE WHEN count(*) = $1::int THEN min(page.id)::text END)::text"
+                "  FROM page";
+
+static const char sql_cancellation_show[] =
+    "SELECT json_build_object('cancellation', " CANCELLATION_JSON(
+        "o") ","
+             "  'acknowledgements', (SELECT coalesce(json_agg(json_build_object("
+             "        'at', k.at, 'reason', k.reason, 'acked_by', k.acked_by, 'note', k.note)"
+             "        ORDER BY k.id), '[]'::json)"
+             "      FROM voidrecon.acknowledgements k"
+             "     WHERE k.subject = 'order_cancellation' AND k.order_no = o.order_ref"
+             "       AND k.provider = o.provider))::text"
+             "  FROM voidrecon.order_cancellations o WHERE o.id = $1::bigint";
+
+/* The row lock of the UPDATE orders two acknowledgements: the second finds nothing to do. */
+static const char sql_cancellation_ack[] =
+    "WITH upd AS ("
+    "  UPDATE voidrecon.order_cancellations AS o"
+    "     SET needs_followup = false, followup_acked_at = now(), followup_acked_by = $2::text,"
+    "         followup_ack_note = $3::text"
+    "   WHERE o.id = $1::bigint AND o.needs_followup"
+    "  RETURNING o.*"
+    "), ack AS ("
+    "  INSERT INTO voidrecon.acknowledgements (subject, order_no, provider, reason, acked_by,"
+    "                                          note)"
+    "  SELECT 'order_cancellation', upd.order_ref, upd.provider, 'cancelled', $2::text, $3::text"
+    "    FROM upd"
+    "  RETURNING id"
+    ")"
+    "SELECT (SELECT json_build_object('cancellation', " CANCELLATION_JSON(
+        "upd") ")::text FROM upd),"
+               "       EXISTS (SELECT 1 FROM voidrecon.order_cancellations WHERE id = $1::bigint)";
+
+/* A case acknowledgement that met a concurrent writer is run again (ACK_AGAIN), up to this
+ * many times. */
+#define ACK_MAX_ATTEMPTS 8
+#define ACK_AGAIN        1
+
+enum json_kind {
+    JSON_READ,      /* NULL answer: nothing found */
+    JSON_CASE_ACK,  /* sql_case_ack's four columns */
+    JSON_CANCEL_ACK /* sql_cancellation_ack's two columns */
+};
 
 struct json_op {
+    struct store *st;
     store_json_cb cb;
     void *arg;
-    const char *what;
-    bool ack;
+    enum json_kind kind;
+    const char *what;    /* the operation, for error text */
+    const char *missing; /* what VR_ENOENT says */
+    /* acknowledgements of a case, run again after a concurrent writer: borrowed strings */
+    const char *params[5];
+    const char *reason;
+    int attempts;
 };
 
 bool store_case_state_valid(const char *state)
@@ -141,6 +241,39 @@ bool store_alert_state_valid(const char *state)
            strcmp(state, "all") == 0;
 }
 
+bool store_cancellation_state_valid(const char *state)
+{
+    return strcmp(state, "open") == 0 || strcmp(state, "acked") == 0 || strcmp(state, "all") == 0;
+}
+
+bool store_followup_reason_valid(const char *reason)
+{
+    return voidcase_followup_bit(reason) != 0;
+}
+
+static void answered(struct db_session *s, PGresult *res, int status, void *arg);
+
+/* Why an acknowledgement found nothing to acknowledge; ACK_AGAIN: run it again. */
+static int ack_refusal(struct json_op *op, struct store_row *row, char *err, size_t cap)
+{
+    if (!store_row_bool(row, 1)) {
+        snprintf(err, cap, "%s", op->missing);
+        return VR_ENOENT;
+    }
+    if (op->kind == JSON_CANCEL_ACK) {
+        snprintf(err, cap, "the cancellation was acknowledged already");
+        return VR_ESTATE;
+    }
+    if (!store_row_bool(row, 2))
+        return ACK_AGAIN;
+    if (op->reason != NULL && !store_row_null(row, 3))
+        snprintf(err, cap, "the case has no open follow-up \"%s\" (open: %s)", op->reason,
+                 store_row_text(row, 3));
+    else
+        snprintf(err, cap, "the case has no follow-up waiting to be acknowledged");
+    return VR_ESTATE;
+}
+
 static void answered(struct db_session *s, PGresult *res, int status, void *arg)
 {
     struct json_op *op = arg;
@@ -153,33 +286,49 @@ static void answered(struct db_session *s, PGresult *res, int status, void *arg)
     if (status == VR_EDB && (state = PQresultErrorField(res, PG_DIAG_SQLSTATE)) != NULL &&
         strncmp(state, "22", 2) == 0) {
         /* A cursor that does not decode is the only data error these statements can meet. */
-        snprintf(err, sizeof(err), "%s: a cursor voidrecon did not give out", op->what);
+        snprintf(err, sizeof(err), "a cursor voidrecon did not give out");
         status = VR_EINVAL;
     } else if (status != 0) {
         status = db_classify(res, status, op->what, err, sizeof(err));
     } else if (PQntuples(res) == 0 || store_row_null(&row, 0)) {
-        /* Only an acknowledgement answers NULL for a case that exists: it has no follow-up. */
-        status = op->ack && PQntuples(res) > 0 && store_row_bool(&row, 1) ? VR_ESTATE : VR_ENOENT;
-        snprintf(err, sizeof(err), "%s: %s", op->what,
-                 status == VR_ESTATE ? "the case has no follow-up waiting to be acknowledged"
-                                     : "no such void case");
+        status = VR_ENOENT;
+        snprintf(err, sizeof(err), "%s", op->missing);
+        if (op->kind != JSON_READ && PQntuples(res) > 0)
+            status = ack_refusal(op, &row, err, sizeof(err));
     } else {
         json = store_row_text(&row, 0);
+    }
+    if (status == ACK_AGAIN && ++op->attempts < ACK_MAX_ATTEMPTS) {
+        db_query(op->st->db, sql_case_ack, 5, op->params, NULL, answered, op);
+        return;
+    }
+    if (status == ACK_AGAIN) {
+        snprintf(err, sizeof(err), "%s: the case kept changing; gave up after %d attempts",
+                 op->what, op->attempts);
+        status = VR_EUNAVAIL;
     }
     op->cb(status, json, err, op->arg);
     free(op);
 }
 
-static void run(struct store *st, const char *sql, int n, const char *const *params,
-                const char *what, bool ack, store_json_cb cb, void *arg)
+static struct json_op *op_new(struct store *st, enum json_kind kind, const char *what,
+                              const char *missing, store_json_cb cb, void *arg)
 {
     struct json_op *op = xcalloc(1, sizeof(*op));
 
+    op->st = st;
     op->cb = cb;
     op->arg = arg;
+    op->kind = kind;
     op->what = what;
-    op->ack = ack;
-    db_query(st->db, sql, n, params, NULL, answered, op);
+    op->missing = missing;
+    return op;
+}
+
+static void run(struct store *st, const char *sql, int n, const char *const *params,
+                const char *what, const char *missing, store_json_cb cb, void *arg)
+{
+    db_query(st->db, sql, n, params, NULL, answered, op_new(st, JSON_READ, what, missing, cb, arg));
 }
 
 static const char *limit_text(unsigned limit, char *out, size_t cap)
@@ -195,7 +344,7 @@ void store_cases_list(struct store *st, const char *state, unsigned limit, const
     char lim[24];
     const char *params[3] = {state, limit_text(limit, lim, sizeof(lim)), cursor};
 
-    run(st, sql_cases_list, 3, params, "listing cases", false, cb, arg);
+    run(st, sql_cases_list, 3, params, "listing cases", "", cb, arg);
 }
 
 void store_case_show(struct store *st, const char *order_no, const char *void_code,
@@ -203,15 +352,23 @@ void store_case_show(struct store *st, const char *order_no, const char *void_co
 {
     const char *params[2] = {order_no, void_code};
 
-    run(st, sql_case_show, 2, params, "showing a case", false, cb, arg);
+    run(st, sql_case_show, 2, params, "showing a case", "no such void case", cb, arg);
 }
 
-void store_case_ack(struct store *st, const char *order_no, const char *void_code, const char *by,
-                    const char *note, store_json_cb cb, void *arg)
+void store_case_ack(struct store *st, const char *order_no, const char *void_code,
+                    const char *reason, const char *by, const char *note, store_json_cb cb,
+                    void *arg)
 {
-    const char *params[4] = {order_no, void_code, by, note};
+    struct json_op *op =
+        op_new(st, JSON_CASE_ACK, "acknowledging a follow-up", "no such void case", cb, arg);
 
-    run(st, sql_case_ack, 4, params, "acknowledging a follow-up", true, cb, arg);
+    op->params[0] = order_no;
+    op->params[1] = void_code;
+    op->params[2] = by;
+    op->params[3] = note;
+    op->params[4] = reason;
+    op->reason = reason;
+    db_query(st->db, sql_case_ack, 5, op->params, NULL, answered, op);
 }
 
 void store_alerts_list(struct store *st, const char *state, unsigned limit, const char *cursor,
@@ -220,14 +377,34 @@ void store_alerts_list(struct store *st, const char *state, unsigned limit, cons
     char lim[24];
     const char *params[3] = {state, limit_text(limit, lim, sizeof(lim)), cursor};
 
-    run(st, sql_alerts_list, 3, params, "listing alerts", false, cb, arg);
+    run(st, sql_alerts_list, 3, params, "listing alerts", "", cb, arg);
 }
 
-void store_cancellations_list(struct store *st, unsigned limit, const char *cursor,
-                              store_json_cb cb, void *arg)
+void store_cancellations_list(struct store *st, const char *state, unsigned limit,
+                              const char *cursor, store_json_cb cb, void *arg)
 {
     char lim[24];
-    const char *params[2] = {limit_text(limit, lim, sizeof(lim)), cursor};
+    const char *params[3] = {limit_text(limit, lim, sizeof(lim)), cursor, state};
 
-    run(st, sql_cancellations_list, 2, params, "listing order cancellations", false, cb, arg);
+    run(st, sql_cancellations_list, 3, params, "listing order cancellations", "", cb, arg);
+}
+
+void store_cancellation_show(struct store *st, int64_t id, store_json_cb cb, void *arg)
+{
+    char idt[24];
+    const char *params[1] = {store_i64_text(id, idt, sizeof(idt))};
+
+    run(st, sql_cancellation_show, 1, params, "showing an order cancellation",
+        "no such order cancellation", cb, arg);
+}
+
+void store_cancellation_ack(struct store *st, int64_t id, const char *by, const char *note,
+                            store_json_cb cb, void *arg)
+{
+    char idt[24];
+    const char *params[3] = {store_i64_text(id, idt, sizeof(idt)), by, note};
+
+    db_query(st->db, sql_cancellation_ack, 3, params, NULL, answered,
+             op_new(st, JSON_CANCEL_ACK, "acknowledging an order cancellation",
+                    "no such order cancellation", cb, arg));
 }

@@ -11,9 +11,11 @@
 #define STORE_MAX_ATTEMPTS 8
 
 static const char sql_case_select[] =
-    "SELECT status, confirmed, CASE WHEN needs_followup THEN followup_reason END, version,"
-    "       lease_token"
-    "  FROM voidrecon.void_cases WHERE order_no = $1::text AND void_code = $2::text";
+    "SELECT status, confirmed,"
+    "       (SELECT string_agg(f.reason, ',') FROM voidrecon.case_followups f"
+    "         WHERE f.order_no = c.order_no AND f.void_code = c.void_code),"
+    "       version, lease_token"
+    "  FROM voidrecon.void_cases c WHERE order_no = $1::text AND void_code = $2::text";
 
 /* $19 NULL inserts a new case, otherwise the case is updated only if its version is still $19
  * (and, for a poll, its lease token still $23). No row back means another writer won: read
@@ -38,7 +40,8 @@ static const char sql_void_write[] =
     "         message = CASE WHEN $7::text IN ('applied', 'duplicate')"
     "                        THEN coalesce($14::text, v.message) ELSE v.message END,"
     "         needs_followup = v.needs_followup OR $15::text IS NOT NULL,"
-    "         followup_reason = coalesce($15::text, v.followup_reason),"
+    "         followup_reason = CASE WHEN $15::text IS NULL THEN v.followup_reason"
+    "             ELSE voidrecon.followup_top(v.needs_followup, v.followup_reason, $15::text) END,"
     "         followup_acked_at = CASE WHEN $15::text IS NULL THEN v.followup_acked_at END,"
     "         next_poll_at = CASE $17::text WHEN 'keep' THEN v.next_poll_at WHEN 'never' THEN NULL"
     "                        ELSE now() + $18::bigint * interval '1 millisecond' END,"
@@ -87,6 +90,11 @@ static const char sql_void_write[] =
     "             'cancel_reason', CASE WHEN $29::boolean THEN $24::text END, 'raised_at', now())"
     "    FROM c WHERE $16::text IS NOT NULL"
     "  RETURNING id"
+    "), f AS ("
+    "  INSERT INTO voidrecon.case_followups (order_no, void_code, reason, alert_id, delivery_id)"
+    "  SELECT $1::text, $2::text, $15::text, (SELECT id FROM a), (SELECT id FROM d)"
+    "    FROM c WHERE $15::text IS NOT NULL"
+    "  ON CONFLICT DO NOTHING"
     ")"
     "SELECT (SELECT id FROM d), (SELECT id FROM a), (SELECT id FROM e) FROM c";
 
@@ -106,7 +114,7 @@ enum void_param {
     VP_TO_STATUS,         /* $12 */
     VP_CONFIRMED,         /* $13 */
     VP_MESSAGE,           /* $14 */
-    VP_FOLLOWUP,          /* $15: the follow-up reason to flag, or NULL */
+    VP_FOLLOWUP,          /* $15: a follow-up reason to raise (not pending yet), or NULL */
     VP_ALERT_KIND,        /* $16: the alert to raise, or NULL */
     VP_POLL_MODE,         /* $17: keep, never or at */
     VP_POLL_DELAY_MS,     /* $18: with at */
@@ -264,7 +272,6 @@ static void void_selected(struct db_session *s, PGresult *res, int status, void 
     struct voidcase_state cur = {0};
     struct voidcase_decision dec;
     struct store_row row;
-    char pending[32] = "";
     int64_t version = 0, lease = 0;
 
     (void)s;
@@ -277,10 +284,7 @@ static void void_selected(struct db_session *s, PGresult *res, int status, void 
         cur.exists = true;
         cur.status = store_row_int(&row, 0);
         cur.confirmed = store_row_bool(&row, 1);
-        if (!store_row_null(&row, 2)) {
-            snprintf(pending, sizeof(pending), "%s", store_row_text(&row, 2));
-            cur.followup_reason = pending;
-        }
+        cur.pending = voidcase_followups_parse(store_row_text(&row, 2));
         version = store_row_i64(&row, 3);
         lease = store_row_i64(&row, 4);
         if (store_row_check(&row, "reading a void case", op->error, sizeof(op->error)) != 0) {

@@ -86,7 +86,17 @@ static bool match_word(const char *p, const char *value)
     return strcmp(p, "*") == 0 || strcmp(p, value) == 0;
 }
 
-static const struct rule *find_rule(bool exists, int c, bool conf, const char *pend, int s,
+/* A rule's pend field: "*" any set, "-" the empty set, a reason: any set that holds it. */
+static bool match_pending(const char *p, unsigned pending)
+{
+    if (strcmp(p, "*") == 0)
+        return true;
+    if (strcmp(p, "-") == 0)
+        return pending == 0;
+    return (pending & voidcase_followup_bit(p)) != 0;
+}
+
+static const struct rule *find_rule(bool exists, int c, bool conf, unsigned pend, int s,
                                     enum voidcase_source src, bool sup)
 {
     const char *src_class = src == VOIDCASE_SOURCE_POLL ? "poll" : "hint";
@@ -94,7 +104,7 @@ static const struct rule *find_rule(bool exists, int c, bool conf, const char *p
     for (int i = 0; i < nrules; i++) {
         const struct rule *r = &rules[i];
         if (match_cur(r->f[0], exists, c) && match_word(r->f[1], conf ? "y" : "n") &&
-            match_word(r->f[2], pend ? pend : "-") && match_rep(r->f[3], exists, c, s) &&
+            match_pending(r->f[2], pend) && match_rep(r->f[3], exists, c, s) &&
             match_word(r->f[4], src_class) && match_word(r->f[5], sup ? "y" : "n"))
             return r;
     }
@@ -132,7 +142,14 @@ static void compare(const struct rule *r, const struct voidcase_decision *d, boo
 
 static void voidcase_matches_every_rule_of_the_table(void)
 {
-    static const char *const pendings[] = {NULL, "rejected", "conflict"};
+    static const unsigned pendings[] = {
+        0,
+        VOIDCASE_FOLLOWUP_REJECTED,
+        VOIDCASE_FOLLOWUP_CONFLICT,
+        VOIDCASE_FOLLOWUP_REJECTED | VOIDCASE_FOLLOWUP_CONFLICT,
+        VOIDCASE_FOLLOWUP_STUCK | VOIDCASE_FOLLOWUP_POLL_FAILING,
+        VOIDCASE_FOLLOWUP_CONFLICT | VOIDCASE_FOLLOWUP_STUCK,
+    };
     static const enum voidcase_source sources[] = {VOIDCASE_SOURCE_WEBHOOK, VOIDCASE_SOURCE_POLL,
                                                    VOIDCASE_SOURCE_API};
     int combinations = 0;
@@ -166,7 +183,7 @@ static void voidcase_matches_every_rule_of_the_table(void)
 
 static void voidcase_rejects_unknown_statuses(void)
 {
-    struct voidcase_state cur = {false, 0, false, NULL};
+    struct voidcase_state cur = {false, 0, false, 0};
     struct voidcase_decision d;
 
     ASSERT_EQ(voidcase_decide(&cur, 7, VOIDCASE_SOURCE_WEBHOOK, false, &d), VR_EINVAL);
@@ -186,7 +203,7 @@ static void voidcase_lifecycle_in_any_order_ends_the_same(void)
         {2, 0, 1, 3}, {2, 0, 3, 1}, {2, 1, 0, 3}, {2, 1, 3, 0}, {2, 3, 0, 1}, {2, 3, 1, 0}};
 
     for (size_t p = 0; p < ARRAY_SIZE(perms); p++) {
-        struct voidcase_state cur = {false, 0, false, NULL};
+        struct voidcase_state cur = {false, 0, false, 0};
         for (int i = 0; i < 4; i++) {
             struct voidcase_decision d;
             ASSERT_EQ(voidcase_decide(&cur, perms[p][i], VOIDCASE_SOURCE_WEBHOOK, false, &d), 0);
