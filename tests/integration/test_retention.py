@@ -1,5 +1,5 @@
 """Retention: old deliveries and the history rows that changed nothing are pruned, by serve on
-its timer (one process at a time); cases, their status changes,
+its timer (one process at a time) and by `voidrecon prune`; cases, their status changes,
 alerts, acknowledgements, and what a waiting follow-up refers to are kept."""
 
 import json
@@ -174,11 +174,50 @@ def test_event_retention_prunes_only_the_rows_that_changed_nothing(db):
         assert "removed 0 deliveries and 4 unchanged history rows" in svc.wait_log("pruned")["msg"]
 
 
+# ---- voidrecon prune ---------------------------------------------------------------------------
+
+
 def insert_old_deliveries(db, n, days=100):
     db.query("insert into voidrecon.deliveries (provider, body, outcome, received_at)"
              " select 'atlas', convert_to('{}', 'UTF8'), 'ignored',"
              "        now() - :'p2'::int * interval '1 day'"
              "   from generate_series(1, :'p1'::int)", n, days)
+
+
+def test_prune_command_removes_to_the_end_and_prints_the_counts(db):
+    insert_old_deliveries(db, 7, days=100)
+    insert_old_deliveries(db, 2, days=10)
+    r = cli(db, "prune", "--prune-batch=3")
+    eq(r.returncode, 0, r.stderr)
+    lines = r.stdout.splitlines()
+    eq(lines[0].split()[:3], ["deliveries", "7", "removed"], r.stdout)
+    eq(lines[1].split()[:2], ["void_case_events", "kept"], r.stdout)
+    eq(db.scalar("select count(*) from voidrecon.deliveries"), "2")
+
+    r = cli(db, "prune", "--json", "--delivery-retention-ms=%d" % (5 * DAY_MS),
+            "--event-retention-ms=1")
+    eq(r.returncode, 0, r.stderr)
+    doc = json.loads(r.stdout)
+    eq((doc["deliveries"], doc["void_case_events"]), (2, 0))
+    eq(db.scalar("select count(*) from voidrecon.deliveries"), "0")
+
+    r = cli(db, "prune", "--json")
+    eq((r.returncode, json.loads(r.stdout)["deliveries"]), (0, 0), r.stderr)
+
+
+def test_prune_command_waits_for_the_lock_and_says_when_it_never_comes(db):
+    insert_old_deliveries(db, 3)
+    with PsqlSession(db.url) as holder:
+        holder.send("select 'held', pg_advisory_lock(%d);\n" % PRUNE_LOCK)
+        holder.line_with("held")
+        r = cli(db, "prune", "--db-timeout-ms=1000")
+        eq(r.returncode, 1, r.stdout)
+        assert "prune_busy" in r.stderr and "lock" in r.stderr, r.stderr
+        eq(db.scalar("select count(*) from voidrecon.deliveries"), "3")
+        holder.finish()
+    r = cli(db, "prune")
+    eq(r.returncode, 0, r.stderr)
+    eq(db.scalar("select count(*) from voidrecon.deliveries"), "0")
 
 
 # ---- one process at a time ---------------------------------------------------------------------
