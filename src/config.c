@@ -109,8 +109,9 @@ static const struct config_entry globals[] = {
       "refers to them (0: kept for ever)"),
     U("EVENT_RETENTION_MS", event_retention_ms, "0", 0, 36500 * DAY_MS,
       "age at which history rows that changed nothing (duplicate, stale) are pruned (0: kept)"),
-    U("PRUNE_INTERVAL_MS", prune_interval_ms, "3600000", 100, 30 * DAY_MS,
-      "how often serve prunes (one process at a time across the database)"),
+    U("PRUNE_INTERVAL_MS", prune_interval_ms, "3600000", 0, 30 * DAY_MS,
+      "how often serve prunes, one process at a time across the database (0: never, for "
+      "voidrecon prune from cron)"),
     U("PRUNE_BATCH", prune_batch, "1000", 1, 100000,
       "rows removed per batch, each batch a short transaction of its own"),
 };

@@ -252,6 +252,11 @@ static void start_pruner(struct app *app)
                                   "VOIDRECON_EVENT_RETENTION_MS are 0: nothing is pruned");
         return;
     }
+    if (cfg->prune_interval_ms == 0) {
+        log_info("retention_off", "VOIDRECON_PRUNE_INTERVAL_MS is 0: serve does not prune "
+                                  "(voidrecon prune does)");
+        return;
+    }
     add_part(app, "pruner",
              pruner_new(&app->loop, app->st,
                         &(struct pruner_config){

@@ -244,3 +244,14 @@ def test_serve_processes_prune_only_with_the_lock_and_never_two_at_once(db):
     eq(sum(pruned_metric(svc, "deliveries") for svc in services), 40)
     for svc in services:
         svc.stop()
+
+
+def test_serve_leaves_pruning_to_the_prune_command_when_its_interval_is_0(db):
+    insert_old_deliveries(db, 3)
+    with Service(db, env={"VOIDRECON_PRUNE_INTERVAL_MS": "0"}) as svc:
+        assert "VOIDRECON_PRUNE_INTERVAL_MS is 0" in svc.wait_log("retention_off")["msg"]
+        eq(db.scalar("select count(*) from voidrecon.deliveries"), "3")
+        eq(pruned_metric(svc, "deliveries"), 0)
+        r = cli(db, "prune", "--prune-interval-ms=0")
+        eq(r.returncode, 0, r.stderr)
+        eq(r.stdout.split()[:3], ["deliveries", "3", "removed"], r.stdout)
