@@ -66,6 +66,11 @@ struct config {
     uint64_t alert_retry_ms;
     uint64_t alert_retry_max_ms;
     uint64_t alert_concurrency;
+    /* Retention (0: kept). */
+    uint64_t delivery_retention_ms;
+    uint64_t event_retention_ms;
+    uint64_t prune_interval_ms;
+    uint64_t prune_batch;
     struct config_provider *providers; /* provider_count of them */
     size_t nproviders;
     /* Parsed from alert_secret by config_validate; NULL when no secret is set. */

@@ -26,6 +26,9 @@ void metrics_poll(const char *result);
 /* An alert delivery attempt. */
 void metrics_alert_delivery(bool delivered);
 
+/* Rows removed by retention: table "deliveries" or "void_case_events". */
+void metrics_pruned(const char *table, uint64_t rows);
+
 /* State read from memory at scrape time: the pool's, the poller's, and the last background
  * reading of the database (never a query per scrape). */
 struct metrics_gauges {

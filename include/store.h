@@ -254,6 +254,50 @@ void store_cancellation_show(struct store *st, int64_t id, store_json_cb cb, voi
 void store_cancellation_ack(struct store *st, int64_t id, const char *by, const char *note,
                             store_json_cb cb, void *arg);
 
+/* ---- retention ------------------------------------------------------------------------------ */
+
+/* The advisory lock every prune batch takes for its transaction, so that one voidrecon process
+ * at a time prunes, whatever their number ("voidprun" in ASCII). */
+#define STORE_PRUNE_LOCK_KEY "8534155698994574702"
+
+enum store_prune_kind {
+    /* Deliveries received before the age, except those that a follow-up still waiting for a
+     * person refers to: one that produced a history row of a case whose needs_followup is true,
+     * or that recorded a cancellation whose needs_followup is true. The rows that refer to a
+     * removed delivery stay, with delivery_id NULL. */
+    STORE_PRUNE_DELIVERIES,
+    /* History rows recorded before the age that changed nothing: duplicate or stale reports
+     * (from_status = to_status). Status changes and conflicts are never pruned. */
+    STORE_PRUNE_EVENTS,
+};
+
+/* Where the next batch of a run starts (deliveries kept for a follow-up are passed over, not
+ * read again by every batch). Zero it before a run's first batch. */
+struct store_prune_cursor {
+    bool started;
+    int64_t at_us; /* received_at of the last delivery looked at, microseconds since 1970 */
+    int64_t id;
+};
+
+struct store_prune_result {
+    bool busy;       /* another process held the prune lock: nothing was done */
+    bool more;       /* the batch was full: the next one may find more */
+    int64_t removed; /* rows deleted */
+};
+
+/* res is never NULL. */
+typedef void (*store_prune_cb)(int status, const char *error, const struct store_prune_result *res,
+                               void *arg);
+
+/* One batch in a short transaction of its own, under the advisory lock STORE_PRUNE_LOCK_KEY:
+ * removes at most max rows of kind older than older_than_ms. Without wait, a lock held by
+ * another process ends the batch at once (res->busy); with wait, it is waited for up to the
+ * session's lock_timeout, then res->busy. cur (borrowed until the callback) is read and moved
+ * on. */
+void store_prune_batch(struct store *st, enum store_prune_kind kind, uint64_t older_than_ms,
+                       unsigned max, bool wait, struct store_prune_cursor *cur, store_prune_cb cb,
+                       void *arg);
+
 /* ---- health --------------------------------------------------------------------------------- */
 
 /* What the pool knows right now, without asking the database. */

@@ -103,6 +103,17 @@ static const struct config_entry globals[] = {
     U("ALERT_RETRY_MAX_MS", alert_retry_max_ms, "3600000", 1, 30 * DAY_MS,
       "cap of the delivery backoff"),
     U("ALERT_CONCURRENCY", alert_concurrency, "4", 1, 1024, "deliveries in flight"),
+    /* Retention: what serve and voidrecon prune remove, how often and how much at a time. */
+    U("DELIVERY_RETENTION_MS", delivery_retention_ms, "7776000000", 0, 36500 * DAY_MS,
+      "age at which deliveries (raw bodies) are pruned, unless a follow-up waiting for a person "
+      "refers to them (0: kept for ever)"),
+    U("EVENT_RETENTION_MS", event_retention_ms, "0", 0, 36500 * DAY_MS,
+      "age at which history rows that changed nothing (duplicate, stale) are pruned (0: kept)"),
+    U("PRUNE_INTERVAL_MS", prune_interval_ms, "3600000", 0, 30 * DAY_MS,
+      "how often serve prunes, one process at a time across the database (0: never, for "
+      "voidrecon prune from cron)"),
+    U("PRUNE_BATCH", prune_batch, "1000", 1, 100000,
+      "rows removed per batch, each batch a short transaction of its own"),
 };
 
 /* Each provider's VOIDRECON_<NAME>_*; SECRET only for providers that sign with one. */

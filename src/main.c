@@ -22,6 +22,7 @@
 #include "migrate.h"
 #include "notifier.h"
 #include "poller.h"
+#include "pruner.h"
 #include "store.h"
 
 /* A started part of the service; close ends it, it frees itself, then calls done_cb. */
@@ -31,7 +32,7 @@ struct part {
     void (*close)(void *x, void (*done_cb)(void *arg), void *arg);
 };
 
-#define MAX_PARTS 8
+#define MAX_PARTS 10
 
 struct app {
     uv_loop_t loop;
@@ -57,6 +58,7 @@ CLOSER(health)
 CLOSER(intake)
 CLOSER(poller)
 CLOSER(notifier)
+CLOSER(pruner)
 CLOSER(httpd)
 
 static void add_part(struct app *app, const char *name, void *x,
@@ -241,6 +243,31 @@ static void start_notifier(struct app *app)
              cfg->alert_key != NULL ? "signed" : "unsigned");
 }
 
+static void start_pruner(struct app *app)
+{
+    const struct config *cfg = app->cfg;
+
+    if (cfg->delivery_retention_ms == 0 && cfg->event_retention_ms == 0) {
+        log_info("retention_off", "VOIDRECON_DELIVERY_RETENTION_MS and "
+                                  "VOIDRECON_EVENT_RETENTION_MS are 0: nothing is pruned");
+        return;
+    }
+    if (cfg->prune_interval_ms == 0) {
+        log_info("retention_off", "VOIDRECON_PRUNE_INTERVAL_MS is 0: serve does not prune "
+                                  "(voidrecon prune does)");
+        return;
+    }
+    add_part(app, "pruner",
+             pruner_new(&app->loop, app->st,
+                        &(struct pruner_config){
+                            .delivery_retention_ms = cfg->delivery_retention_ms,
+                            .event_retention_ms = cfg->event_retention_ms,
+                            .interval_ms = cfg->prune_interval_ms,
+                            .batch = (unsigned)cfg->prune_batch,
+                        }),
+             pruner_closer);
+}
+
 /* Last, so that requests come in only once everything that answers them runs. */
 static int start_http(struct app *app)
 {
@@ -287,6 +314,7 @@ static int app_start(struct app *app, bool schema_current)
     start_intake(app);
     start_poller(app);
     start_notifier(app);
+    start_pruner(app);
     if (start_http(app) != 0)
         return 1;
     uv_signal_start(&app->sigint, on_signal, SIGINT);

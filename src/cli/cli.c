@@ -26,6 +26,7 @@ static const char usage_text[] =
     "  cases     add, list, show or acknowledge void cases (voidrecon cases --help)\n"
     "  cancellations  list, show or acknowledge order cancellations\n"
     "  alerts    list alerts and their delivery state\n"
+    "  prune     remove what retention allows (old deliveries, unchanged history), then exit\n"
     "  version   print the version\n"
     "  help      print this help; 'voidrecon COMMAND --help' describes one command\n";
 
@@ -87,6 +88,18 @@ static const char alerts_help[] =
     "                             [--json]\n"
     "\n"
     "Lists alerts newest first with their delivery state, straight from the database.\n";
+
+static const char prune_help[] =
+    "usage: voidrecon prune [--json] [--setting=VALUE ...]\n"
+    "\n"
+    "Removes, straight on the database, what serve's retention removes on its timer, batch\n"
+    "after batch to the end, and prints how many rows it removed from each table:\n"
+    "deliveries older than VOIDRECON_DELIVERY_RETENTION_MS (except those a follow-up waiting\n"
+    "for a person refers to), and history rows that changed nothing (duplicate, stale) older\n"
+    "than VOIDRECON_EVENT_RETENTION_MS. Cases, their status changes, alerts and\n"
+    "acknowledgements are never removed. Each batch takes the prune lock that serve takes, so\n"
+    "it runs safely beside any number of voidrecon processes (for cron).\n"
+    "Exits 1 when a batch fails or another process keeps the lock past the lock timeout.\n";
 
 /* ---- settings ------------------------------------------------------------------------------- */
 
@@ -384,6 +397,28 @@ out:
     return rc;
 }
 
+static int cmd_prune(int argc, char **argv, cli_serve_fn serve)
+{
+    struct cmd_opts o;
+    struct config cfg = {0};
+    int rc;
+
+    (void)serve;
+    if ((rc = cmd_opts_parse(argc, argv, &o)) != 0)
+        goto out;
+    if (o.npos != 0) {
+        fputs(prune_help, stderr);
+        rc = 2;
+        goto out;
+    }
+    if ((rc = command_settings(&o, &cfg)) == 0)
+        rc = cli_prune(&cfg, o.json, stdout);
+out:
+    free(o.flags);
+    config_cleanup(&cfg);
+    return rc;
+}
+
 /* ---- dispatch ------------------------------------------------------------------------------- */
 
 struct command {
@@ -400,6 +435,7 @@ static const struct command commands[] = {
     {"cases", NULL, cases_help, false, cmd_cases},
     {"cancellations", NULL, cancellations_help, false, cmd_cancellations},
     {"alerts", NULL, alerts_help, false, cmd_alerts},
+    {"prune", NULL, prune_help, true, cmd_prune},
     {"version", "--version", version_help, false, cmd_version},
 };
 

@@ -42,4 +42,8 @@ int cli_cancellations_ack(const struct config *cfg, const char *id, const char *
 int cli_alerts_list(const struct config *cfg, const char *state, unsigned limit, const char *cursor,
                     bool json, FILE *out);
 
+/* Prunes what retention allows, batch after batch to the end, as serve does on its timer,
+ * and prints how many deliveries and history rows it removed. */
+int cli_prune(const struct config *cfg, bool json, FILE *out);
+
 #endif

@@ -1,5 +1,6 @@
 /* The commands on the store: a private loop and a one-connection store running the same
  * functions as the API to completion; results printed as tables or JSON. */
+#include <inttypes.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -10,6 +11,7 @@
 #include "atlas.h"
 #include "cli_int.h"
 #include "log.h"
+#include "pruner.h"
 #include "store.h"
 
 struct cli {
@@ -510,4 +512,67 @@ int cli_cancellations_ack(const struct config *cfg, const char *id, const char *
         return rc;
     store_cancellation_ack(c.st, n, by, note, json_done, &c);
     return run_json(&c, "cancellations ack", json, out, print_cancellation_acked);
+}
+
+/* ---- prune -------------------------------------------------------------------------------- */
+
+struct prune_wait {
+    struct cli *c;
+    struct pruner_totals totals;
+};
+
+static void pruned(int status, const char *error, const struct pruner_totals *t, void *arg)
+{
+    struct prune_wait *w = arg;
+
+    w->totals = *t;
+    w->c->status = status;
+    snprintf(w->c->error, sizeof(w->c->error), "%s", error);
+    w->c->done = true;
+}
+
+/* "removed N" or why nothing was looked at. */
+static void prune_line(FILE *out, const char *table, int64_t n, uint64_t age_ms)
+{
+    if (age_ms == 0)
+        fprintf(out, "%-17s kept (retention 0)\n", table);
+    else
+        fprintf(out, "%-17s %" PRId64 " removed (older than %" PRIu64 " ms)\n", table, n, age_ms);
+}
+
+int cli_prune(const struct config *cfg, bool json, FILE *out)
+{
+    struct prune_wait w = {0};
+    struct cli c;
+    int rc;
+
+    if ((rc = cli_open(&c, cfg)) != 0)
+        return rc;
+    w.c = &c;
+    pruner_run_once(c.st,
+                    &(struct pruner_config){.delivery_retention_ms = cfg->delivery_retention_ms,
+                                            .event_retention_ms = cfg->event_retention_ms,
+                                            .batch = (unsigned)cfg->prune_batch},
+                    pruned, &w);
+    cli_finish(&c);
+    if (c.status == 0 && w.totals.busy) {
+        log_error("prune_busy",
+                  "another voidrecon process held the prune lock for longer than the lock "
+                  "timeout (half of VOIDRECON_DB_TIMEOUT_MS); removed %" PRId64
+                  " deliveries and %" PRId64 " history rows before",
+                  w.totals.deliveries, w.totals.events);
+        return 1;
+    }
+    if (c.status != 0)
+        return failed(&c, "prune");
+    if (json) {
+        fprintf(out,
+                "{\"deliveries\":%" PRId64 ",\"void_case_events\":%" PRId64
+                ",\"batches\":%u,\"took_ms\":%" PRIu64 "}\n",
+                w.totals.deliveries, w.totals.events, w.totals.batches, w.totals.took_ms);
+        return 0;
+    }
+    prune_line(out, "deliveries", w.totals.deliveries, cfg->delivery_retention_ms);
+    prune_line(out, "void_case_events", w.totals.events, cfg->event_retention_ms);
+    return 0;
 }

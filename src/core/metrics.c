@@ -40,7 +40,11 @@ static struct {
     uint64_t polls[NPOLL];
     uint64_t alerts_delivered;
     uint64_t alerts_failed;
+    uint64_t pruned[2]; /* by pruned_tables[] */
 } m;
+
+/* The tables retention prunes, as voidrecon_pruned_rows_total labels them. */
+static const char *const pruned_tables[] = {"deliveries", "void_case_events"};
 
 static int index_of(const char *const *names, size_t n, const char *name)
 {
@@ -143,6 +147,14 @@ void metrics_alert_delivery(bool delivered)
         m.alerts_failed++;
 }
 
+void metrics_pruned(const char *table, uint64_t rows)
+{
+    int t = index_of(pruned_tables, ARRAY_SIZE(pruned_tables), table);
+
+    if (t >= 0)
+        m.pruned[t] += rows;
+}
+
 /* ---- rendering ---------------------------------------------------------------------------- */
 
 /* The label sets are fixed, so the exposition has a known size; past this it is a bug. */
@@ -213,6 +225,15 @@ static void render_http(struct buf *o)
     }
 }
 
+static void render_pruned(struct buf *o)
+{
+    family(o, "voidrecon_pruned_rows_total", "counter",
+           "Rows removed by retention in this process, by table.");
+    for (size_t t = 0; t < ARRAY_SIZE(pruned_tables); t++)
+        put(o, "voidrecon_pruned_rows_total{table=\"%s\"} %" PRIu64 "\n", pruned_tables[t],
+            m.pruned[t]);
+}
+
 char *metrics_render(const struct metrics_gauges *g)
 {
     struct buf o;
@@ -239,6 +260,8 @@ char *metrics_render(const struct metrics_gauges *g)
     put(&o, "voidrecon_alert_deliveries_total{result=\"delivered\"} %" PRIu64 "\n",
         m.alerts_delivered);
     put(&o, "voidrecon_alert_deliveries_total{result=\"failed\"} %" PRIu64 "\n", m.alerts_failed);
+
+    render_pruned(&o);
 
     family(&o, "voidrecon_database_up", "gauge",
            "1 while the pool holds an established database connection, else 0.");
