@@ -187,6 +187,26 @@ static void xendbridge_keeps_order_statuses_outside_the_documented_range(void)
     }
 }
 
+/* The field table spells the envelope key Checksum, the published sample CheckSum. */
+static void xendbridge_takes_the_checksum_in_either_spelling(void)
+{
+    static const char *const bodies[] = {
+        "{\"CheckSum\":\"AB\",\"Data\":{\"OrderReference\":\"XB_1\",\"OrderStatus\":2}}",
+        "{\"Checksum\":\"AB\",\"Data\":{\"OrderReference\":\"XB_1\",\"OrderStatus\":2}}",
+    };
+
+    for (size_t i = 0; i < ARRAY_SIZE(bodies); i++) {
+        struct provider_event ev;
+        char err[128];
+
+        ASSERT_EQ(named("xendbridge")->parse(bodies[i], strlen(bodies[i]), &ev, err, sizeof(err)),
+                  0);
+        ASSERT_EQ(ev.kind, PROVIDER_EVENT_CANCELLATION);
+        ASSERT_CONTAINS(ev.details, "\"checksum\":\"AB\"");
+        provider_event_cleanup(&ev);
+    }
+}
+
 static const struct provider *by_name(const char *name)
 {
     for (size_t i = 0; i < provider_count; i++) {
@@ -298,6 +318,7 @@ static void provider_error_bodies_stay_valid_json_whatever_the_message(void)
 
 CHECK_MAIN(CASE(xsolla_signature_vectors), CASE(providers_parse_every_documented_sample),
            CASE(xendbridge_keeps_order_statuses_outside_the_documented_range),
+           CASE(xendbridge_takes_the_checksum_in_either_spelling),
            CASE(providers_answer_broken_bodies_with_their_own_codes),
            CASE(providers_answer_success_and_failures_as_documented),
            CASE(provider_error_bodies_stay_valid_json_whatever_the_message))
