@@ -25,6 +25,7 @@ static const char usage_text[] =
     "  migrate   apply pending database migrations, then exit\n"
     "  cases     add, list, show or acknowledge void cases (voidrecon cases --help)\n"
     "  alerts    list alerts and their delivery state\n"
+    "  deliveries  list, show or replay received webhooks (voidrecon deliveries --help)\n"
     "  version   print the version\n"
     "  help      print this help; 'voidrecon COMMAND --help' describes one command\n";
 
@@ -71,6 +72,25 @@ static const char alerts_help[] =
     "                             [--json]\n"
     "\n"
     "Lists alerts newest first with their delivery state, straight from the database.\n";
+
+static const char deliveries_help[] =
+    "usage: voidrecon deliveries list [--provider NAME] [--outcome OUTCOME] [--limit N]\n"
+    "                                 [--cursor C] [--json]\n"
+    "       voidrecon deliveries show ID [--json]\n"
+    "       voidrecon deliveries replay ID... [--json]\n"
+    "\n"
+    "Work straight on the database (VOIDRECON_DATABASE_URL or --database-url); no running\n"
+    "server is needed.\n"
+    "  list    received webhooks newest first, 50 a page, by provider and outcome (applied,\n"
+    "          duplicate, stale, conflict, ignored, rejected, failed).\n"
+    "  show    one delivery: its body (text, or base64 when it is not UTF-8), the headers\n"
+    "          kept for its signature, and the case events or cancellation it produced.\n"
+    "  replay  runs each stored body again through this voidrecon's code, as\n"
+    "          POST /v1/deliveries/ID/replay does: signature checked with today's secret\n"
+    "          (VOIDRECON_<PROVIDER>_SECRET) over the kept headers, today's allowlist against\n"
+    "          the stored address, then the state machine; a new delivery with replay_of set.\n"
+    "          A delivery kept only as a prefix cannot be replayed.\n"
+    "Tables by default; --json prints what the /v1 API answers (replay: one line per ID).\n";
 
 /* ---- settings ------------------------------------------------------------------------------- */
 
@@ -151,13 +171,15 @@ struct cmd_opts {
     const char *state, *cursor, *by, *note;
     unsigned limit;
     int status;
-    const char *pos[4];
+    const char *provider, *outcome;
+    const char *pos[64];
     int npos;
     char **flags;
     int nflags;
 };
 
-static const char *const valued_opts[] = {"state", "cursor", "by", "note", "limit", "status"};
+static const char *const valued_opts[] = {"state", "cursor", "by",       "note",
+                                          "limit", "status", "provider", "outcome"};
 
 /* --limit (1..STORE_MAX_LIMIT) or --status (0..6); 0, or 2 after saying what is wrong. */
 static int number_opt(struct cmd_opts *o, const char *name, size_t n, const char *v)
@@ -190,6 +212,10 @@ static int own_opt(struct cmd_opts *o, const char *name, size_t n, const char *v
         o->by = v;
     else if (strncmp(name, "note", n) == 0)
         o->note = v;
+    else if (strncmp(name, "provider", n) == 0)
+        o->provider = v;
+    else if (strncmp(name, "outcome", n) == 0)
+        o->outcome = v;
     else
         return number_opt(o, name, n, v);
     return 0;
@@ -328,6 +354,43 @@ out:
     return rc;
 }
 
+static int deliveries_run(const struct cmd_opts *o, const struct config *cfg)
+{
+    const char *sub = o->pos[0];
+
+    if (is_sub(sub, "list"))
+        return cli_deliveries_list(cfg, o->provider, o->outcome, o->limit, o->cursor, o->json,
+                                   stdout);
+    if (is_sub(sub, "show"))
+        return cli_deliveries_show(cfg, o->pos[1], o->json, stdout);
+    return cli_deliveries_replay(cfg, o->pos + 1, o->npos - 1, o->json, stdout);
+}
+
+static int cmd_deliveries(int argc, char **argv, cli_serve_fn serve)
+{
+    struct cmd_opts o;
+    struct config cfg = {0};
+    const char *sub;
+    int rc;
+
+    (void)serve;
+    if ((rc = cmd_opts_parse(argc, argv, &o)) != 0)
+        goto out;
+    sub = o.npos > 0 ? o.pos[0] : "";
+    if (!(is_sub(sub, "list") && o.npos == 1) && !(is_sub(sub, "show") && o.npos == 2) &&
+        !(is_sub(sub, "replay") && o.npos >= 2)) {
+        fputs(deliveries_help, stderr);
+        rc = 2;
+        goto out;
+    }
+    if ((rc = command_settings(&o, &cfg)) == 0)
+        rc = deliveries_run(&o, &cfg);
+out:
+    free(o.flags);
+    config_cleanup(&cfg);
+    return rc;
+}
+
 /* ---- dispatch ------------------------------------------------------------------------------- */
 
 struct command {
@@ -343,6 +406,7 @@ static const struct command commands[] = {
     {"migrate", NULL, migrate_help, true, cmd_migrate},
     {"cases", NULL, cases_help, false, cmd_cases},
     {"alerts", NULL, alerts_help, false, cmd_alerts},
+    {"deliveries", NULL, deliveries_help, false, cmd_deliveries},
     {"version", "--version", version_help, false, cmd_version},
 };
 
