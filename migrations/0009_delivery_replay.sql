@@ -1,7 +1,7 @@
 -- Deliveries as an operator reads and replays them: what a replay ran again, the request
 -- headers a provider's signature check needs (so that a refused delivery can be checked again
--- with today's secret), Atlas's client id on the delivery and its case, and an index for the
--- listing's filters.
+-- with today's secret), Atlas's client id on the delivery and its case, and the indexes the
+-- listing and a delivery's page read.
 
 ALTER TABLE voidrecon.deliveries
     ADD COLUMN replay_of bigint REFERENCES voidrecon.deliveries (id) ON DELETE SET NULL,
@@ -9,6 +9,7 @@ ALTER TABLE voidrecon.deliveries
     ADD COLUMN cid       text;
 COMMENT ON COLUMN voidrecon.deliveries.replay_of IS 'The delivery whose stored body and headers this one ran again through today''s code (POST /v1/deliveries/{id}/replay, voidrecon deliveries replay); NULL for a delivery received over HTTP, or once the original is pruned.';
 COMMENT ON COLUMN voidrecon.deliveries.headers IS 'The request headers the provider''s signature check needs, and only those, as {"lower-case name": "value"} (Xsolla: authorization); {} when the provider checks none; NULL for deliveries stored before schema version 9.';
+COMMENT ON CONSTRAINT deliveries_replay_of_fkey ON voidrecon.deliveries IS 'A replay points at the delivery it ran again; pruning that delivery leaves the replay with replay_of NULL.';
 COMMENT ON COLUMN voidrecon.deliveries.cid IS 'The sender''s account as the body names it (Atlas cid, the client id); NULL when the body names none or could not be read.';
 
 ALTER TABLE voidrecon.void_cases ADD COLUMN cid text;

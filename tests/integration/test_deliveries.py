@@ -232,6 +232,10 @@ def test_refused_xsolla_cancellation_replays_once_the_secret_is_set_right(db):
         eq((status, doc["outcome"]), (200, "duplicate"))
         svc.wait_log(lambda line: line.get("event") == "webhook" and
                      "replay_of=%d" % refused in line.get("msg", ""))
+    # Pruning the original leaves its replays in place, pointing at nothing.
+    db.query("delete from voidrecon.deliveries where id = :'p1'", str(refused))
+    eq(db.query("select replay_of from voidrecon.deliveries where id = :'p1'", str(new)),
+       [[None]])
 
 
 def test_the_same_replay_through_the_cli(db):
