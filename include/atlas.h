@@ -21,6 +21,7 @@ enum atlas_event_kind {
 struct atlas_event {
     enum atlas_event_kind kind;
     char type[ATLAS_MAX_TYPE_BYTES + 1];
+    char *cid;           /* the client id (the account the webhook came from), NULL when absent */
     char *order_no;      /* order.void and order.cancelled */
     char *void_code;     /* order.void */
     int void_status;     /* order.void, 0..6 */

@@ -23,6 +23,7 @@ enum provider_event_kind {
 struct provider_event {
     enum provider_event_kind kind;
     char *type; /* the provider's event type, e.g. "order.void", "order_canceled" */
+    char *cid;  /* the sender's account as the body names it (Atlas cid), may be NULL */
     /* PROVIDER_EVENT_VOID */
     char *order_no;
     char *void_code;
@@ -69,6 +70,9 @@ struct provider {
      * nothing voidrecon can check. 0, or VR_EAUTH with the reason in err. */
     int (*verify)(const char *secret, provider_header_fn header, const void *req, const char *body,
                   size_t len, char *err, size_t errlen);
+    /* Every request header verify reads, NULL-terminated (NULL: none). These, and no other
+     * header, are kept with the delivery, so that a replay can check the signature again. */
+    const char *const *verify_headers;
     /* Parses a body; 0 with ev filled, or VR_EPARSE with err naming the field. */
     int (*parse)(const char *body, size_t len, struct provider_event *ev, char *err, size_t errlen);
     /* The answer to a stored delivery (outcome as in voidrecon.deliveries). */

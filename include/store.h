@@ -59,6 +59,12 @@ struct store_delivery {
      * whole_len 0 when body is whole (the store then measures it itself). */
     size_t whole_len;
     const unsigned char *whole_sha256;
+    /* The request headers the provider's signature check needs, as a JSON object of lower-case
+     * names ("{}": none; NULL: not known); replay_of, the delivery this one replays (0: none);
+     * cid, the sender's account the body names (NULL: none). */
+    const char *headers;
+    int64_t replay_of;
+    const char *cid;
 };
 
 /* What a poll's answer says about a void beyond its status; kept on the case. */
@@ -297,6 +303,38 @@ typedef void (*store_prune_cb)(int status, const char *error, const struct store
 void store_prune_batch(struct store *st, enum store_prune_kind kind, uint64_t older_than_ms,
                        unsigned max, bool wait, struct store_prune_cursor *cur, store_prune_cb cb,
                        void *arg);
+
+/* ---- deliveries ----------------------------------------------------------------------------- */
+
+/* Is outcome one that voidrecon.deliveries keeps (applied, duplicate, stale, conflict, ignored,
+ * rejected, failed)? */
+bool store_delivery_outcome_valid(const char *outcome);
+
+/* {"deliveries":[...], "next_cursor":...}: newest first, of provider and with outcome (NULL:
+ * any), with id below before_id (0: from the newest); bodies are left out. */
+void store_deliveries_list(struct store *st, const char *provider, const char *outcome,
+                           unsigned limit, int64_t before_id, store_json_cb cb, void *arg);
+
+/* {"delivery":{... "body_encoding": "text"|"base64", "body", "headers", "replay_of",
+ * "replays"}, "case_events":[...], "cancellation":{...}|null}; VR_ENOENT: no such delivery. */
+void store_delivery_show(struct store *st, int64_t id, store_json_cb cb, void *arg);
+
+/* A delivery as stored, for a replay. */
+struct store_stored_delivery {
+    int64_t id;
+    const char *provider;
+    const char *remote_addr; /* NULL when not known */
+    const char *body;        /* what is kept, body_len bytes: the whole body or a prefix */
+    size_t body_len;
+    uint64_t whole_len;  /* the whole body's length: more than body_len for a prefix */
+    const char *headers; /* the kept headers, a JSON object; NULL when none were kept */
+};
+
+/* d is NULL unless status is 0; VR_ENOENT: no such delivery. */
+typedef void (*store_delivery_cb)(int status, const char *error,
+                                  const struct store_stored_delivery *d, void *arg);
+
+void store_delivery_load(struct store *st, int64_t id, store_delivery_cb cb, void *arg);
 
 /* ---- health --------------------------------------------------------------------------------- */
 

@@ -25,6 +25,10 @@ CREATE TABLE voidrecon.case_followups (
     FOREIGN KEY (order_no, void_code) REFERENCES voidrecon.void_cases (order_no, void_code)
 );
 CREATE INDEX case_followups_raised_at_idx ON voidrecon.case_followups (raised_at);
+CREATE INDEX case_followups_delivery_idx ON voidrecon.case_followups (delivery_id)
+    WHERE delivery_id IS NOT NULL;
+COMMENT ON INDEX voidrecon.case_followups_raised_at_idx IS 'Open follow-ups oldest first.';
+COMMENT ON INDEX voidrecon.case_followups_delivery_idx IS 'The follow-ups a delivery raised: set to NULL when it is pruned.';
 COMMENT ON TABLE voidrecon.case_followups IS 'Why each void case waits for a person: one row per open (unacknowledged) reason. An acknowledgement deletes the row and records itself in acknowledgements; the same reason raised again later is a new row and a new alert.';
 COMMENT ON COLUMN voidrecon.case_followups.order_no IS 'The case''s Atlas order number.';
 COMMENT ON COLUMN voidrecon.case_followups.void_code IS 'The case''s Atlas void code.';

@@ -19,14 +19,11 @@ ALTER TABLE voidrecon.order_cancellations ADD CONSTRAINT order_cancellations_del
 ALTER TABLE voidrecon.order_cancellations VALIDATE CONSTRAINT order_cancellations_delivery_id_fkey;
 COMMENT ON COLUMN voidrecon.order_cancellations.delivery_id IS 'The delivery that first reported the cancellation; NULL once that delivery was pruned (VOIDRECON_DELIVERY_RETENTION_MS). Never pruned while the cancellation waits for a person.';
 
--- Deleting a delivery looks up (and sets NULL in) the rows that reference it: without these,
--- each deleted delivery would read the whole events and cancellations tables.
-CREATE INDEX void_case_events_delivery_id_idx ON voidrecon.void_case_events (delivery_id)
-    WHERE delivery_id IS NOT NULL;
-COMMENT ON INDEX voidrecon.void_case_events_delivery_id_idx IS 'The history rows of a delivery: pruning a delivery sets their delivery_id to NULL.';
-CREATE INDEX order_cancellations_delivery_id_idx ON voidrecon.order_cancellations (delivery_id)
-    WHERE delivery_id IS NOT NULL;
-COMMENT ON INDEX voidrecon.order_cancellations_delivery_id_idx IS 'The cancellation a delivery reported: pruning a delivery sets its delivery_id to NULL.';
+-- Deleting a delivery looks up (and sets NULL in) the rows that reference it: the indexes of
+-- migration 0009 on their delivery_id spare each deleted delivery a read of the whole events
+-- and cancellations tables.
+COMMENT ON INDEX voidrecon.void_case_events_delivery_idx IS 'The history rows of a delivery: shown with it, and set to NULL when it is pruned.';
+COMMENT ON INDEX voidrecon.order_cancellations_delivery_idx IS 'The cancellation a delivery reported: shown with it, and set to NULL when it is pruned.';
 
 -- Only the history rows that changed nothing are ever pruned (VOIDRECON_EVENT_RETENTION_MS):
 -- this index holds just those, oldest first, so that a batch never reads the status changes

@@ -63,6 +63,13 @@ if ((demo)); then
     python3 "$root/tests/atlas_sim.py" --port "$sim_port" --client-id demo-id \
         --client-secret demo-secret --webhook-url "http://$listen/webhooks/atlas" >/dev/null &
     helpers+=($!)
+    # A Python process may take long to start on a cold machine: the service (whose poller
+    # calls it) and the demo start only once it answers, within a bound.
+    "$root/scripts/wait-http.sh" "http://127.0.0.1:$sim_port/_sim/stats" 60 "$!" \
+        "the Atlas simulator" || {
+        kill "${helpers[@]}" 2>/dev/null || true
+        exit 1
+    }
     export VOIDRECON_ATLAS_BASE_URL=http://127.0.0.1:$sim_port VOIDRECON_ATLAS_CLIENT_ID=demo-id
     export VOIDRECON_ATLAS_CLIENT_SECRET=demo-secret VOIDRECON_ADMIN_TOKEN=$admin_token
     export VOIDRECON_POLL_TICK_MS=200 VOIDRECON_POLL_FIRST_MS=3000 VOIDRECON_POLL_CONFIRM_MS=1500
@@ -87,13 +94,12 @@ stop_helpers() {
 }
 trap stop_helpers EXIT
 if ((demo)); then
-    # Both must answer before the demo talks to them: the simulator is a Python process that
-    # may take a moment to start on a busy machine.
-    for _ in $(seq 300); do
-        curl -fs "http://$listen/healthz" >/dev/null 2>&1 &&
-            curl -fs "http://127.0.0.1:$sim_port/_sim/stats" >/dev/null 2>&1 && break
-        sleep 0.1
-    done
+    # The service must answer before the demo talks to it.
+    "$root/scripts/wait-http.sh" "http://$listen/healthz" 60 "$pid" "voidrecon serve" || {
+        forward TERM
+        wait "$pid" || true
+        exit 1
+    }
     python3 "$root/scripts/demo.py" --service-port "${listen##*:}" --sim-port "$sim_port" \
         --admin-token "$admin_token" --database-url "$VOIDRECON_DATABASE_URL" &
     helpers+=($!)

@@ -26,6 +26,7 @@ static const char usage_text[] =
     "  cases     add, list, show or acknowledge void cases (voidrecon cases --help)\n"
     "  cancellations  list, show or acknowledge order cancellations\n"
     "  alerts    list alerts and their delivery state\n"
+    "  deliveries  list, show or replay received webhooks (voidrecon deliveries --help)\n"
     "  prune     remove what retention allows (old deliveries, unchanged history), then exit\n"
     "  version   print the version\n"
     "  help      print this help; 'voidrecon COMMAND --help' describes one command\n";
@@ -82,6 +83,25 @@ static const char cancellations_help[] =
     "  show  one cancellation with what the provider said and its acknowledgement.\n"
     "  ack   acknowledges it: it leaves the follow-up list, and who and why are recorded.\n"
     "Tables by default; --json prints what the /v1 API answers.\n";
+
+static const char deliveries_help[] =
+    "usage: voidrecon deliveries list [--provider NAME] [--outcome OUTCOME] [--limit N]\n"
+    "                                 [--cursor C] [--json]\n"
+    "       voidrecon deliveries show ID [--json]\n"
+    "       voidrecon deliveries replay ID... [--json]\n"
+    "\n"
+    "Work straight on the database (VOIDRECON_DATABASE_URL or --database-url); no running\n"
+    "server is needed.\n"
+    "  list    received webhooks newest first, 50 a page, by provider and outcome (applied,\n"
+    "          duplicate, stale, conflict, ignored, rejected, failed).\n"
+    "  show    one delivery: its body (text, or base64 when it is not UTF-8), the headers\n"
+    "          kept for its signature, and the case events or cancellation it produced.\n"
+    "  replay  runs each stored body again through this voidrecon's code, as\n"
+    "          POST /v1/deliveries/ID/replay does: signature checked with today's secret\n"
+    "          (VOIDRECON_<PROVIDER>_SECRET) over the kept headers, today's allowlist against\n"
+    "          the stored address, then the state machine; a new delivery with replay_of set.\n"
+    "          A delivery kept only as a prefix cannot be replayed.\n"
+    "Tables by default; --json prints what the /v1 API answers (replay: one line per ID).\n";
 
 static const char alerts_help[] =
     "usage: voidrecon alerts list [--state pending|delivered|all] [--limit N] [--cursor C]\n"
@@ -180,14 +200,15 @@ struct cmd_opts {
     const char *state, *cursor, *by, *note, *reason;
     unsigned limit;
     int status;
-    const char *pos[4];
+    const char *provider, *outcome;
+    const char *pos[64];
     int npos;
     char **flags;
     int nflags;
 };
 
-static const char *const valued_opts[] = {"state", "cursor", "by",    "note",
-                                          "limit", "status", "reason"};
+static const char *const valued_opts[] = {"state",  "cursor", "by",       "note",   "limit",
+                                          "status", "reason", "provider", "outcome"};
 
 /* --limit (1..STORE_MAX_LIMIT) or --status (0..6); 0, or 2 after saying what is wrong. */
 static int number_opt(struct cmd_opts *o, const char *name, size_t n, const char *v)
@@ -222,6 +243,10 @@ static int own_opt(struct cmd_opts *o, const char *name, size_t n, const char *v
         o->note = v;
     else if (strncmp(name, "reason", n) == 0)
         o->reason = v;
+    else if (strncmp(name, "provider", n) == 0)
+        o->provider = v;
+    else if (strncmp(name, "outcome", n) == 0)
+        o->outcome = v;
     else
         return number_opt(o, name, n, v);
     return 0;
@@ -375,6 +400,43 @@ out:
     return rc;
 }
 
+static int deliveries_run(const struct cmd_opts *o, const struct config *cfg)
+{
+    const char *sub = o->pos[0];
+
+    if (is_sub(sub, "list"))
+        return cli_deliveries_list(cfg, o->provider, o->outcome, o->limit, o->cursor, o->json,
+                                   stdout);
+    if (is_sub(sub, "show"))
+        return cli_deliveries_show(cfg, o->pos[1], o->json, stdout);
+    return cli_deliveries_replay(cfg, o->pos + 1, o->npos - 1, o->json, stdout);
+}
+
+static int cmd_deliveries(int argc, char **argv, cli_serve_fn serve)
+{
+    struct cmd_opts o;
+    struct config cfg = {0};
+    const char *sub;
+    int rc;
+
+    (void)serve;
+    if ((rc = cmd_opts_parse(argc, argv, &o)) != 0)
+        goto out;
+    sub = o.npos > 0 ? o.pos[0] : "";
+    if (!(is_sub(sub, "list") && o.npos == 1) && !(is_sub(sub, "show") && o.npos == 2) &&
+        !(is_sub(sub, "replay") && o.npos >= 2)) {
+        fputs(deliveries_help, stderr);
+        rc = 2;
+        goto out;
+    }
+    if ((rc = command_settings(&o, &cfg)) == 0)
+        rc = deliveries_run(&o, &cfg);
+out:
+    free(o.flags);
+    config_cleanup(&cfg);
+    return rc;
+}
+
 static int cmd_alerts(int argc, char **argv, cli_serve_fn serve)
 {
     struct cmd_opts o;
@@ -435,6 +497,7 @@ static const struct command commands[] = {
     {"cases", NULL, cases_help, false, cmd_cases},
     {"cancellations", NULL, cancellations_help, false, cmd_cancellations},
     {"alerts", NULL, alerts_help, false, cmd_alerts},
+    {"deliveries", NULL, deliveries_help, false, cmd_deliveries},
     {"prune", NULL, prune_help, true, cmd_prune},
     {"version", "--version", version_help, false, cmd_version},
 };

@@ -46,4 +46,17 @@ int cli_alerts_list(const struct config *cfg, const char *state, unsigned limit,
  * and prints how many deliveries and history rows it removed. */
 int cli_prune(const struct config *cfg, bool json, FILE *out);
 
+/* Lists deliveries newest first, of provider and with outcome (NULL: any). */
+int cli_deliveries_list(const struct config *cfg, const char *provider, const char *outcome,
+                        unsigned limit, const char *cursor, bool json, FILE *out);
+
+/* Shows one delivery (id as given on the command line) with its body, kept headers and
+ * effects. */
+int cli_deliveries_show(const struct config *cfg, const char *id, bool json, FILE *out);
+
+/* Replays each of the n deliveries of ids in turn, through the providers of cfg; 1 when any
+ * could not be replayed (each said on stderr). */
+int cli_deliveries_replay(const struct config *cfg, const char *const *ids, int n, bool json,
+                          FILE *out);
+
 #endif

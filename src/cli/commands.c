@@ -1,5 +1,6 @@
 /* The commands on the store: a private loop and a one-connection store running the same
  * functions as the API to completion; results printed as tables or JSON. */
+#include <errno.h>
 #include <inttypes.h>
 #include <stdlib.h>
 #include <string.h>
@@ -11,8 +12,11 @@
 #include "atlas.h"
 #include "cli_int.h"
 #include "log.h"
+#include "provider.h"
 #include "pruner.h"
+#include "replay.h"
 #include "store.h"
+#include "webhook.h"
 
 struct cli {
     uv_loop_t loop;
@@ -575,4 +579,218 @@ int cli_prune(const struct config *cfg, bool json, FILE *out)
     prune_line(out, "deliveries", w.totals.deliveries, cfg->delivery_retention_ms);
     prune_line(out, "void_case_events", w.totals.events, cfg->event_retention_ms);
     return 0;
+}
+
+/* ---- deliveries --------------------------------------------------------------------------- */
+
+/* A positive delivery id given on the command line; 0 when it is not one. */
+static int64_t delivery_id_arg(const char *s)
+{
+    char *end = NULL;
+    long long v;
+
+    if (s == NULL || *s < '0' || *s > '9')
+        return 0;
+    errno = 0;
+    v = strtoll(s, &end, 10);
+    return errno == 0 && *end == '\0' && v > 0 ? (int64_t)v : 0;
+}
+
+static void print_deliveries(FILE *out, const cJSON *doc)
+{
+    static const char *const names[] = {"id",      "provider",    "event_type",
+                                        "outcome", "received_at", "remote_addr",
+                                        "cid",     "replay_of",   "reason"};
+    static const char *const headers[] = {"ID",   "PROVIDER", "TYPE",      "OUTCOME", "RECEIVED",
+                                          "FROM", "CID",      "REPLAY_OF", "REASON"};
+
+    table(out, cJSON_GetObjectItemCaseSensitive(doc, "deliveries"), names, headers,
+          ARRAY_SIZE(names));
+    more(out, doc, "deliveries");
+}
+
+int cli_deliveries_list(const struct config *cfg, const char *provider, const char *outcome,
+                        unsigned limit, const char *cursor, bool json, FILE *out)
+{
+    int64_t before = 0;
+    struct cli c;
+    int rc;
+
+    if (provider != NULL && provider_find(provider, strlen(provider)) == NULL) {
+        log_error("usage", "--provider: \"%s\" is not the name of a provider", provider);
+        return 2;
+    }
+    if (outcome != NULL && !store_delivery_outcome_valid(outcome)) {
+        log_error("usage",
+                  "--outcome: \"%s\" is not applied, duplicate, stale, conflict, ignored, "
+                  "rejected or failed",
+                  outcome);
+        return 2;
+    }
+    if (cursor != NULL && (before = delivery_id_arg(cursor)) == 0) {
+        log_error("usage", "--cursor: \"%s\" is not one voidrecon gave out", cursor);
+        return 2;
+    }
+    if ((rc = cli_open(&c, cfg)) != 0)
+        return rc;
+    store_deliveries_list(c.st, provider, outcome, limit, before, json_done, &c);
+    return run_json(&c, "deliveries list", json, out, print_deliveries);
+}
+
+static void print_delivery(FILE *out, const cJSON *doc)
+{
+    static const char *const fields[] = {
+        "id",
+        "provider",
+        "event_type",
+        "received_at",
+        "remote_addr",
+        "cid",
+        "outcome",
+        "reason",
+        "replay_of",
+        "body_length",
+        "body_complete",
+        "body_sha256",
+        "body_encoding",
+    };
+    static const char *const e_names[] = {"at",          "order_no",  "void_code", "source",
+                                          "from_status", "to_status", "outcome"};
+    static const char *const e_headers[] = {"AT",   "ORDER_NO", "VOID_CODE", "SOURCE",
+                                            "FROM", "TO",       "OUTCOME"};
+    const cJSON *d = cJSON_GetObjectItemCaseSensitive(doc, "delivery");
+    const cJSON *canc = cJSON_GetObjectItemCaseSensitive(doc, "cancellation");
+    char v[CELL_BYTES * 4], *text;
+
+    for (size_t i = 0; i < ARRAY_SIZE(fields); i++) {
+        cell(d, fields[i], v, sizeof(v));
+        fprintf(out, "%-14s %s\n", fields[i], v);
+    }
+    text = cJSON_PrintUnformatted(cJSON_GetObjectItemCaseSensitive(d, "headers"));
+    fprintf(out, "%-14s %s\n", "headers", text != NULL ? text : "-");
+    free(text);
+    fprintf(out, "\nBody:\n%s\n",
+            cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(d, "body")));
+    fprintf(out, "\nCase events:\n");
+    table(out, cJSON_GetObjectItemCaseSensitive(doc, "case_events"), e_names, e_headers,
+          ARRAY_SIZE(e_names));
+    if (cJSON_IsObject(canc)) {
+        char ref[CELL_BYTES], when[CELL_BYTES];
+
+        cell(canc, "order_ref", ref, sizeof(ref));
+        cell(canc, "received_at", when, sizeof(when));
+        fprintf(out, "\nCancellation: order %s, recorded %s\n", ref, when);
+    }
+}
+
+/* Finishes a delivery's JSON operation: like run_json, but a missing one is a delivery. */
+static int finish_delivery_json(struct cli *c, const char *what, bool json, FILE *out,
+                                void (*print)(FILE *out, const cJSON *doc))
+{
+    cJSON *doc;
+
+    cli_finish(c);
+    if (c->status == VR_ENOENT) {
+        log_error("not_found", "%s: no such delivery", what);
+        return 1;
+    }
+    if (c->status != 0)
+        return failed(c, what);
+    if (json) {
+        fprintf(out, "%s\n", c->json);
+    } else if ((doc = cJSON_Parse(c->json)) != NULL) {
+        print(out, doc);
+        cJSON_Delete(doc);
+    }
+    free(c->json);
+    return 0;
+}
+
+int cli_deliveries_show(const struct config *cfg, const char *id, bool json, FILE *out)
+{
+    int64_t n = delivery_id_arg(id);
+    struct cli c;
+    int rc;
+
+    if (n == 0) {
+        log_error("usage", "ID: \"%s\" is not a delivery id", id);
+        return 2;
+    }
+    if ((rc = cli_open(&c, cfg)) != 0)
+        return rc;
+    store_delivery_show(c.st, n, json_done, &c);
+    return finish_delivery_json(&c, "deliveries show", json, out, print_delivery);
+}
+
+static void replay_done(const struct replay_result *r, void *arg)
+{
+    struct cli *c = arg;
+
+    c->status = r->status;
+    c->done = true;
+    if (r->status == 0)
+        c->json = replay_result_json(r);
+    else
+        snprintf(c->error, sizeof(c->error), "%s", r->message);
+}
+
+/* One replay's answer: its JSON line, or a line of text; says why it failed on stderr. */
+static int replay_report(struct cli *c, const char *id, bool json, FILE *out)
+{
+    cJSON *doc;
+
+    if (c->status != 0) {
+        log_error(c->status == VR_ENOENT ? "not_found" : "not_replayed", "deliveries replay %s: %s",
+                  id, c->status == VR_ENOENT ? "no such delivery" : c->error);
+        return 1;
+    }
+    if (json) {
+        fprintf(out, "%s\n", c->json);
+    } else if ((doc = cJSON_Parse(c->json)) != NULL) {
+        char delivery[CELL_BYTES], outcome[CELL_BYTES], reason[CELL_BYTES];
+
+        cell(doc, "delivery_id", delivery, sizeof(delivery));
+        cell(doc, "outcome", outcome, sizeof(outcome));
+        cell(doc, "reason", reason, sizeof(reason));
+        fprintf(out, "delivery %s (replay of %s): %s%s%s\n", delivery, id, outcome,
+                strcmp(reason, "-") != 0 ? ": " : "", strcmp(reason, "-") != 0 ? reason : "");
+        cJSON_Delete(doc);
+    }
+    free(c->json);
+    c->json = NULL;
+    return 0;
+}
+
+int cli_deliveries_replay(const struct config *cfg, const char *const *ids, int n, bool json,
+                          FILE *out)
+{
+    struct webhook_routes *routes;
+    struct cli c;
+    int rc = 0;
+
+    for (int i = 0; i < n; i++) {
+        if (delivery_id_arg(ids[i]) == 0) {
+            log_error("usage", "ID: \"%s\" is not a delivery id", ids[i]);
+            return 2;
+        }
+    }
+    if ((rc = cli_open(&c, cfg)) != 0)
+        return rc;
+    routes = webhook_routes_new(cfg->providers, cfg->nproviders);
+    for (int i = 0; i < n; i++) {
+        c.done = false;
+        replay_delivery(c.st, routes, delivery_id_arg(ids[i]), replay_done, &c);
+        while (!c.done && uv_run(&c.loop, UV_RUN_ONCE) != 0)
+            ;
+        if (!c.done) {
+            c.status = VR_EUNAVAIL;
+            snprintf(c.error, sizeof(c.error), "the replay never finished");
+        }
+        if (replay_report(&c, ids[i], json, out) != 0)
+            rc = 1;
+    }
+    c.done = true;
+    cli_finish(&c);
+    webhook_routes_free(routes);
+    return rc;
 }

@@ -15,6 +15,8 @@
 #include "atlas.h"
 #include "log.h"
 #include "metrics.h"
+#include "provider.h"
+#include "replay.h"
 
 #define JSON "application/json"
 
@@ -24,6 +26,7 @@
 struct api {
     struct store *st;
     char *token;
+    const struct webhook_routes *routes; /* for replays; NULL: none */
 };
 
 /* A request answered by an ops query; its strings are owned here until the answer. */
@@ -436,6 +439,198 @@ static void one_cancellation(struct api *a, struct httpd_request *req, const cha
     store_cancellation_ack(a->st, id, q->c, q->d, queried, q);
 }
 
+/* ---- deliveries ----------------------------------------------------------------------------- */
+
+void api_set_routes(struct api *a, const struct webhook_routes *routes)
+{
+    a->routes = routes;
+}
+
+/* A positive decimal int64 and nothing else. */
+static bool parse_id(const char *s, size_t len, int64_t *out)
+{
+    int64_t v = 0;
+
+    if (len == 0 || len > 18)
+        return false;
+    for (size_t i = 0; i < len; i++) {
+        if (s[i] < '0' || s[i] > '9')
+            return false;
+        v = v * 10 + (s[i] - '0');
+    }
+    *out = v;
+    return v > 0;
+}
+
+static void bad_query(struct httpd_request *req, const char *message)
+{
+    httpd_respond_error(req, 400, "invalid_query", message, NULL);
+}
+
+static void deliveries_answered(int status, const char *json, const char *error, void *arg)
+{
+    struct query *q = arg;
+
+    if (status == VR_ENOENT) {
+        httpd_respond_error(q->req, 404, "not_found", "no such delivery", NULL);
+        query_free(q);
+        return;
+    }
+    queried(status, json, error, q);
+}
+
+/* 400 naming the providers there are (provider_all is the one list). */
+static void bad_provider_query(struct httpd_request *req)
+{
+    char msg[256];
+    size_t used = (size_t)snprintf(msg, sizeof(msg), "provider: must be");
+
+    for (size_t i = 0; i < provider_count && used < sizeof(msg); i++)
+        used += (size_t)snprintf(msg + used, sizeof(msg) - used, "%s %s",
+                                 i == 0                   ? ""
+                                 : i + 1 < provider_count ? ","
+                                                          : " or",
+                                 provider_all[i]->name);
+    bad_query(req, msg);
+}
+
+/* The filters of GET /v1/deliveries; answers 400 naming the parameter and returns -1 when one
+ * is bad. */
+static int delivery_filters(struct httpd_request *req, struct query *q, unsigned *limit,
+                            int64_t *before)
+{
+    const char *query = httpd_request_query(req);
+    bool bad_provider = false, bad_outcome = false, bad_limit = false, bad_cursor = false;
+    char *lim = query_param(query, "limit", &bad_limit);
+    char *cursor = query_param(query, "cursor", &bad_cursor);
+    long n = 0;
+    char *end = NULL;
+
+    q->a = query_param(query, "provider", &bad_provider);
+    q->b = query_param(query, "outcome", &bad_outcome);
+    if (lim != NULL) {
+        n = strtol(lim, &end, 10);
+        bad_limit = bad_limit || *lim == '\0' || *end != '\0' || n < 1 || n > STORE_MAX_LIMIT;
+        *limit = (unsigned)n;
+    }
+    bad_cursor = bad_cursor || (cursor != NULL && !parse_id(cursor, strlen(cursor), before));
+    free(lim);
+    free(cursor);
+    if (bad_provider || (q->a != NULL && provider_find(q->a, strlen(q->a)) == NULL))
+        bad_provider_query(req);
+    else if (bad_outcome || (q->b != NULL && !store_delivery_outcome_valid(q->b)))
+        bad_query(req, "outcome: must be applied, duplicate, stale, conflict, ignored, "
+                       "rejected or failed");
+    else if (bad_limit)
+        bad_query(req, "limit: must be a number from 1 to 500");
+    else if (bad_cursor)
+        bad_query(req, "cursor: not one this API gave out");
+    else
+        return 0;
+    return -1;
+}
+
+static void deliveries_list(struct api *a, struct httpd_request *req)
+{
+    struct query *q = query_new(req);
+    unsigned limit = 0;
+    int64_t before = 0;
+
+    if (delivery_filters(req, q, &limit, &before) != 0) {
+        query_free(q);
+        return;
+    }
+    store_deliveries_list(a->st, q->a, q->b, limit, before, deliveries_answered, q);
+}
+
+static void replayed(const struct replay_result *r, void *arg)
+{
+    struct httpd_request *req = arg;
+    char *body;
+
+    switch (r->status) {
+    case 0:
+        log_info("delivery_replayed", "delivery=%" PRId64 " replay=%" PRId64 " outcome=%s",
+                 r->replay_of, r->delivery_id, r->outcome);
+        body = replay_result_json(r);
+        httpd_respond(req, 200, JSON, NULL, body, strlen(body));
+        free(body);
+        return;
+    case VR_ENOENT:
+        httpd_respond_error(req, 404, "not_found", "no such delivery", NULL);
+        return;
+    case VR_ESTATE:
+        httpd_respond_error(req, 409, r->code, r->message, NULL);
+        return;
+    case VR_EUNAVAIL:
+        log_warn("api_unavailable", "%s", r->message);
+        httpd_respond_error(req, 503, "unavailable", "database unavailable; retry later",
+                            "Retry-After: 5\r\n");
+        return;
+    default:
+        log_error("api_failed", "%s", r->message);
+        httpd_respond_error(req, 500, "internal", "the replay failed", NULL);
+        return;
+    }
+}
+
+/* /v1/deliveries/{id}[/replay] */
+static void one_delivery(struct api *a, struct httpd_request *req, const char *rest)
+{
+    const char *method = httpd_request_method(req);
+    size_t n = strcspn(rest, "/");
+    bool replay = strcmp(rest + n, "/replay") == 0;
+    struct query *q;
+    int64_t id = 0;
+
+    if (rest[n] != '\0' && !replay) {
+        httpd_respond_error(req, 404, "not_found", "no such endpoint", NULL);
+        return;
+    }
+    if (replay ? strcmp(method, "POST") != 0
+               : strcmp(method, "GET") != 0 && strcmp(method, "HEAD") != 0) {
+        httpd_respond_error(req, 405, "method_not_allowed", replay ? "use POST" : "use GET",
+                            replay ? "Allow: POST\r\n" : "Allow: GET, HEAD\r\n");
+        return;
+    }
+    if (!parse_id(rest, n, &id)) {
+        bad_query(req, "id: expected a delivery id (a positive integer)");
+        return;
+    }
+    if (replay && a->routes == NULL) {
+        httpd_respond_error(req, 404, "not_found", "replays are not served here", NULL);
+        return;
+    }
+    if (replay) {
+        log_info("delivery_replay", "delivery=%" PRId64 " peer=%s", id,
+                 httpd_request_remote_addr(req));
+        replay_delivery(a->st, a->routes, id, replayed, req);
+        return;
+    }
+    q = query_new(req);
+    store_delivery_show(a->st, id, deliveries_answered, q);
+}
+
+/* GET /v1/deliveries, GET /v1/deliveries/{id}, POST /v1/deliveries/{id}/replay; false when
+ * path is none of them. */
+static bool deliveries_route(struct api *a, struct httpd_request *req, const char *path)
+{
+    const char *method = httpd_request_method(req);
+
+    if (strcmp(path, "/v1/deliveries") == 0) {
+        if (strcmp(method, "GET") == 0 || strcmp(method, "HEAD") == 0)
+            deliveries_list(a, req);
+        else
+            httpd_respond_error(req, 405, "method_not_allowed", "use GET", "Allow: GET, HEAD\r\n");
+        return true;
+    }
+    if (strncmp(path, "/v1/deliveries/", 15) == 0) {
+        one_delivery(a, req, path + 15);
+        return true;
+    }
+    return false;
+}
+
 bool api_admit(const struct api *a, struct httpd_request *req)
 {
     if (a->token[0] == '\0') {
@@ -476,5 +671,7 @@ void api_handle(struct api *a, struct httpd_request *req)
             httpd_respond_error(req, 405, "method_not_allowed", "use GET", "Allow: GET, HEAD\r\n");
         return;
     }
+    if (deliveries_route(a, req, path))
+        return;
     httpd_respond_error(req, 404, "not_found", "no such endpoint", NULL);
 }

@@ -146,6 +146,13 @@ int atlas_event_parse(const char *body, size_t len, struct atlas_event *ev, char
         goto out;
     }
     snprintf(ev->type, sizeof(ev->type), "%s", type->valuestring);
+    /* Only kept, never acted on: a number is kept as its text, like errorCode. */
+    if ((r = get_text(root, "cid", "cid", true, &ev->cid, err, errlen)) != 0)
+        goto out;
+    if (ev->cid != NULL && strlen(ev->cid) > ATLAS_MAX_KEY_BYTES) {
+        r = fail(err, errlen, "%s: longer than 128 bytes", "cid");
+        goto out;
+    }
     if (strcmp(ev->type, "order.void") == 0)
         ev->kind = ATLAS_EVENT_VOID;
     else if (strcmp(ev->type, "order.cancelled") == 0)
@@ -179,6 +186,7 @@ out:
 
 void atlas_event_cleanup(struct atlas_event *ev)
 {
+    free(ev->cid);
     free(ev->order_no);
     free(ev->void_code);
     free(ev->message);

@@ -58,6 +58,7 @@ int provider_fail(char *err, size_t errlen, const char *field, const char *what)
 void provider_event_cleanup(struct provider_event *ev)
 {
     free(ev->type);
+    free(ev->cid);
     free(ev->order_no);
     free(ev->void_code);
     free(ev->message);

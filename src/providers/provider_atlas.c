@@ -19,6 +19,8 @@ static int atlas_parse(const char *body, size_t len, struct provider_event *ev, 
         ev->type = xstrdup(a.type); /* kept for the audit even when the body is refused */
     if (r != 0)
         return r;
+    ev->cid = a.cid;
+    a.cid = NULL;
     switch (a.kind) {
     case ATLAS_EVENT_VOID:
         ev->kind = PROVIDER_EVENT_VOID;

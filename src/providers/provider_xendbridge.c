@@ -1,5 +1,5 @@
-/* XendBridge: {"CheckSum", "Data"} with PascalCase keys and no event type; the kind is read
- * from Data's shape. How CheckSum is computed is not published, so it is kept, not checked,
+/* XendBridge: {"CheckSum" (or "Checksum"), "Data"} with PascalCase keys and no event type; the kind
+ * is read from Data's shape. How CheckSum is computed is not published, so it is kept, not checked,
  * and the cancellations are marked unverified: the path token and allowlist are the guards. */
 #include <math.h>
 #include <stdio.h>
@@ -63,18 +63,23 @@ static int xendbridge_parse(const char *body, size_t len, struct provider_event 
                             size_t errlen)
 {
     cJSON *root = cJSON_ParseWithLength(body, len);
-    const cJSON *sum, *data;
+    const cJSON *sum, *table_sum, *data;
     int r = 0;
 
     memset(ev, 0, sizeof(*ev));
     if (root == NULL)
         return provider_fail(err, errlen, "body", "not valid JSON");
+    /* The field table spells the key Checksum, the published sample CheckSum: either is
+     * taken, but not both, which would leave it open which one was meant. */
     sum = cJSON_GetObjectItemCaseSensitive(root, "CheckSum");
+    table_sum = cJSON_GetObjectItemCaseSensitive(root, "Checksum");
     data = cJSON_GetObjectItemCaseSensitive(root, "Data");
     if (!cJSON_IsObject(root))
         r = provider_fail(err, errlen, "body", "expected a JSON object {\"CheckSum\", \"Data\"}");
-    else if (sum == NULL)
-        r = provider_fail(err, errlen, "CheckSum", "missing");
+    else if (sum != NULL && table_sum != NULL)
+        r = provider_fail(err, errlen, "CheckSum", "given twice, as CheckSum and as Checksum");
+    else if ((sum = sum != NULL ? sum : table_sum) == NULL)
+        r = provider_fail(err, errlen, "CheckSum", "missing (nor Checksum)");
     else if (!cJSON_IsString(sum) || strlen(sum->valuestring) > MAX_CHECKSUM_BYTES)
         r = provider_fail(err, errlen, "CheckSum", "expected a string of at most 1024 bytes");
     else if (data == NULL)

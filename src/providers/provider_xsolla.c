@@ -13,7 +13,10 @@
 #include "provider_int.h"
 
 #define SIGNATURE_PREFIX "Signature "
-#define SHA1_HEX_BYTES   40
+
+/* The one header xsolla_verify reads: kept with each delivery for replays. */
+static const char *const verify_headers[] = {"Authorization", NULL};
+#define SHA1_HEX_BYTES 40
 
 static int xsolla_verify(const char *secret, provider_header_fn header, const void *req,
                          const char *body, size_t len, char *err, size_t errlen)
@@ -212,6 +215,7 @@ const struct provider provider_xsolla = {
     .secret_help = "Xsolla project secret key (unset: /webhooks/xsolla answers 503)",
     .verifies_senders = true,
     .verify = xsolla_verify,
+    .verify_headers = verify_headers,
     .parse = xsolla_parse,
     .success = xsolla_success,
     .failure = xsolla_failure,

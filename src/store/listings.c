@@ -21,7 +21,7 @@
     " 'created_at', " r ".created_at, 'updated_at', " r ".updated_at,"                             \
     " 'last_seen_at', " r ".last_seen_at, 'next_poll_at', " r ".next_poll_at,"                     \
     " 'polls', " r ".polls, 'poll_failures', " r ".poll_failures,"                                 \
-    " 'last_poll_error', " r ".last_poll_error,"                                                   \
+    " 'last_poll_error', " r ".last_poll_error, 'cid', " r ".cid,"                                 \
     " 'followups', " FOLLOWUPS_JSON(r) ")"
 
 /* The open follow-up reasons of the case r, most urgent first. */

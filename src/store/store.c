@@ -218,6 +218,11 @@ const char *store_i64_text(int64_t v, char *out, size_t cap)
     return out;
 }
 
+const char *store_delivery_replay_of(const struct store_delivery *d, char *out, size_t cap)
+{
+    return d->replay_of > 0 ? store_i64_text(d->replay_of, out, cap) : NULL;
+}
+
 const char *store_u64_text(uint64_t v, char *out, size_t cap)
 {
     snprintf(out, cap, "%" PRIu64, v);

@@ -73,6 +73,9 @@ int store_row_check(const struct store_row *r, const char *what, char *err, size
 void store_run_count(struct store *st, const char *sql, int nparams, const char *const *params,
                      const char *what, store_count_cb cb, void *arg);
 
+/* d->replay_of as a statement parameter: its decimal text in out, or NULL when it is 0. */
+const char *store_delivery_replay_of(const struct store_delivery *d, char *out, size_t cap);
+
 /* Decimal text of v in out (24 bytes are enough), for statement parameters. */
 const char *store_i64_text(int64_t v, char *out, size_t cap);
 const char *store_u64_text(uint64_t v, char *out, size_t cap);

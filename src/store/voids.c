@@ -24,10 +24,12 @@ static const char sql_case_select[] =
 static const char sql_void_write[] =
     "WITH ins AS ("
     "  INSERT INTO voidrecon.void_cases (order_no, void_code, status, confirmed, reconciled_at,"
-    "                                    message, needs_followup, followup_reason, next_poll_at)"
+    "                                    message, needs_followup, followup_reason, next_poll_at,"
+    "                                    cid)"
     "  SELECT $1::text, $2::text, $12::smallint, $13::boolean,"
     "         CASE WHEN $21::boolean THEN now() END, $14::text, $15::text IS NOT NULL, $15::text,"
-    "         CASE $17::text WHEN 'at' THEN now() + $18::bigint * interval '1 millisecond' END"
+    "         CASE $17::text WHEN 'at' THEN now() + $18::bigint * interval '1 millisecond' END,"
+    "         $32::text"
     "   WHERE $19::bigint IS NULL"
     "  ON CONFLICT DO NOTHING"
     "  RETURNING 1"
@@ -61,7 +63,8 @@ static const char sql_void_write[] =
     "         expected_refund_date = CASE WHEN $29::boolean"
     "             THEN to_date($27::text, 'YYYYMMDD') ELSE v.expected_refund_date END,"
     "         atlas_void_order = CASE WHEN $29::boolean THEN $28::jsonb"
-    "                            ELSE v.atlas_void_order END"
+    "                            ELSE v.atlas_void_order END,"
+    "         cid = coalesce(v.cid, $32::text)"
     "   WHERE v.order_no = $1::text AND v.void_code = $2::text AND v.version = $19::bigint"
     "     AND ($23::bigint IS NULL OR v.lease_token = $23::bigint)"
     "  RETURNING 1"
@@ -69,9 +72,9 @@ static const char sql_void_write[] =
     "  SELECT 1 FROM ins UNION ALL SELECT 1 FROM upd"
     "), d AS ("
     "  INSERT INTO voidrecon.deliveries (provider, event_type, remote_addr, body, outcome, reason,"
-    "                                   body_length, body_sha256)"
+    "                                   body_length, body_sha256, headers, replay_of, cid)"
     "  SELECT $3::text, $4::text, $5::text, $6::bytea, $7::text, $8::text,"
-    "         octet_length($6::bytea), sha256($6::bytea)"
+    "         octet_length($6::bytea), sha256($6::bytea), $30::jsonb, $31::bigint, $32::text"
     "    FROM c WHERE $3::text IS NOT NULL"
     "  RETURNING id"
     "), e AS ("
@@ -129,6 +132,9 @@ enum void_param {
     VP_REFUND_DATE,       /* $27 */
     VP_DETAILS_JSON,      /* $28 */
     VP_HAS_DETAILS,       /* $29: $24 to $28 are to be kept */
+    VP_HEADERS,           /* $30: the delivery's kept headers */
+    VP_REPLAY_OF,         /* $31: the delivery it replays, or NULL */
+    VP_CID,               /* $32: the sender's account; a case keeps its first */
     VP_COUNT
 };
 
@@ -203,7 +209,7 @@ static void explain(const struct store_void_report *rep, const struct voidcase_s
 
 /* Text of the parameters that are numbers and flags. */
 struct void_numbers {
-    char reported[8], from[8], to[8], delay[24], version[24], lease[24], reason[160];
+    char reported[8], from[8], to[8], delay[24], version[24], lease[24], reason[160], replay[24];
 };
 
 static void void_decided(struct store_op *op, const struct voidcase_state *cur, int64_t version,
@@ -258,6 +264,9 @@ static void void_decided(struct store_op *op, const struct voidcase_state *cur, 
         [VP_REFUND_DATE] = det ? det->expected_refund_date : NULL,
         [VP_DETAILS_JSON] = det ? det->raw_json : NULL,
         [VP_HAS_DETAILS] = det ? "true" : "false",
+        [VP_HEADERS] = d ? d->headers : NULL,
+        [VP_REPLAY_OF] = d ? store_delivery_replay_of(d, n.replay, sizeof(n.replay)) : NULL,
+        [VP_CID] = d ? d->cid : NULL,
     };
     for (size_t i = 0; i < VP_COUNT; i++)
         lengths[i] = -1;

@@ -7,10 +7,10 @@
 
 static const char sql_delivery[] =
     "INSERT INTO voidrecon.deliveries (provider, event_type, remote_addr, body, outcome, reason,"
-    "                                  body_length, body_sha256)"
+    "                                  body_length, body_sha256, headers, replay_of, cid)"
     " VALUES ($1::text, $2::text, $3::text, $4::bytea, $5::text, $6::text,"
     "         COALESCE($7::bigint, octet_length($4::bytea)), COALESCE($8::bytea, "
-    "sha256($4::bytea)))"
+    "sha256($4::bytea)), $9::jsonb, $10::bigint, $11::text)"
     " RETURNING id";
 
 /* The cancellation and its delivery point at each other's rows, so the delivery id is drawn
@@ -27,10 +27,10 @@ static const char sql_cancellation[] =
     "  RETURNING id"
     "), d AS ("
     "  INSERT INTO voidrecon.deliveries (id, provider, event_type, remote_addr, body, outcome,"
-    "                                   body_length, body_sha256)"
+    "                                   body_length, body_sha256, headers, replay_of, cid)"
     "  SELECT n.id, $1::text, $2::text, $3::text, $4::bytea,"
     "         CASE WHEN EXISTS (SELECT 1 FROM oc) THEN 'applied' ELSE 'duplicate' END,"
-    "         octet_length($4::bytea), sha256($4::bytea)"
+    "         octet_length($4::bytea), sha256($4::bytea), $12::jsonb, $13::bigint, $14::text"
     "    FROM n"
     "  RETURNING id, outcome"
     "), a AS ("
@@ -64,20 +64,24 @@ void store_record_delivery(struct store *st, const struct store_delivery *d, con
                            const char *reason, store_done_cb cb, void *arg)
 {
     struct store_op *op = store_op_new(st, d, cb, arg);
-    char whole_len[24];
-    const char *params[8] = {d->provider,
-                             d->event_type,
-                             d->remote_addr,
-                             d->body,
-                             outcome,
-                             reason,
-                             d->whole_len > 0 ? whole_len : NULL,
-                             d->whole_len > 0 ? (const char *)d->whole_sha256 : NULL};
-    int lengths[8] = {-1, -1, -1, (int)d->body_len, -1, -1, -1, d->whole_len > 0 ? 32 : -1};
+    char whole_len[24], replay_of[24];
+    const char *params[11] = {d->provider,
+                              d->event_type,
+                              d->remote_addr,
+                              d->body,
+                              outcome,
+                              reason,
+                              d->whole_len > 0 ? whole_len : NULL,
+                              d->whole_len > 0 ? (const char *)d->whole_sha256 : NULL,
+                              d->headers,
+                              store_delivery_replay_of(d, replay_of, sizeof(replay_of)),
+                              d->cid};
+    int lengths[11] = {-1, -1, -1, (int)d->body_len, -1, -1, -1, d->whole_len > 0 ? 32 : -1,
+                       -1, -1, -1};
 
     snprintf(whole_len, sizeof(whole_len), "%zu", d->whole_len);
     op->outcome = outcome;
-    db_query(st->db, sql_delivery, 8, params, lengths, delivery_written, op);
+    db_query(st->db, sql_delivery, 11, params, lengths, delivery_written, op);
 }
 
 static void cancellation_written(struct db_session *s, PGresult *res, int status, void *arg)
@@ -105,7 +109,8 @@ void store_record_cancellation(struct store *st, const struct store_delivery *d,
                                const struct store_cancellation *c, store_done_cb cb, void *arg)
 {
     struct store_op *op = store_op_new(st, d, cb, arg);
-    const char *params[11] = {d->provider,
+    char replay_of[24];
+    const char *params[14] = {d->provider,
                               d->event_type,
                               d->remote_addr,
                               d->body,
@@ -115,8 +120,11 @@ void store_record_cancellation(struct store *st, const struct store_delivery *d,
                               c->order_status,
                               c->alert ? "true" : "false",
                               c->details,
-                              c->verified ? "true" : "false"};
-    int lengths[11] = {-1, -1, -1, (int)d->body_len, -1, -1, -1, -1, -1, -1, -1};
+                              c->verified ? "true" : "false",
+                              d->headers,
+                              store_delivery_replay_of(d, replay_of, sizeof(replay_of)),
+                              d->cid};
+    int lengths[14] = {-1, -1, -1, (int)d->body_len, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1};
 
-    db_query(st->db, sql_cancellation, 11, params, lengths, cancellation_written, op);
+    db_query(st->db, sql_cancellation, 14, params, lengths, cancellation_written, op);
 }

@@ -187,6 +187,57 @@ static void xendbridge_keeps_order_statuses_outside_the_documented_range(void)
     }
 }
 
+/* The field table spells the envelope key Checksum, the published sample CheckSum. */
+static void xendbridge_takes_the_checksum_in_either_spelling(void)
+{
+    static const char *const bodies[] = {
+        "{\"CheckSum\":\"AB\",\"Data\":{\"OrderReference\":\"XB_1\",\"OrderStatus\":2}}",
+        "{\"Checksum\":\"AB\",\"Data\":{\"OrderReference\":\"XB_1\",\"OrderStatus\":2}}",
+    };
+
+    for (size_t i = 0; i < ARRAY_SIZE(bodies); i++) {
+        struct provider_event ev;
+        char err[128];
+
+        ASSERT_EQ(named("xendbridge")->parse(bodies[i], strlen(bodies[i]), &ev, err, sizeof(err)),
+                  0);
+        ASSERT_EQ(ev.kind, PROVIDER_EVENT_CANCELLATION);
+        ASSERT_CONTAINS(ev.details, "\"checksum\":\"AB\"");
+        provider_event_cleanup(&ev);
+    }
+}
+
+/* Only the headers a signature check reads are kept with a delivery. */
+static void providers_declare_the_headers_their_verification_reads(void)
+{
+    ASSERT_STR_EQ(named("xsolla")->verify_headers[0], "Authorization");
+    ASSERT_TRUE(named("xsolla")->verify_headers[1] == NULL);
+    for (size_t i = 0; i < provider_count; i++)
+        if (provider_all[i]->verify == NULL)
+            ASSERT_TRUE(provider_all[i]->verify_headers == NULL);
+}
+
+/* Atlas's cid names the account a webhook came from: kept, a number as its text. */
+static void atlas_keeps_the_cid(void)
+{
+    static const char with_text[] = "{\"cid\":\"acct-1\",\"type\":\"order.ticketed\"}";
+    static const char with_number[] = "{\"cid\":42,\"type\":\"order.ticketed\"}";
+    static const char with_list[] = "{\"cid\":[1],\"type\":\"order.ticketed\"}";
+    struct provider_event ev;
+    char err[128];
+
+    ASSERT_EQ(named("atlas")->parse(with_text, strlen(with_text), &ev, err, sizeof(err)), 0);
+    ASSERT_STR_EQ(ev.cid, "acct-1");
+    provider_event_cleanup(&ev);
+    ASSERT_EQ(named("atlas")->parse(with_number, strlen(with_number), &ev, err, sizeof(err)), 0);
+    ASSERT_STR_EQ(ev.cid, "42");
+    provider_event_cleanup(&ev);
+    ASSERT_EQ(named("atlas")->parse(with_list, strlen(with_list), &ev, err, sizeof(err)),
+              VR_EPARSE);
+    ASSERT_STR_EQ(err, "cid: expected a string");
+    provider_event_cleanup(&ev);
+}
+
 static const struct provider *by_name(const char *name)
 {
     for (size_t i = 0; i < provider_count; i++) {
@@ -298,6 +349,8 @@ static void provider_error_bodies_stay_valid_json_whatever_the_message(void)
 
 CHECK_MAIN(CASE(xsolla_signature_vectors), CASE(providers_parse_every_documented_sample),
            CASE(xendbridge_keeps_order_statuses_outside_the_documented_range),
+           CASE(xendbridge_takes_the_checksum_in_either_spelling),
+           CASE(providers_declare_the_headers_their_verification_reads), CASE(atlas_keeps_the_cid),
            CASE(providers_answer_broken_bodies_with_their_own_codes),
            CASE(providers_answer_success_and_failures_as_documented),
            CASE(provider_error_bodies_stay_valid_json_whatever_the_message))
