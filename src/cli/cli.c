@@ -1,6 +1,7 @@
 /* The command line: the commands, their help, their options, and the settings among them. */
 #include "cli.h"
 
+#include <errno.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -25,6 +26,7 @@ static const char usage_text[] =
     "  migrate   apply pending database migrations, then exit\n"
     "  cases     add, list, show or acknowledge void cases (voidrecon cases --help)\n"
     "  alerts    list alerts and their delivery state\n"
+    "  events    the case history in order, from a cursor; --follow keeps printing it\n"
     "  version   print the version\n"
     "  help      print this help; 'voidrecon COMMAND --help' describes one command\n";
 
@@ -71,6 +73,16 @@ static const char alerts_help[] =
     "                             [--json]\n"
     "\n"
     "Lists alerts newest first with their delivery state, straight from the database.\n";
+
+static const char events_help[] =
+    "usage: voidrecon events [--after ID] [--limit N] [--follow] [--json]\n"
+    "\n"
+    "Lists the case history (every report of every void case) in feed order after the event\n"
+    "ID (default 0: from the start), 50 a page, as GET /v1/events does; pass the id of the\n"
+    "last event you processed and nothing is skipped or repeated. --follow keeps printing\n"
+    "each new event as one line (a JSON object with --json) until interrupted: it listens on\n"
+    "voidrecon_cases and reads from the last event printed at each notification, and every\n"
+    "second in case one went missing.\n";
 
 /* ---- settings ------------------------------------------------------------------------------- */
 
@@ -147,7 +159,8 @@ static int cmd_version(int argc, char **argv, cli_serve_fn serve)
 
 /* A command's own options; the other --flags are settings (config_load). */
 struct cmd_opts {
-    bool json;
+    bool json, follow;
+    int64_t after;
     const char *state, *cursor, *by, *note;
     unsigned limit;
     int status;
@@ -157,7 +170,22 @@ struct cmd_opts {
     int nflags;
 };
 
-static const char *const valued_opts[] = {"state", "cursor", "by", "note", "limit", "status"};
+static const char *const valued_opts[] = {"state", "cursor", "by",   "note",
+                                          "limit", "status", "after"};
+
+/* --after: an event id, a whole number; 0, or 2 after saying what is wrong. */
+static int after_opt(struct cmd_opts *o, const char *v)
+{
+    char *end;
+
+    errno = 0;
+    o->after = strtoll(v, &end, 10);
+    if (*v < '0' || *v > '9' || *end != '\0' || errno != 0) {
+        log_error("usage", "--after: \"%s\" is not an event id (a whole number, 0 or more)", v);
+        return 2;
+    }
+    return 0;
+}
 
 /* --limit (1..STORE_MAX_LIMIT) or --status (0..6); 0, or 2 after saying what is wrong. */
 static int number_opt(struct cmd_opts *o, const char *name, size_t n, const char *v)
@@ -190,6 +218,8 @@ static int own_opt(struct cmd_opts *o, const char *name, size_t n, const char *v
         o->by = v;
     else if (strncmp(name, "note", n) == 0)
         o->note = v;
+    else if (strncmp(name, "after", n) == 0)
+        return after_opt(o, v);
     else
         return number_opt(o, name, n, v);
     return 0;
@@ -204,16 +234,26 @@ static bool is_own(const char *name, size_t n)
     return false;
 }
 
+/* The options without a value; true when a is one. */
+static bool flag_opt(struct cmd_opts *o, const char *a)
+{
+    if (strcmp(a, "--json") == 0)
+        o->json = true;
+    else if (strcmp(a, "--follow") == 0)
+        o->follow = true;
+    else
+        return false;
+    return true;
+}
+
 /* Takes argv[*i] (and its value, moving *i on); 0, or 2 after saying what is wrong. */
 static int take_arg(struct cmd_opts *o, int argc, char **argv, int *i)
 {
     const char *a = argv[*i], *eq = strchr(a, '='), *v;
     size_t n;
 
-    if (strcmp(a, "--json") == 0) {
-        o->json = true;
+    if (flag_opt(o, a))
         return 0;
-    }
     if (strncmp(a, "--", 2) != 0) {
         if (o->npos == (int)ARRAY_SIZE(o->pos)) {
             log_error("usage", "unexpected argument \"%s\"", a);
@@ -328,6 +368,28 @@ out:
     return rc;
 }
 
+static int cmd_events(int argc, char **argv, cli_serve_fn serve)
+{
+    struct cmd_opts o;
+    struct config cfg = {0};
+    int rc;
+
+    (void)serve;
+    if ((rc = cmd_opts_parse(argc, argv, &o)) != 0)
+        goto out;
+    if (o.npos != 0) {
+        fputs(events_help, stderr);
+        rc = 2;
+        goto out;
+    }
+    if ((rc = command_settings(&o, &cfg)) == 0)
+        rc = cli_events(&cfg, o.after, o.limit, o.follow, o.json, stdout);
+out:
+    free(o.flags);
+    config_cleanup(&cfg);
+    return rc;
+}
+
 /* ---- dispatch ------------------------------------------------------------------------------- */
 
 struct command {
@@ -343,6 +405,7 @@ static const struct command commands[] = {
     {"migrate", NULL, migrate_help, true, cmd_migrate},
     {"cases", NULL, cases_help, false, cmd_cases},
     {"alerts", NULL, alerts_help, false, cmd_alerts},
+    {"events", NULL, events_help, false, cmd_events},
     {"version", "--version", version_help, false, cmd_version},
 };
 

@@ -6,6 +6,7 @@
 #define VR_CLI_INT_H
 
 #include <stdbool.h>
+#include <stdint.h>
 #include <stdio.h>
 
 #include "config.h"
@@ -29,5 +30,13 @@ int cli_cases_ack(const struct config *cfg, const char *order_no, const char *vo
 /* Lists alerts in state (pending, delivered, all), newest first. */
 int cli_alerts_list(const struct config *cfg, const char *state, unsigned limit, const char *cursor,
                     bool json, FILE *out);
+
+/* Lists the case history after the event after (0: from the start) in feed order, as GET
+ * /v1/events does. With follow, keeps printing each new event as a line (a JSON object with
+ * json) until SIGINT or SIGTERM, then exits 0: it listens on voidrecon_cases and reads from the
+ * last event printed at each notification, when it starts listening (again), and every
+ * second in case a notification went missing. */
+int cli_events(const struct config *cfg, int64_t after, unsigned limit, bool follow, bool json,
+               FILE *out);
 
 #endif
