@@ -75,14 +75,14 @@ static const char alerts_help[] =
     "Lists alerts newest first with their delivery state, straight from the database.\n";
 
 static const char events_help[] =
-    "usage: voidrecon events [--after ID] [--limit N] [--follow] [--json]\n"
+    "usage: voidrecon events [--after ID] [--limit N] [--follow [--poll-ms MS]] [--json]\n"
     "\n"
     "Lists the case history (every report of every void case) in feed order after the event\n"
     "ID (default 0: from the start), 50 a page, as GET /v1/events does; pass the id of the\n"
     "last event you processed and nothing is skipped or repeated. --follow keeps printing\n"
     "each new event as one line (a JSON object with --json) until interrupted: it listens on\n"
     "voidrecon_cases and reads from the last event printed at each notification, and every\n"
-    "second in case one went missing.\n";
+    "--poll-ms (default 1000) in case one went missing.\n";
 
 /* ---- settings ------------------------------------------------------------------------------- */
 
@@ -161,6 +161,7 @@ static int cmd_version(int argc, char **argv, cli_serve_fn serve)
 struct cmd_opts {
     bool json, follow;
     int64_t after;
+    unsigned poll_ms;
     const char *state, *cursor, *by, *note;
     unsigned limit;
     int status;
@@ -170,8 +171,8 @@ struct cmd_opts {
     int nflags;
 };
 
-static const char *const valued_opts[] = {"state", "cursor", "by",   "note",
-                                          "limit", "status", "after"};
+static const char *const valued_opts[] = {"state", "cursor", "by",    "note",
+                                          "limit", "status", "after", "poll-ms"};
 
 /* --after: an event id, a whole number; 0, or 2 after saying what is wrong. */
 static int after_opt(struct cmd_opts *o, const char *v)
@@ -207,6 +208,21 @@ static int number_opt(struct cmd_opts *o, const char *name, size_t n, const char
     return 0;
 }
 
+/* --poll-ms: 1 ms to an hour; 0, or 2 after saying what is wrong. */
+static int poll_opt(struct cmd_opts *o, const char *v)
+{
+    char *end;
+    long ms = strtol(v, &end, 10);
+
+    if (*v < '0' || *v > '9' || *end != '\0' || ms < 1 || ms > 3600000) {
+        log_error("usage", "--poll-ms: \"%s\" is not a number of milliseconds from 1 to 3600000",
+                  v);
+        return 2;
+    }
+    o->poll_ms = (unsigned)ms;
+    return 0;
+}
+
 /* One option of the command: name (n bytes, without "--") and its value. */
 static int own_opt(struct cmd_opts *o, const char *name, size_t n, const char *v)
 {
@@ -220,6 +236,8 @@ static int own_opt(struct cmd_opts *o, const char *name, size_t n, const char *v
         o->note = v;
     else if (strncmp(name, "after", n) == 0)
         return after_opt(o, v);
+    else if (strncmp(name, "poll-ms", n) == 0)
+        return poll_opt(o, v);
     else
         return number_opt(o, name, n, v);
     return 0;
@@ -383,7 +401,13 @@ static int cmd_events(int argc, char **argv, cli_serve_fn serve)
         goto out;
     }
     if ((rc = command_settings(&o, &cfg)) == 0)
-        rc = cli_events(&cfg, o.after, o.limit, o.follow, o.json, stdout);
+        rc = cli_events(&cfg,
+                        &(struct cli_events_opts){.after = o.after,
+                                                  .limit = o.limit,
+                                                  .follow = o.follow,
+                                                  .poll_ms = o.poll_ms,
+                                                  .json = o.json},
+                        stdout);
 out:
     free(o.flags);
     config_cleanup(&cfg);

@@ -31,12 +31,19 @@ int cli_cases_ack(const struct config *cfg, const char *order_no, const char *vo
 int cli_alerts_list(const struct config *cfg, const char *state, unsigned limit, const char *cursor,
                     bool json, FILE *out);
 
-/* Lists the case history after the event after (0: from the start) in feed order, as GET
- * /v1/events does. With follow, keeps printing each new event as a line (a JSON object with
- * json) until SIGINT or SIGTERM, then exits 0: it listens on voidrecon_cases and reads from the
- * last event printed at each notification, when it starts listening (again), and every
- * second in case a notification went missing. */
-int cli_events(const struct config *cfg, int64_t after, unsigned limit, bool follow, bool json,
-               FILE *out);
+struct cli_events_opts {
+    int64_t after;    /* the last event already seen; 0: from the start */
+    unsigned limit;   /* a page; 0: the default */
+    bool follow;      /* keep printing new events until interrupted */
+    unsigned poll_ms; /* with follow: read at least this often; 0: every second */
+    bool json;
+};
+
+/* Lists the case history after the event o->after in feed order, as GET /v1/events does. With
+ * follow, keeps printing each new event as a line (a JSON object with json) until SIGINT or
+ * SIGTERM, then exits 0: it listens on voidrecon_cases and reads from the last event printed
+ * at each notification, when it starts listening (again), and every poll_ms in case a
+ * notification went missing. */
+int cli_events(const struct config *cfg, const struct cli_events_opts *o, FILE *out);
 
 #endif

@@ -361,8 +361,8 @@ int cli_alerts_list(const struct config *cfg, const char *state, unsigned limit,
 
 /* ---- the change feed ---------------------------------------------------------------------- */
 
-/* How often a follower reads even without a notification: an event becomes readable only once
- * every older transaction has ended, which announces nothing when that transaction wrote no
+/* How often a follower reads by default even without a notification: an event becomes readable only
+ * once every older transaction has ended, which announces nothing when that transaction wrote no
  * event; and a notification sent while the listener reconnects is lost. */
 #define FOLLOW_READ_MS 1000
 
@@ -388,9 +388,10 @@ struct follower {
     uv_signal_t sigint, sigterm;
     int64_t after;
     unsigned limit;
+    uint64_t poll_ms;
     bool json;
     FILE *out;
-    bool reading, again, stopping, warned;
+    bool reading, again, stopping, warned, listen_warned;
     int rc;
 };
 
@@ -490,11 +491,15 @@ static void follow_heard(int status, const char *payload, const char *error, voi
 {
     struct follower *f = arg;
 
-    (void)payload;
     if (status != 0) {
-        log_warn("listen_failed", "%s", error);
+        /* Said once per outage: it retries every second. */
+        if (!f->listen_warned)
+            log_warn("listen_failed", "%s; trying again", error);
+        f->listen_warned = true;
         return;
     }
+    if (payload == NULL)
+        f->listen_warned = false;
     follow_read(f);
 }
 
@@ -511,9 +516,13 @@ static void follow_signal(uv_signal_t *h, int signum)
     follow_stop(f, 0);
 }
 
-static int follow(const struct config *cfg, int64_t after, unsigned limit, bool json, FILE *out)
+static int follow(const struct config *cfg, const struct cli_events_opts *o, FILE *out)
 {
-    struct follower f = {.after = after, .limit = limit, .json = json, .out = out};
+    struct follower f = {.after = o->after,
+                         .limit = o->limit,
+                         .poll_ms = o->poll_ms ? o->poll_ms : FOLLOW_READ_MS,
+                         .json = o->json,
+                         .out = out};
     int rc;
 
     if ((rc = cli_open(&f.c, cfg)) != 0)
@@ -529,33 +538,33 @@ static int follow(const struct config *cfg, int64_t after, unsigned limit, bool 
         follow_stop(&f, 1);
     } else {
         /* The first read catches up at once; the listener's start reads again. */
-        uv_timer_start(&f.tick, follow_tick, 0, FOLLOW_READ_MS);
+        uv_timer_start(&f.tick, follow_tick, 0, f.poll_ms);
     }
     uv_run(&f.c.loop, UV_RUN_DEFAULT);
     (void)uv_loop_close(&f.c.loop);
     return f.rc;
 }
 
-int cli_events(const struct config *cfg, int64_t after, unsigned limit, bool follow_on, bool json,
-               FILE *out)
+int cli_events(const struct config *cfg, const struct cli_events_opts *o, FILE *out)
 {
     struct cli c;
     cJSON *doc;
     int rc;
 
-    if (follow_on)
-        return follow(cfg, after, limit, json, out);
+    if (o->follow)
+        return follow(cfg, o, out);
     if ((rc = cli_open(&c, cfg)) != 0)
         return rc;
-    store_events_list(c.st, after, limit, json_done, &c);
+    store_events_list(c.st, o->after, o->limit, json_done, &c);
     cli_finish(&c);
     if (c.status == VR_ENOENT) {
-        log_error("no_such_event", "events --after %lld: no event has this id", (long long)after);
+        log_error("no_such_event", "events --after %lld: no event has this id",
+                  (long long)o->after);
         return 1;
     }
     if (c.status != 0)
         return failed(&c, "events");
-    if (json) {
+    if (o->json) {
         fprintf(out, "%s\n", c.json);
     } else if ((doc = cJSON_Parse(c.json)) != NULL) {
         print_events(out, doc);
