@@ -81,8 +81,9 @@ static const char events_help[] =
     "ID (default 0: from the start), 50 a page, as GET /v1/events does; pass the id of the\n"
     "last event you processed and nothing is skipped or repeated. --follow keeps printing\n"
     "each new event as one line (a JSON object with --json) until interrupted: it listens on\n"
-    "voidrecon_cases and reads from the last event printed at each notification, and every\n"
-    "--poll-ms (default 1000) in case one went missing.\n";
+    "voidrecon_cases and reads from the last event printed at each notification (again\n"
+    "shortly while the event announced is not readable yet), and every --poll-ms (default\n"
+    "1000) in case a notification went missing.\n";
 
 /* ---- settings ------------------------------------------------------------------------------- */
 

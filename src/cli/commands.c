@@ -382,9 +382,16 @@ static void print_events(FILE *out, const cJSON *doc)
         fprintf(out, "(more events: add --after %.0f)\n", next->valuedouble);
 }
 
+/* An announced event can be unreadable for a moment (a transaction older than its own is still
+ * running): the follower reads again after this, doubling up to --poll-ms, until it has it. */
+#define FOLLOW_SOON_MS 10
+
+/* The ids printed last, so that an announcement of one already printed costs no reads. */
+#define FOLLOW_RECENT 64
+
 struct follower {
     struct cli c;
-    uv_timer_t tick;
+    uv_timer_t tick, soon;
     uv_signal_t sigint, sigterm;
     int64_t after;
     unsigned limit;
@@ -392,6 +399,10 @@ struct follower {
     bool json;
     FILE *out;
     bool reading, again, stopping, warned, listen_warned;
+    int64_t unseen; /* an announced event not printed yet; 0: none */
+    uint64_t soon_ms;
+    int64_t recent[FOLLOW_RECENT];
+    unsigned n_recent;
     int rc;
 };
 
@@ -425,12 +436,35 @@ static void follow_stop(struct follower *f, int rc)
     f->stopping = true;
     f->rc = rc;
     uv_close((uv_handle_t *)&f->tick, follow_handle_closed);
+    uv_close((uv_handle_t *)&f->soon, follow_handle_closed);
     uv_close((uv_handle_t *)&f->sigint, follow_handle_closed);
     uv_close((uv_handle_t *)&f->sigterm, follow_handle_closed);
     store_close(f->c.st, NULL, NULL);
 }
 
 static void follow_read(struct follower *f);
+
+static void follow_soon(uv_timer_t *t)
+{
+    follow_read(container_of(t, struct follower, soon));
+}
+
+/* Remembers the event a notification announced, unless it was printed already. */
+static void follow_announced(struct follower *f, const char *payload)
+{
+    cJSON *note = cJSON_Parse(payload);
+    const cJSON *id = cJSON_GetObjectItemCaseSensitive(note, "event_id");
+    unsigned n = f->n_recent < FOLLOW_RECENT ? f->n_recent : FOLLOW_RECENT;
+    bool printed = false;
+
+    for (unsigned i = 0; cJSON_IsNumber(id) && i < n; i++)
+        printed = printed || f->recent[i] == (int64_t)id->valuedouble;
+    if (cJSON_IsNumber(id) && !printed) {
+        f->unseen = (int64_t)id->valuedouble;
+        f->soon_ms = FOLLOW_SOON_MS;
+    }
+    cJSON_Delete(note);
+}
 
 /* Prints a page; returns whether more pages wait. */
 static bool follow_page(struct follower *f, const char *json)
@@ -440,7 +474,16 @@ static bool follow_page(struct follower *f, const char *json)
     bool more = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(doc, "more"));
 
     cJSON_ArrayForEach(event, cJSON_GetObjectItemCaseSensitive(doc, "events"))
+    {
+        const cJSON *id = cJSON_GetObjectItemCaseSensitive(event, "id");
+
         follow_print(f, event);
+        if (!cJSON_IsNumber(id))
+            continue;
+        f->recent[f->n_recent++ % FOLLOW_RECENT] = (int64_t)id->valuedouble;
+        if ((int64_t)id->valuedouble == f->unseen)
+            f->unseen = 0;
+    }
     if (cJSON_IsNumber(next))
         f->after = (int64_t)next->valuedouble;
     (void)fflush(f->out);
@@ -472,6 +515,10 @@ static void follow_got(int status, const char *json, const char *error, void *ar
     if (follow_page(f, json) || f->again) {
         f->again = false;
         follow_read(f);
+    } else if (f->unseen != 0 && f->soon_ms <= f->poll_ms) {
+        /* Past poll_ms the periodic reads take over. */
+        uv_timer_start(&f->soon, follow_soon, f->soon_ms, 0);
+        f->soon_ms *= 2;
     }
 }
 
@@ -500,6 +547,8 @@ static void follow_heard(int status, const char *payload, const char *error, voi
     }
     if (payload == NULL)
         f->listen_warned = false;
+    else
+        follow_announced(f, payload);
     follow_read(f);
 }
 
@@ -528,6 +577,7 @@ static int follow(const struct config *cfg, const struct cli_events_opts *o, FIL
     if ((rc = cli_open(&f.c, cfg)) != 0)
         return rc;
     uv_timer_init(&f.c.loop, &f.tick);
+    uv_timer_init(&f.c.loop, &f.soon);
     uv_signal_init(&f.c.loop, &f.sigint);
     uv_signal_init(&f.c.loop, &f.sigterm);
     f.sigint.data = f.sigterm.data = &f;
