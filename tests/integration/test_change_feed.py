@@ -7,7 +7,9 @@ The feed lists an event once every transaction older than its own has ended, in 
 of the cluster: so this file runs on a cluster of its own, where the other test files'
 transactions cannot hold its events back while they run."""
 
+import glob
 import json
+import os
 import re
 import select
 import signal
@@ -17,7 +19,7 @@ import time
 import pytest
 
 from utils import (ADMIN_TOKEN as ADMIN, TRACK, Cluster, Db, PipeReader, PsqlSession, Service,
-                   child_env, eq, voidrecon_bin, wait_until)
+                   child_env, eq, source_dir, voidrecon_bin, wait_until)
 
 AUTH = {"Authorization": "Bearer " + ADMIN}
 NOTE = re.compile(r'Asynchronous notification "voidrecon_cases" with payload "(.*)" received')
@@ -447,3 +449,35 @@ def test_cli_follow_prints_unannounced_events_from_its_own_reads(db):
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+def test_the_upgrade_rewrites_no_table_and_older_events_come_first(quiet_cluster):
+    db = Db(quiet_cluster.url_base, "template0")
+    db.query("create schema voidrecon; create table voidrecon.schema_migrations"
+             " (version integer primary key, name text not null,"
+             " applied_at timestamptz not null default now())")
+    for path in sorted(glob.glob(os.path.join(source_dir(), "migrations", "*.sql"))):
+        name = os.path.basename(path)
+        if int(name.split("_")[0]) >= 8:
+            continue
+        with open(path, encoding="utf-8") as f:
+            db.query("begin;\n" + f.read() + "\n;insert into voidrecon.schema_migrations"
+                     " (version, name) values (:'p1', :'p2');\ncommit;", int(name[:4]), name)
+    db.query("insert into voidrecon.void_cases (order_no, void_code, status)"
+             " values ('OLD', 'V1', 2);"
+             "insert into voidrecon.void_case_events (order_no, void_code, source,"
+             " reported_status, to_status, outcome)"
+             " select 'OLD', 'V1', 'webhook', 2, 2, 'applied' from generate_series(1, 3)")
+    before = db.scalar("select pg_relation_filenode('voidrecon.void_case_events')")
+    p = subprocess.run([voidrecon_bin(), "migrate"], capture_output=True, text=True, timeout=60,
+                       env=child_env({"VOIDRECON_DATABASE_URL": db.url}))
+    eq(p.returncode, 0, p.stderr)
+    eq(db.scalar("select pg_relation_filenode('voidrecon.void_case_events')"), before,
+       "void_case_events was not rewritten")
+    eq(db.query("select tx::text, reconciled from voidrecon.void_case_events"),
+       [["0", None]] * 3)
+    svc = service(db)
+    register(svc, "NEW")
+    got, _ = catch_up(svc, 0, limit=10)
+    eq([(e["order_no"], e["reconciled"]) for e in got],
+       [("OLD", None)] * 3 + [("NEW", False)])
