@@ -336,6 +336,27 @@ typedef void (*store_delivery_cb)(int status, const char *error,
 
 void store_delivery_load(struct store *st, int64_t id, store_delivery_cb cb, void *arg);
 
+/* ---- the change feed ----------------------------------------------------------------------- */
+
+/* {"events":[...], "next_after": N, "more": bool}: the case history after the event whose id
+ * is after (0: from the start), at most limit (0: STORE_DEFAULT_LIMIT; at most STORE_MAX_LIMIT),
+ * in feed order (voidrecon.case_feed): only events whose transaction is older than every
+ * running one, so that passing back next_after skips nothing and repeats nothing, whatever
+ * order transactions commit in. next_after is the last event's id, or after when there is
+ * none. Beside the common statuses: VR_ENOENT, no event has the id after. */
+void store_events_list(struct store *st, int64_t after, unsigned limit, store_json_cb cb,
+                       void *arg);
+
+/* What a listener hears. Status 0 and payload NULL: LISTEN is in place (at first and after each
+ * reconnect; anything announced before went unheard, so read the feed now). Status 0 and a
+ * payload: a NOTIFY voidrecon_cases, its JSON object borrowed for the call. VR_EUNAVAIL: the
+ * connection was lost or could not be had (error says why); it tries again every second. */
+typedef void (*store_listen_cb)(int status, const char *payload, const char *error, void *arg);
+
+/* Listens on voidrecon_cases on a connection of its own (one more than pool_size), until
+ * store_close. 0; VR_ESTATE when the store listens already. */
+int store_listen_cases(struct store *st, store_listen_cb cb, void *arg) VR_MUSTCHECK;
+
 /* ---- health --------------------------------------------------------------------------------- */
 
 /* What the pool knows right now, without asking the database. */

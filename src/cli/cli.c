@@ -1,6 +1,7 @@
 /* The command line: the commands, their help, their options, and the settings among them. */
 #include "cli.h"
 
+#include <errno.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -26,6 +27,7 @@ static const char usage_text[] =
     "  cases     add, list, show or acknowledge void cases (voidrecon cases --help)\n"
     "  cancellations  list, show or acknowledge order cancellations\n"
     "  alerts    list alerts and their delivery state\n"
+    "  events    the case history in order, from a cursor; --follow keeps printing it\n"
     "  deliveries  list, show or replay received webhooks (voidrecon deliveries --help)\n"
     "  prune     remove what retention allows (old deliveries, unchanged history), then exit\n"
     "  version   print the version\n"
@@ -121,6 +123,17 @@ static const char prune_help[] =
     "it runs safely beside any number of voidrecon processes (for cron).\n"
     "Exits 1 when a batch fails or another process keeps the lock past the lock timeout.\n";
 
+static const char events_help[] =
+    "usage: voidrecon events [--after ID] [--limit N] [--follow [--poll-ms MS]] [--json]\n"
+    "\n"
+    "Lists the case history (every report of every void case) in feed order after the event\n"
+    "ID (default 0: from the start), 50 a page, as GET /v1/events does; pass the id of the\n"
+    "last event you processed and nothing is skipped or repeated. --follow keeps printing\n"
+    "each new event as one line (a JSON object with --json) until interrupted: it listens on\n"
+    "voidrecon_cases and reads from the last event printed at each notification (again\n"
+    "shortly while the event announced is not readable yet), and every --poll-ms (default\n"
+    "1000) in case a notification went missing.\n";
+
 /* ---- settings ------------------------------------------------------------------------------- */
 
 /* The settings from the environment and the flags among argv; 0, or 2 after saying why. */
@@ -196,7 +209,9 @@ static int cmd_version(int argc, char **argv, cli_serve_fn serve)
 
 /* A command's own options; the other --flags are settings (config_load). */
 struct cmd_opts {
-    bool json;
+    bool json, follow;
+    int64_t after;
+    unsigned poll_ms;
     const char *state, *cursor, *by, *note, *reason;
     unsigned limit;
     int status;
@@ -207,8 +222,22 @@ struct cmd_opts {
     int nflags;
 };
 
-static const char *const valued_opts[] = {"state",  "cursor", "by",       "note",   "limit",
-                                          "status", "reason", "provider", "outcome"};
+static const char *const valued_opts[] = {"state",   "cursor", "by",     "note",
+                                          "limit",   "status", "reason", "provider",
+                                          "outcome", "after",  "poll-ms"};
+/* --after: an event id, a whole number; 0, or 2 after saying what is wrong. */
+static int after_opt(struct cmd_opts *o, const char *v)
+{
+    char *end;
+
+    errno = 0;
+    o->after = strtoll(v, &end, 10);
+    if (*v < '0' || *v > '9' || *end != '\0' || errno != 0) {
+        log_error("usage", "--after: \"%s\" is not an event id (a whole number, 0 or more)", v);
+        return 2;
+    }
+    return 0;
+}
 
 /* --limit (1..STORE_MAX_LIMIT) or --status (0..6); 0, or 2 after saying what is wrong. */
 static int number_opt(struct cmd_opts *o, const char *name, size_t n, const char *v)
@@ -230,6 +259,21 @@ static int number_opt(struct cmd_opts *o, const char *name, size_t n, const char
     return 0;
 }
 
+/* --poll-ms: 1 ms to an hour; 0, or 2 after saying what is wrong. */
+static int poll_opt(struct cmd_opts *o, const char *v)
+{
+    char *end;
+    long ms = strtol(v, &end, 10);
+
+    if (*v < '0' || *v > '9' || *end != '\0' || ms < 1 || ms > 3600000) {
+        log_error("usage", "--poll-ms: \"%s\" is not a number of milliseconds from 1 to 3600000",
+                  v);
+        return 2;
+    }
+    o->poll_ms = (unsigned)ms;
+    return 0;
+}
+
 /* One option of the command: name (n bytes, without "--") and its value. */
 static int own_opt(struct cmd_opts *o, const char *name, size_t n, const char *v)
 {
@@ -247,6 +291,10 @@ static int own_opt(struct cmd_opts *o, const char *name, size_t n, const char *v
         o->provider = v;
     else if (strncmp(name, "outcome", n) == 0)
         o->outcome = v;
+    else if (strncmp(name, "after", n) == 0)
+        return after_opt(o, v);
+    else if (strncmp(name, "poll-ms", n) == 0)
+        return poll_opt(o, v);
     else
         return number_opt(o, name, n, v);
     return 0;
@@ -261,16 +309,26 @@ static bool is_own(const char *name, size_t n)
     return false;
 }
 
+/* The options without a value; true when a is one. */
+static bool flag_opt(struct cmd_opts *o, const char *a)
+{
+    if (strcmp(a, "--json") == 0)
+        o->json = true;
+    else if (strcmp(a, "--follow") == 0)
+        o->follow = true;
+    else
+        return false;
+    return true;
+}
+
 /* Takes argv[*i] (and its value, moving *i on); 0, or 2 after saying what is wrong. */
 static int take_arg(struct cmd_opts *o, int argc, char **argv, int *i)
 {
     const char *a = argv[*i], *eq = strchr(a, '='), *v;
     size_t n;
 
-    if (strcmp(a, "--json") == 0) {
-        o->json = true;
+    if (flag_opt(o, a))
         return 0;
-    }
     if (strncmp(a, "--", 2) != 0) {
         if (o->npos == (int)ARRAY_SIZE(o->pos)) {
             log_error("usage", "unexpected argument \"%s\"", a);
@@ -481,6 +539,34 @@ out:
     return rc;
 }
 
+static int cmd_events(int argc, char **argv, cli_serve_fn serve)
+{
+    struct cmd_opts o;
+    struct config cfg = {0};
+    int rc;
+
+    (void)serve;
+    if ((rc = cmd_opts_parse(argc, argv, &o)) != 0)
+        goto out;
+    if (o.npos != 0) {
+        fputs(events_help, stderr);
+        rc = 2;
+        goto out;
+    }
+    if ((rc = command_settings(&o, &cfg)) == 0)
+        rc = cli_events(&cfg,
+                        &(struct cli_events_opts){.after = o.after,
+                                                  .limit = o.limit,
+                                                  .follow = o.follow,
+                                                  .poll_ms = o.poll_ms,
+                                                  .json = o.json},
+                        stdout);
+out:
+    free(o.flags);
+    config_cleanup(&cfg);
+    return rc;
+}
+
 /* ---- dispatch ------------------------------------------------------------------------------- */
 
 struct command {
@@ -498,6 +584,7 @@ static const struct command commands[] = {
     {"cancellations", NULL, cancellations_help, false, cmd_cancellations},
     {"alerts", NULL, alerts_help, false, cmd_alerts},
     {"deliveries", NULL, deliveries_help, false, cmd_deliveries},
+    {"events", NULL, events_help, false, cmd_events},
     {"prune", NULL, prune_help, true, cmd_prune},
     {"version", "--version", version_help, false, cmd_version},
 };

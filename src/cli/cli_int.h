@@ -6,6 +6,7 @@
 #define VR_CLI_INT_H
 
 #include <stdbool.h>
+#include <stdint.h>
 #include <stdio.h>
 
 #include "config.h"
@@ -58,5 +59,20 @@ int cli_deliveries_show(const struct config *cfg, const char *id, bool json, FIL
  * could not be replayed (each said on stderr). */
 int cli_deliveries_replay(const struct config *cfg, const char *const *ids, int n, bool json,
                           FILE *out);
+
+struct cli_events_opts {
+    int64_t after;    /* the last event already seen; 0: from the start */
+    unsigned limit;   /* a page; 0: the default */
+    bool follow;      /* keep printing new events until interrupted */
+    unsigned poll_ms; /* with follow: read at least this often; 0: every second */
+    bool json;
+};
+
+/* Lists the case history after the event o->after in feed order, as GET /v1/events does. With
+ * follow, keeps printing each new event as a line (a JSON object with json) until SIGINT or
+ * SIGTERM, then exits 0: it listens on voidrecon_cases and reads from the last event printed
+ * at each notification, when it starts listening (again), and every poll_ms in case a
+ * notification went missing. */
+int cli_events(const struct config *cfg, const struct cli_events_opts *o, FILE *out);
 
 #endif

@@ -2,6 +2,7 @@
  * functions as the API to completion; results printed as tables or JSON. */
 #include <errno.h>
 #include <inttypes.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -793,4 +794,269 @@ int cli_deliveries_replay(const struct config *cfg, const char *const *ids, int 
     cli_finish(&c);
     webhook_routes_free(routes);
     return rc;
+}
+
+/* ---- the change feed ---------------------------------------------------------------------- */
+
+/* How often a follower reads by default even without a notification: an event becomes readable only
+ * once every older transaction has ended, which announces nothing when that transaction wrote no
+ * event; and a notification sent while the listener reconnects is lost. */
+#define FOLLOW_READ_MS 1000
+
+static const char *const event_names[] = {"id",      "at",          "order_no",  "void_code",
+                                          "source",  "from_status", "to_status", "status_name",
+                                          "outcome", "reconciled"};
+static const char *const event_headers[] = {"ID",   "AT", "ORDER_NO", "VOID_CODE", "SOURCE",
+                                            "FROM", "TO", "STATUS",   "OUTCOME",   "RECONCILED"};
+
+static void print_events(FILE *out, const cJSON *doc)
+{
+    const cJSON *next = cJSON_GetObjectItemCaseSensitive(doc, "next_after");
+
+    table(out, cJSON_GetObjectItemCaseSensitive(doc, "events"), event_names, event_headers,
+          ARRAY_SIZE(event_names));
+    if (cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(doc, "more")) && cJSON_IsNumber(next))
+        fprintf(out, "(more events: add --after %.0f)\n", next->valuedouble);
+}
+
+/* An announced event can be unreadable for a moment (a transaction older than its own is still
+ * running): the follower reads again after this, doubling up to --poll-ms, until it has it. */
+#define FOLLOW_SOON_MS 10
+
+/* The ids printed last, so that an announcement of one already printed costs no reads. */
+#define FOLLOW_RECENT 64
+
+struct follower {
+    struct cli c;
+    uv_timer_t tick, soon;
+    uv_signal_t sigint, sigterm;
+    int64_t after;
+    unsigned limit;
+    uint64_t poll_ms;
+    bool json;
+    FILE *out;
+    bool reading, again, stopping, warned, listen_warned;
+    int64_t unseen; /* an announced event not printed yet; 0: none */
+    uint64_t soon_ms;
+    int64_t recent[FOLLOW_RECENT];
+    unsigned n_recent;
+    int rc;
+};
+
+/* One event as one line: a JSON object, or the table's cells. */
+static void follow_print(struct follower *f, const cJSON *event)
+{
+    char v[CELL_BYTES];
+
+    if (f->json) {
+        char *s = cJSON_PrintUnformatted(event);
+
+        fprintf(f->out, "%s\n", s);
+        cJSON_free(s);
+        return;
+    }
+    for (size_t i = 0; i < ARRAY_SIZE(event_names); i++) {
+        cell(event, event_names[i], v, sizeof(v));
+        fprintf(f->out, "%s%s", v, i + 1 < ARRAY_SIZE(event_names) ? "  " : "\n");
+    }
+}
+
+static void follow_handle_closed(uv_handle_t *h)
+{
+    (void)h;
+}
+
+static void follow_stop(struct follower *f, int rc)
+{
+    if (f->stopping)
+        return;
+    f->stopping = true;
+    f->rc = rc;
+    uv_close((uv_handle_t *)&f->tick, follow_handle_closed);
+    uv_close((uv_handle_t *)&f->soon, follow_handle_closed);
+    uv_close((uv_handle_t *)&f->sigint, follow_handle_closed);
+    uv_close((uv_handle_t *)&f->sigterm, follow_handle_closed);
+    store_close(f->c.st, NULL, NULL);
+}
+
+static void follow_read(struct follower *f);
+
+static void follow_soon(uv_timer_t *t)
+{
+    follow_read(container_of(t, struct follower, soon));
+}
+
+/* Remembers the event a notification announced, unless it was printed already. */
+static void follow_announced(struct follower *f, const char *payload)
+{
+    cJSON *note = cJSON_Parse(payload);
+    const cJSON *id = cJSON_GetObjectItemCaseSensitive(note, "event_id");
+    unsigned n = f->n_recent < FOLLOW_RECENT ? f->n_recent : FOLLOW_RECENT;
+    bool printed = false;
+
+    for (unsigned i = 0; cJSON_IsNumber(id) && i < n; i++)
+        printed = printed || f->recent[i] == (int64_t)id->valuedouble;
+    if (cJSON_IsNumber(id) && !printed) {
+        f->unseen = (int64_t)id->valuedouble;
+        f->soon_ms = FOLLOW_SOON_MS;
+    }
+    cJSON_Delete(note);
+}
+
+/* Prints a page; returns whether more pages wait. */
+static bool follow_page(struct follower *f, const char *json)
+{
+    cJSON *doc = cJSON_Parse(json);
+    const cJSON *event, *next = cJSON_GetObjectItemCaseSensitive(doc, "next_after");
+    bool more = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(doc, "more"));
+
+    cJSON_ArrayForEach(event, cJSON_GetObjectItemCaseSensitive(doc, "events"))
+    {
+        const cJSON *id = cJSON_GetObjectItemCaseSensitive(event, "id");
+
+        follow_print(f, event);
+        if (!cJSON_IsNumber(id))
+            continue;
+        f->recent[f->n_recent++ % FOLLOW_RECENT] = (int64_t)id->valuedouble;
+        if ((int64_t)id->valuedouble == f->unseen)
+            f->unseen = 0;
+    }
+    if (cJSON_IsNumber(next))
+        f->after = (int64_t)next->valuedouble;
+    (void)fflush(f->out);
+    cJSON_Delete(doc);
+    return more;
+}
+
+static void follow_got(int status, const char *json, const char *error, void *arg)
+{
+    struct follower *f = arg;
+
+    f->reading = false;
+    if (f->stopping)
+        return;
+    if (status == VR_ENOENT) {
+        log_error("no_such_event", "events --after %lld: no event has this id",
+                  (long long)f->after);
+        follow_stop(f, 1);
+        return;
+    }
+    if (status != 0) {
+        /* Said once per outage; the next tick tries again. */
+        if (!f->warned)
+            log_warn("events_unavailable", "%s; trying again", error);
+        f->warned = true;
+        return;
+    }
+    f->warned = false;
+    if (follow_page(f, json) || f->again) {
+        f->again = false;
+        follow_read(f);
+    } else if (f->unseen != 0 && f->soon_ms <= f->poll_ms) {
+        /* Past poll_ms the periodic reads take over. */
+        uv_timer_start(&f->soon, follow_soon, f->soon_ms, 0);
+        f->soon_ms *= 2;
+    }
+}
+
+static void follow_read(struct follower *f)
+{
+    if (f->stopping)
+        return;
+    if (f->reading) {
+        f->again = true; /* what was announced may have committed after this read began */
+        return;
+    }
+    f->reading = true;
+    store_events_list(f->c.st, f->after, f->limit, follow_got, f);
+}
+
+static void follow_heard(int status, const char *payload, const char *error, void *arg)
+{
+    struct follower *f = arg;
+
+    if (status != 0) {
+        /* Said once per outage: it retries every second. */
+        if (!f->listen_warned)
+            log_warn("listen_failed", "%s; trying again", error);
+        f->listen_warned = true;
+        return;
+    }
+    if (payload == NULL)
+        f->listen_warned = false;
+    else
+        follow_announced(f, payload);
+    follow_read(f);
+}
+
+static void follow_tick(uv_timer_t *t)
+{
+    follow_read(container_of(t, struct follower, tick));
+}
+
+static void follow_signal(uv_signal_t *h, int signum)
+{
+    struct follower *f = h->data;
+
+    (void)signum;
+    follow_stop(f, 0);
+}
+
+static int follow(const struct config *cfg, const struct cli_events_opts *o, FILE *out)
+{
+    struct follower f = {.after = o->after,
+                         .limit = o->limit,
+                         .poll_ms = o->poll_ms ? o->poll_ms : FOLLOW_READ_MS,
+                         .json = o->json,
+                         .out = out};
+    int rc;
+
+    if ((rc = cli_open(&f.c, cfg)) != 0)
+        return rc;
+    uv_timer_init(&f.c.loop, &f.tick);
+    uv_timer_init(&f.c.loop, &f.soon);
+    uv_signal_init(&f.c.loop, &f.sigint);
+    uv_signal_init(&f.c.loop, &f.sigterm);
+    f.sigint.data = f.sigterm.data = &f;
+    uv_signal_start(&f.sigint, follow_signal, SIGINT);
+    uv_signal_start(&f.sigterm, follow_signal, SIGTERM);
+    if (store_listen_cases(f.c.st, follow_heard, &f) != 0) {
+        log_error("failed", "events --follow: cannot listen for case changes");
+        follow_stop(&f, 1);
+    } else {
+        /* The first read catches up at once; the listener's start reads again. */
+        uv_timer_start(&f.tick, follow_tick, 0, f.poll_ms);
+    }
+    uv_run(&f.c.loop, UV_RUN_DEFAULT);
+    (void)uv_loop_close(&f.c.loop);
+    return f.rc;
+}
+
+int cli_events(const struct config *cfg, const struct cli_events_opts *o, FILE *out)
+{
+    struct cli c;
+    cJSON *doc;
+    int rc;
+
+    if (o->follow)
+        return follow(cfg, o, out);
+    if ((rc = cli_open(&c, cfg)) != 0)
+        return rc;
+    store_events_list(c.st, o->after, o->limit, json_done, &c);
+    cli_finish(&c);
+    if (c.status == VR_ENOENT) {
+        log_error("no_such_event", "events --after %lld: no event has this id",
+                  (long long)o->after);
+        return 1;
+    }
+    if (c.status != 0)
+        return failed(&c, "events");
+    if (o->json) {
+        fprintf(out, "%s\n", c.json);
+    } else if ((doc = cJSON_Parse(c.json)) != NULL) {
+        print_events(out, doc);
+        cJSON_Delete(doc);
+    }
+    free(c.json);
+    return 0;
 }

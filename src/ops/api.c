@@ -1,6 +1,7 @@
 /* /v1: bearer-token check, then the routes. */
 #include "api.h"
 
+#include <errno.h>
 #include <inttypes.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -631,6 +632,57 @@ static bool deliveries_route(struct api *a, struct httpd_request *req, const cha
     return false;
 }
 
+/* ---- the change feed ---------------------------------------------------------------------- */
+
+static void events_answered(int status, const char *json, const char *error, void *arg)
+{
+    struct query *q = arg;
+
+    if (status != VR_ENOENT) {
+        queried(status, json, error, arg);
+        return;
+    }
+    httpd_respond_error(q->req, 400, "invalid_query",
+                        "after: no event has this id; pass the id of the last event this feed "
+                        "gave you, or 0",
+                        NULL);
+    query_free(q);
+}
+
+/* A whole number from lo to hi, digits only; false when text is anything else. */
+static bool whole_number(const char *text, long long lo, long long hi, long long *out)
+{
+    char *end;
+
+    if (text[0] < '0' || text[0] > '9' || strlen(text) > 19)
+        return false;
+    errno = 0;
+    *out = strtoll(text, &end, 10);
+    return errno == 0 && *end == '\0' && *out >= lo && *out <= hi;
+}
+
+/* GET /v1/events?after=ID&limit=N: the case history in feed order after the event ID. */
+static void events(struct api *a, struct httpd_request *req)
+{
+    bool bad_after = false, bad_limit = false;
+    char *after = query_param(httpd_request_query(req), "after", &bad_after);
+    char *limit = query_param(httpd_request_query(req), "limit", &bad_limit);
+    long long after_id = 0, n = 0;
+    const char *err = NULL;
+
+    if (bad_after || (after != NULL && !whole_number(after, 0, INT64_MAX, &after_id)))
+        err = "after: expected the id of the last event read, a whole number (0: from the start)";
+    else if (bad_limit || (limit != NULL && !whole_number(limit, 1, STORE_MAX_LIMIT, &n)))
+        err = "limit: expected a number from 1 to 500";
+    free(after);
+    free(limit);
+    if (err != NULL) {
+        httpd_respond_error(req, 400, "invalid_query", err, NULL);
+        return;
+    }
+    store_events_list(a->st, (int64_t)after_id, (unsigned)n, events_answered, query_new(req));
+}
+
 bool api_admit(const struct api *a, struct httpd_request *req)
 {
     if (a->token[0] == '\0') {
@@ -662,6 +714,13 @@ void api_handle(struct api *a, struct httpd_request *req)
     }
     if (strncmp(path, "/v1/cancellations/", 18) == 0) {
         one_cancellation(a, req, path + 18);
+        return;
+    }
+    if (strcmp(path, "/v1/events") == 0) {
+        if (get)
+            events(a, req);
+        else
+            httpd_respond_error(req, 405, "method_not_allowed", "use GET", "Allow: GET, HEAD\r\n");
         return;
     }
     if (strcmp(path, "/v1/alerts") == 0 || strcmp(path, "/v1/cancellations") == 0) {

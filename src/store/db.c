@@ -86,6 +86,8 @@ struct db_conn {
     int failed_once; /* an attempt failed since start: lets STARTING turn into DOWN */
     int flushing;    /* PQflush returned 1: wait for writable too */
     int recycle;     /* reconnect instead of going back to the pool (read-only, fatal error) */
+    db_notify_cb notify_cb; /* db_session_watch: notifications and loss, while held */
+    void *notify_arg;
     struct db_session session;
     struct db_query q;
 };
@@ -485,6 +487,7 @@ static void conn_close_final(struct db_conn *c)
         return;
     conn_drop(c, "closing");
     memset(&c->q, 0, sizeof(c->q));
+    c->notify_cb = NULL;
     c->state = CONN_CLOSED;
     uv_close((uv_handle_t *)&c->timer, conn_timer_close_cb);
 }
@@ -559,6 +562,21 @@ static void conn_deliver(struct db_conn *c, PGresult *res, int status)
     PQclear(res);
     if (cancelled)
         conn_release_now(c);
+    else if (c->state == CONN_BUSY && c->notify_cb != NULL && !c->q.active)
+        uv_timer_start(&c->timer, conn_on_timer, 0, 0); /* what came with the answer */
+}
+
+/* Hands what LISTEN brought to the watcher, between queries. The callback may release the
+ * session, after which the connection is no longer its own. */
+static void conn_notifies(struct db_conn *c)
+{
+    PGnotify *n;
+
+    while (c->state == CONN_BUSY && c->notify_cb != NULL && !c->q.active && c->pg != NULL &&
+           (n = PQnotifies(c->pg)) != NULL) {
+        c->notify_cb(&c->session, n->relname, n->extra, c->notify_arg);
+        PQfreemem(n);
+    }
 }
 
 /* Drops the connection; reason_out (DB_REASON_BYTES) gets why, copied first: why often points
@@ -608,6 +626,8 @@ static void conn_break(struct db_conn *c, const char *why)
         /* The session stays held; its next query fails, release reconnects. */
         if (c->q.active && !c->q.deferred)
             conn_deliver(c, NULL, VR_EUNAVAIL);
+        else if (!c->q.active && c->notify_cb != NULL)
+            c->notify_cb(&c->session, NULL, NULL, c->notify_arg);
         break;
     default:
         break;
@@ -771,8 +791,11 @@ static void conn_io(struct db_conn *c)
             }
         }
     }
-    if (PQstatus(c->pg) == CONNECTION_BAD)
+    if (PQstatus(c->pg) == CONNECTION_BAD) {
         conn_break(c, PQerrorMessage(c->pg));
+        return;
+    }
+    conn_notifies(c);
 }
 
 static void on_poll(uv_poll_t *h, int status, int events)
@@ -825,6 +848,8 @@ static void conn_on_timer(uv_timer_t *t)
             conn_deliver(c, NULL, c->q.deferred);
         else if (c->q.active)
             conn_break(c, "query watchdog expired");
+        else
+            conn_notifies(c);
         break;
     default:
         break;
@@ -1137,11 +1162,28 @@ void db_session_query(struct db_session *s, const char *sql, int nparams, const 
     uv_timer_start(&c->timer, conn_on_timer, conn_watchdog_ms(c), 0);
 }
 
+void db_session_watch(struct db_session *s, db_notify_cb cb, void *arg)
+{
+    struct db_conn *c = s->conn;
+
+    assert(c->state == CONN_BUSY);
+    c->notify_cb = cb;
+    c->notify_arg = arg;
+    if (!c->q.active)
+        uv_timer_start(&c->timer, conn_on_timer, 0, 0);
+}
+
 void db_release(struct db_session *s)
 {
     struct db_conn *c = s->conn;
 
     assert(c->state == CONN_BUSY && !c->q.cancelled);
+    if (c->notify_cb != NULL) {
+        /* Its LISTEN must not follow the connection into other hands. */
+        c->notify_cb = NULL;
+        c->notify_arg = NULL;
+        c->recycle = 1;
+    }
     if (c->q.active) {
         if (!c->q.deferred) {
             c->q.cancelled = 1;

@@ -82,6 +82,18 @@ void db_acquire(struct db *db, db_acquire_cb cb, void *arg);
 void db_session_query(struct db_session *s, const char *sql, int nparams, const char *const *params,
                       const int *lengths, db_result_cb cb, void *arg);
 
+/* A notification arrived on a watched session's connection (channel and payload borrowed for
+ * the call), or, with channel NULL, the connection was lost: the session stays held until the
+ * caller releases it. The callback may release the session. */
+typedef void (*db_notify_cb)(struct db_session *s, const char *channel, const char *payload,
+                             void *arg);
+
+/* Watches a held session between queries, for a LISTEN on it: every notification that arrives
+ * (those already received included, delivered from the loop) and the connection's loss go to
+ * cb. Released, the connection is closed and made anew rather than pooled, so that no LISTEN
+ * outlives its session. */
+void db_session_watch(struct db_session *s, db_notify_cb cb, void *arg);
+
 /* Returns the session's connection to the pool. A connection left inside a transaction is
  * rolled back by the pool first; a broken one reconnects in the background. Releasing with a
  * query in flight cancels its callback (it will not run). s is invalid afterwards. */

@@ -66,6 +66,9 @@ int store_new(struct store **out, uv_loop_t *loop, const struct store_config *cf
         free(st);
         return VR_EINVAL;
     }
+    st->loop = loop;
+    st->conninfo = xstrdup(cfg->conninfo);
+    st->timeout_ms = timeout_ms;
     st->poll_first_ms = cfg->poll_first_ms;
     st->poll_confirm_ms = cfg->poll_confirm_ms;
     *out = st;
@@ -78,6 +81,7 @@ static void pool_closed(void *arg)
     void (*done_cb)(void *arg) = st->done_cb;
     void *done_arg = st->done_arg;
 
+    free(st->conninfo);
     free(st);
     if (done_cb != NULL)
         done_cb(done_arg);
@@ -91,14 +95,30 @@ static void health_pool_closed(void *arg)
     db_close(st->db, pool_closed, st);
 }
 
-void store_close(struct store *st, void (*done_cb)(void *arg), void *arg)
+static void close_pools(struct store *st)
 {
-    st->done_cb = done_cb;
-    st->done_arg = arg;
     if (st->health_db != NULL)
         db_close(st->health_db, health_pool_closed, st);
     else
         db_close(st->db, pool_closed, st);
+}
+
+static void listener_closed(void *arg)
+{
+    struct store *st = arg;
+
+    st->listen = NULL;
+    close_pools(st);
+}
+
+void store_close(struct store *st, void (*done_cb)(void *arg), void *arg)
+{
+    st->done_cb = done_cb;
+    st->done_arg = arg;
+    if (st->listen != NULL)
+        store_listen_close(st->listen, listener_closed, st);
+    else
+        close_pools(st);
 }
 
 /* ---- operations ----------------------------------------------------------------------------- */

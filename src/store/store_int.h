@@ -13,14 +13,24 @@
 
 #define STORE_ERROR_BYTES 256
 
+struct store_listen;
+
 struct store {
+    uv_loop_t *loop;
+    char *conninfo; /* for connections made later (the change feed's listener) */
+    uint64_t timeout_ms;
     struct db *db;
-    struct db *health_db; /* NULL: health readings use db */
+    struct db *health_db;        /* NULL: health readings use db */
+    struct store_listen *listen; /* NULL: none (store_listen_cases) */
     uint64_t poll_first_ms;
     uint64_t poll_confirm_ms;
     void (*done_cb)(void *arg);
     void *done_arg;
 };
+
+/* Stops the listener, releases its connection and closes its pool, frees it, then calls
+ * done_cb(arg) (feed.c). */
+void store_listen_close(struct store_listen *l, void (*done_cb)(void *arg), void *arg);
 
 /* SQL that returns the applied schema version as one row, one column (migrate.c and health). */
 extern const char store_sql_schema_version[];

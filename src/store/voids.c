@@ -20,7 +20,9 @@ static const char sql_case_select[] =
 /* $19 NULL inserts a new case, otherwise the case is updated only if its version is still $19
  * (and, for a poll, its lease token still $23). No row back means another writer won: read
  * again. Deliveries and events reference rows written in the same statement; foreign keys are
- * checked at its end. $29 says the report carries an Atlas answer whose details are kept. */
+ * checked at its end. $29 says the report carries an Atlas answer whose details are kept. The
+ * event keeps whether the case is reconciled afterwards ($21): the change feed's trigger
+ * (migration 0008) announces the moment it becomes so. */
 static const char sql_void_write[] =
     "WITH ins AS ("
     "  INSERT INTO voidrecon.void_cases (order_no, void_code, status, confirmed, reconciled_at,"
@@ -80,9 +82,9 @@ static const char sql_void_write[] =
     "), e AS ("
     "  INSERT INTO voidrecon.void_case_events (order_no, void_code, source, reported_status,"
     "                                          from_status, to_status, outcome, delivery_id,"
-    "                                          message)"
+    "                                          message, reconciled)"
     "  SELECT $1::text, $2::text, $9::text, $10::smallint, $11::smallint, $12::smallint,"
-    "         $7::text, (SELECT id FROM d), $14::text FROM c"
+    "         $7::text, (SELECT id FROM d), $14::text, $21::boolean FROM c"
     "  RETURNING id"
     "), a AS ("
     "  INSERT INTO voidrecon.alerts (kind, order_no, void_code, payload)"
