@@ -207,6 +207,9 @@ static int cmd_version(int argc, char **argv, cli_serve_fn serve)
 
 /* ---- cases and alerts ----------------------------------------------------------------------- */
 
+/* Arguments that are not options a command takes at most (deliveries replay ID...). */
+#define MAX_POSITIONAL 64
+
 /* A command's own options; the other --flags are settings (config_load). */
 struct cmd_opts {
     bool json, follow;
@@ -216,7 +219,7 @@ struct cmd_opts {
     unsigned limit;
     int status;
     const char *provider, *outcome;
-    const char *pos[64];
+    const char *pos[MAX_POSITIONAL];
     int npos;
     char **flags;
     int nflags;
@@ -381,6 +384,50 @@ static bool is_sub(const char *sub, const char *name)
     return strcmp(sub, name) == 0;
 }
 
+/* One way to call a command: its subcommand (NULL: the command takes none) and how many
+ * arguments follow it. */
+struct form {
+    const char *sub;
+    int min_args, max_args;
+};
+
+static bool fits(const struct cmd_opts *o, const struct form *f)
+{
+    int args = o->npos - (f->sub != NULL);
+
+    if (f->sub != NULL && (o->npos == 0 || !is_sub(o->pos[0], f->sub)))
+        return false;
+    return args >= f->min_args && args <= f->max_args;
+}
+
+/* The commands on the store: parses the options, checks the arguments against forms (the
+ * help on stderr and 2 when they fit none), reads the settings, then run. */
+static int store_command(int argc, char **argv, const char *help, const struct form *forms,
+                         size_t nforms,
+                         int (*run)(const struct cmd_opts *o, const struct config *cfg))
+{
+    struct cmd_opts o;
+    struct config cfg = {0};
+    bool ok = false;
+    int rc;
+
+    if ((rc = cmd_opts_parse(argc, argv, &o)) != 0)
+        goto out;
+    for (size_t i = 0; i < nforms && !ok; i++)
+        ok = fits(&o, &forms[i]);
+    if (!ok) {
+        fputs(help, stderr);
+        rc = 2;
+        goto out;
+    }
+    if ((rc = command_settings(&o, &cfg)) == 0)
+        rc = run(&o, &cfg);
+out:
+    free(o.flags);
+    config_cleanup(&cfg);
+    return rc;
+}
+
 static int cases_run(const struct cmd_opts *o, const struct config *cfg)
 {
     const char *sub = o->pos[0];
@@ -397,28 +444,11 @@ static int cases_run(const struct cmd_opts *o, const struct config *cfg)
 
 static int cmd_cases(int argc, char **argv, cli_serve_fn serve)
 {
-    struct cmd_opts o;
-    struct config cfg = {0};
-    const char *sub;
-    int rc;
+    static const struct form forms[] = {
+        {"add", 2, 2}, {"list", 0, 0}, {"show", 2, 2}, {"ack", 2, 2}};
 
     (void)serve;
-    if ((rc = cmd_opts_parse(argc, argv, &o)) != 0)
-        goto out;
-    sub = o.npos > 0 ? o.pos[0] : "";
-    if ((is_sub(sub, "add") || is_sub(sub, "show") || is_sub(sub, "ack"))
-            ? o.npos != 3
-            : (!is_sub(sub, "list") || o.npos != 1)) {
-        fputs(cases_help, stderr);
-        rc = 2;
-        goto out;
-    }
-    if ((rc = command_settings(&o, &cfg)) == 0)
-        rc = cases_run(&o, &cfg);
-out:
-    free(o.flags);
-    config_cleanup(&cfg);
-    return rc;
+    return store_command(argc, argv, cases_help, forms, ARRAY_SIZE(forms), cases_run);
 }
 
 static int cancellations_run(const struct cmd_opts *o, const struct config *cfg)
@@ -435,27 +465,11 @@ static int cancellations_run(const struct cmd_opts *o, const struct config *cfg)
 
 static int cmd_cancellations(int argc, char **argv, cli_serve_fn serve)
 {
-    struct cmd_opts o;
-    struct config cfg = {0};
-    const char *sub;
-    int rc;
+    static const struct form forms[] = {{"list", 0, 0}, {"show", 1, 1}, {"ack", 1, 1}};
 
     (void)serve;
-    if ((rc = cmd_opts_parse(argc, argv, &o)) != 0)
-        goto out;
-    sub = o.npos > 0 ? o.pos[0] : "";
-    if ((is_sub(sub, "show") || is_sub(sub, "ack")) ? o.npos != 2
-                                                    : (!is_sub(sub, "list") || o.npos != 1)) {
-        fputs(cancellations_help, stderr);
-        rc = 2;
-        goto out;
-    }
-    if ((rc = command_settings(&o, &cfg)) == 0)
-        rc = cancellations_run(&o, &cfg);
-out:
-    free(o.flags);
-    config_cleanup(&cfg);
-    return rc;
+    return store_command(argc, argv, cancellations_help, forms, ARRAY_SIZE(forms),
+                         cancellations_run);
 }
 
 static int deliveries_run(const struct cmd_opts *o, const struct config *cfg)
@@ -472,99 +486,56 @@ static int deliveries_run(const struct cmd_opts *o, const struct config *cfg)
 
 static int cmd_deliveries(int argc, char **argv, cli_serve_fn serve)
 {
-    struct cmd_opts o;
-    struct config cfg = {0};
-    const char *sub;
-    int rc;
+    static const struct form forms[] = {
+        {"list", 0, 0}, {"show", 1, 1}, {"replay", 1, MAX_POSITIONAL - 1}};
 
     (void)serve;
-    if ((rc = cmd_opts_parse(argc, argv, &o)) != 0)
-        goto out;
-    sub = o.npos > 0 ? o.pos[0] : "";
-    if (!(is_sub(sub, "list") && o.npos == 1) && !(is_sub(sub, "show") && o.npos == 2) &&
-        !(is_sub(sub, "replay") && o.npos >= 2)) {
-        fputs(deliveries_help, stderr);
-        rc = 2;
-        goto out;
-    }
-    if ((rc = command_settings(&o, &cfg)) == 0)
-        rc = deliveries_run(&o, &cfg);
-out:
-    free(o.flags);
-    config_cleanup(&cfg);
-    return rc;
+    return store_command(argc, argv, deliveries_help, forms, ARRAY_SIZE(forms), deliveries_run);
+}
+
+static int alerts_run(const struct cmd_opts *o, const struct config *cfg)
+{
+    return cli_alerts_list(cfg, o->state ? o->state : "all", o->limit, o->cursor, o->json, stdout);
 }
 
 static int cmd_alerts(int argc, char **argv, cli_serve_fn serve)
 {
-    struct cmd_opts o;
-    struct config cfg = {0};
-    int rc;
+    static const struct form forms[] = {{"list", 0, 0}};
 
     (void)serve;
-    if ((rc = cmd_opts_parse(argc, argv, &o)) != 0)
-        goto out;
-    if (o.npos != 1 || strcmp(o.pos[0], "list") != 0) {
-        fputs(alerts_help, stderr);
-        rc = 2;
-        goto out;
-    }
-    if ((rc = command_settings(&o, &cfg)) == 0)
-        rc = cli_alerts_list(&cfg, o.state ? o.state : "all", o.limit, o.cursor, o.json, stdout);
-out:
-    free(o.flags);
-    config_cleanup(&cfg);
-    return rc;
+    return store_command(argc, argv, alerts_help, forms, ARRAY_SIZE(forms), alerts_run);
+}
+
+static int prune_run(const struct cmd_opts *o, const struct config *cfg)
+{
+    return cli_prune(cfg, o->json, stdout);
 }
 
 static int cmd_prune(int argc, char **argv, cli_serve_fn serve)
 {
-    struct cmd_opts o;
-    struct config cfg = {0};
-    int rc;
+    static const struct form forms[] = {{NULL, 0, 0}};
 
     (void)serve;
-    if ((rc = cmd_opts_parse(argc, argv, &o)) != 0)
-        goto out;
-    if (o.npos != 0) {
-        fputs(prune_help, stderr);
-        rc = 2;
-        goto out;
-    }
-    if ((rc = command_settings(&o, &cfg)) == 0)
-        rc = cli_prune(&cfg, o.json, stdout);
-out:
-    free(o.flags);
-    config_cleanup(&cfg);
-    return rc;
+    return store_command(argc, argv, prune_help, forms, ARRAY_SIZE(forms), prune_run);
+}
+
+static int events_run(const struct cmd_opts *o, const struct config *cfg)
+{
+    return cli_events(cfg,
+                      &(struct cli_events_opts){.after = o->after,
+                                                .limit = o->limit,
+                                                .follow = o->follow,
+                                                .poll_ms = o->poll_ms,
+                                                .json = o->json},
+                      stdout);
 }
 
 static int cmd_events(int argc, char **argv, cli_serve_fn serve)
 {
-    struct cmd_opts o;
-    struct config cfg = {0};
-    int rc;
+    static const struct form forms[] = {{NULL, 0, 0}};
 
     (void)serve;
-    if ((rc = cmd_opts_parse(argc, argv, &o)) != 0)
-        goto out;
-    if (o.npos != 0) {
-        fputs(events_help, stderr);
-        rc = 2;
-        goto out;
-    }
-    if ((rc = command_settings(&o, &cfg)) == 0)
-        rc = cli_events(&cfg,
-                        &(struct cli_events_opts){.after = o.after,
-                                                  .limit = o.limit,
-                                                  .follow = o.follow,
-                                                  .poll_ms = o.poll_ms,
-                                                  .json = o.json},
-                        stdout);
-out:
-    free(o.flags);
-    config_cleanup(&cfg);
-    return rc;
+    return store_command(argc, argv, events_help, forms, ARRAY_SIZE(forms), events_run);
 }
 
 /* ---- dispatch ------------------------------------------------------------------------------- */
