@@ -67,7 +67,9 @@ struct poll_job {
 struct circuit {
     struct poll_job *held; /* a list through next_held */
     unsigned held_n;
-    unsigned rate_limited; /* rate-limit pauses in a row, no good answer between */
+    unsigned rate_limited; /* rate-limit pauses in a row, no good answer between, each set off
+                              by another case than the one before */
+    char *rate_limited_by; /* "order\nvoid" of the case that set off the last one */
     uint64_t held_since;
     bool open;           /* as last known: opened here, or seen by a lease */
     bool busy;           /* an open or a close is under way */
@@ -436,6 +438,22 @@ static void circuit_hold(struct poller *p, struct poll_job *j)
     circuit_consider(p, j);
 }
 
+/* A new rate-limit pause counts for the circuit when another case than the last one set it
+ * off: one case refused again and again is no outage. */
+static void circuit_rate_limited(struct poller *p, const struct poll_job *j)
+{
+    size_t n = strlen(j->order_no) + strlen(j->void_code) + 2;
+    char *key = xmalloc(n);
+
+    snprintf(key, n, "%s\n%s", j->order_no, j->void_code);
+    if (p->circuit.rate_limited_by == NULL || strcmp(key, p->circuit.rate_limited_by) != 0) {
+        p->circuit.rate_limited++;
+        circuit_consider(p, j);
+    }
+    free(p->circuit.rate_limited_by);
+    p->circuit.rate_limited_by = key;
+}
+
 /* Held failures are counted when no other answer can come to say they were everyone's: none
  * is on its way and a lease found no other case due, taken late enough to have seen a circuit
  * that another process opened meanwhile; or they waited half a lease. */
@@ -457,10 +475,8 @@ static void failed_for_everyone(struct poller *p, struct poll_job *j, uint64_t r
 {
     if (j->failure == ATLAS_FAILURE_RATE_LIMIT) {
         metrics_poll("rate_limited");
-        if (pause_all(p, retry_after_ms, j) && !p->circuit.open) {
-            p->circuit.rate_limited++;
-            circuit_consider(p, j);
-        }
+        if (pause_all(p, retry_after_ms, j) && !p->circuit.open)
+            circuit_rate_limited(p, j);
         job_defer(j);
         return;
     }
@@ -720,6 +736,7 @@ static void tick_closed(uv_handle_t *h)
     void (*done_cb)(void *arg) = p->done_cb;
     void *done_arg = p->done_arg;
 
+    free(p->circuit.rate_limited_by);
     free(p);
     if (done_cb != NULL)
         done_cb(done_arg);
