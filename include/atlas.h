@@ -86,6 +86,32 @@ int atlas_query_parse(const char *body, size_t len, const char *void_code,
  * ({"code":429,...,"retryAfter":1}), or -1 when there is none. */
 long atlas_retry_after_parse(const char *body, size_t len);
 
+/* What a failed queryVoidOrders.do says, and so what the poller does about it. */
+enum atlas_failure {
+    ATLAS_FAILURE_CASE,        /* about this case, may pass (other codes, a malformed answer):
+                                  retried with a growing backoff */
+    ATLAS_FAILURE_PERMANENT,   /* about this case, no retry will change it (801, 824, an answer
+                                  without the case): flagged at once */
+    ATLAS_FAILURE_RATE_LIMIT,  /* HTTP 429, status 905: every poll waits */
+    ATLAS_FAILURE_CREDENTIALS, /* status 900, 902: the client's id, secret or account */
+    ATLAS_FAILURE_REFUSED,     /* status 901: the request itself, the same for every case */
+    ATLAS_FAILURE_SYSTEM,      /* status 9999, -1: Atlas's own error */
+    ATLAS_FAILURE_SERVER,      /* HTTP 5xx */
+    ATLAS_FAILURE_UNREACHABLE  /* no answer: refused, reset, timed out */
+};
+
+/* The kind of failure of a query that did not succeed: status is the reply's (VR_EREMOTE,
+ * VR_ENOENT, VR_EPARSE, VR_ETIMEDOUT, VR_EIO), http_status 0 when no answer came, atlas_status
+ * the envelope's when the HTTP status was 200. */
+enum atlas_failure atlas_failure_of(int status, long http_status, int atlas_status);
+
+/* True for the kinds that are not the case's own: Atlas fails this way for every case. */
+bool atlas_failure_is_global(enum atlas_failure f);
+
+/* A short name of the kind: case, permanent, rate_limited, credentials, request_refused,
+ * system_error, server_error, unreachable. Static. */
+const char *atlas_failure_name(enum atlas_failure f);
+
 /* Frees what atlas_query_parse allocated; accepts a zeroed item. */
 void atlas_void_order_cleanup(struct atlas_void_order *o);
 

@@ -59,6 +59,10 @@ struct config {
     uint64_t poll_max_rps;
     uint64_t poll_failures_alert;
     uint64_t stuck_after_ms;
+    uint64_t atlas_circuit_cases;
+    uint64_t atlas_probe_max_ms;
+    uint64_t atlas_silence_ms;
+    uint64_t atlas_silence_poll_changes;
     char *alert_url;
     char *alert_secret;
     uint64_t alert_timeout_ms;

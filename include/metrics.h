@@ -19,8 +19,9 @@ void metrics_http(const char *path, int status, double seconds);
  * duplicate, stale or conflict. */
 void metrics_transition(const char *source, const char *outcome);
 
-/* A poll of Atlas: result ok (answer applied), failed, rate_limited (a 429: the poller pauses,
- * the case is not failed), or lease_lost. */
+/* A poll of Atlas: result ok (answer applied), failed, rate_limited (a 429 or status 905: the
+ * poller pauses, the case is not failed), lease_lost, or deferred (a failure that is everyone's:
+ * given back uncounted to the open circuit). */
 void metrics_poll(const char *result);
 
 /* An alert delivery attempt. */
@@ -35,7 +36,11 @@ struct metrics_gauges {
     bool db_up;         /* the pool holds an established connection */
     bool db_read_only;  /* the database refuses writes */
     bool poller_paused; /* Atlas asked the poller to wait */
-    bool have_counts;   /* the counts below were read at least once */
+    bool circuit_open;  /* atlas_failing is open */
+    int64_t circuit_since_s;
+    bool webhooks_silent; /* webhooks_silent is open */
+    int64_t silent_since_s;
+    bool have_counts; /* the counts below were read at least once */
     int64_t open_cases;
     int64_t followup_cases;
     int64_t alert_backlog;

@@ -1,9 +1,14 @@
 /* The reconciliation loop: a repeating timer that leases due cases, asks Atlas about each with
- * bounded concurrency and rate, and applies every answer through the state machine; it also
- * flags cases that stay open too long. */
+ * bounded concurrency and a rate shared by every process, and applies every answer through the
+ * state machine. Failures that are a case's own back off (or flag the case at once when no
+ * retry changes them); failures that are everyone's, seen for several cases in a row, open a
+ * circuit shared by every process: polling pauses but for probes, cases keep their counts, and
+ * one atlas_failing alert is raised, one more when Atlas answers again. It also flags cases
+ * that stay open too long, and raises webhooks_silent when Atlas's webhooks stop coming. */
 #ifndef VR_POLLER_H
 #define VR_POLLER_H
 
+#include <stdbool.h>
 #include <stdint.h>
 
 #include <uv.h>
@@ -25,10 +30,23 @@ struct poller_config {
     unsigned concurrency;     /* requests in flight (8) */
     unsigned max_rps;         /* requests started per second (10) */
     unsigned failures_alert;  /* failed polls in a row that flag poll_failing (10) */
+    unsigned circuit_cases;   /* distinct cases in a row failing for everyone (credentials,
+                                 system or server errors, unreachable, rate limits) that open
+                                 the circuit (3) */
+    uint64_t probe_max_ms;    /* cap of the probe interval while it is open (300000); the
+                                 first probe comes retry_ms after the opening */
+    uint64_t silence_ms;      /* no Atlas webhook for this long while cases are open raises
+                                 webhooks_silent; 0: off */
+    unsigned silence_changes; /* status changes found by polls since the last Atlas webhook
+                                 that raise it; 0: off */
     /* Called when Atlas makes every poll wait (a 429): no poll starts before until_ms (loop
      * time, uv_now); why is one line, borrowed for the call. NULL: nobody is told. */
     void (*pause_cb)(uint64_t until_ms, const char *why, void *arg);
     void *pause_arg;
+    /* Called with what the poller learns of an incident: kind "atlas_failing" or
+     * "webhooks_silent", open or not, since when (Unix time, 0 when closed). NULL: nobody is
+     * told. The arg is pause_arg. */
+    void (*incident_cb)(const char *kind, bool open, int64_t since_s, void *arg);
     /* The Atlas API; base_url NULL or "": no polling (Atlas not configured), only the stuck
      * sweep. Copied. */
     struct atlas_client_config atlas;

@@ -136,29 +136,54 @@ void store_record_cancellation(struct store *st, const struct store_delivery *d,
 struct store_lease {
     const char *order_no;
     const char *void_code;
-    int64_t version;     /* when leased */
-    int64_t lease_token; /* give it back with the answer */
-    int polls;           /* good answers so far */
-    int poll_failures;   /* failures in a row so far */
+    int64_t version;      /* when leased */
+    int64_t lease_token;  /* give it back with the answer */
+    int polls;            /* good answers so far */
+    int poll_failures;    /* failures in a row so far */
+    bool failed_for_good; /* the last of those failures was one no retry changes */
 };
 
-typedef void (*store_lease_cb)(int status, const char *error, const struct store_lease *leases,
-                               size_t n, void *arg);
+/* What one lease gets back: the cases (n of them, none while the circuit is closed to them)
+ * and the circuit's state as the lease saw it. */
+struct store_lease_batch {
+    const struct store_lease *leases;
+    size_t n;
+    bool circuit_open;       /* an atlas_failing incident is open */
+    bool probe;              /* the case leased is that incident's probe */
+    int64_t circuit_since_s; /* when it opened, Unix time; 0 when closed */
+};
+
+/* How to lease: up to max cases, each for lease_ms; every process together leases at most
+ * max_rps per second (one second's worth in a burst); while an atlas_failing incident is open,
+ * one probe at a time, probe_ms after the opening and then at doubling intervals up to
+ * probe_max_ms. */
+struct store_lease_rules {
+    unsigned max;
+    uint64_t lease_ms;
+    unsigned max_rps;
+    uint64_t probe_ms;
+    uint64_t probe_max_ms;
+};
+
+/* batch is NULL on failure. */
+typedef void (*store_lease_cb)(int status, const char *error, const struct store_lease_batch *batch,
+                               void *arg);
 /* count: how many rows the operation touched. */
 typedef void (*store_count_cb)(int status, const char *error, int64_t count, void *arg);
 
-/* Leases up to max cases that are due for a poll and not leased by anyone (FOR UPDATE SKIP
- * LOCKED), for lease_ms, oldest due first. */
-void store_lease_due(struct store *st, unsigned max, uint64_t lease_ms, store_lease_cb cb,
+/* Leases cases that are due for a poll and not leased by anyone (FOR UPDATE SKIP LOCKED),
+ * oldest due first, within the database-wide rate and the circuit (rules). */
+void store_lease_due(struct store *st, const struct store_lease_rules *rules, store_lease_cb cb,
                      void *arg);
 
 /* Records a failed poll of a leased case: counts it, keeps error, releases the lease and
  * schedules the next try retry_ms from now. The failure that makes failures_alert in a row
- * flags the case poll_failing with one void_poll_failing alert (res->alert_id). VR_ESTATE when
- * the lease was lost. */
+ * flags the case poll_failing with one void_poll_failing alert (res->alert_id); 0 flags none.
+ * for_good says no retry will change the answer (the next lease tells). VR_ESTATE when the
+ * lease was lost. */
 void store_poll_failed(struct store *st, const char *order_no, const char *void_code,
                        int64_t lease_token, const char *error, uint64_t retry_ms,
-                       unsigned failures_alert, store_done_cb cb, void *arg);
+                       unsigned failures_alert, bool for_good, store_done_cb cb, void *arg);
 
 /* Gives a leased case back without counting a failure (Atlas asked every poll to wait):
  * its next poll comes delay_ms from now at the earliest. count is 0 when the lease was lost. */
@@ -169,6 +194,46 @@ void store_poll_deferred(struct store *st, const char *order_no, const char *voi
  * void_stuck alert each; count is how many were flagged. */
 void store_flag_stuck(struct store *st, uint64_t stuck_after_ms, unsigned max, store_count_cb cb,
                       void *arg);
+
+/* ---- incidents: the poll circuit and the silence of webhooks -------------------------------- */
+
+/* Why Atlas fails for every case, as the poller saw it. */
+struct store_circuit_cause {
+    const char *cause;   /* credentials, request_refused, rate_limited, system_error,
+                            server_error or unreachable */
+    const char *message; /* the error line of the last failure (no secrets) */
+    int atlas_status;    /* the envelope's status, 0 when none */
+    long http_status;    /* 0 when no answer came */
+    unsigned cases;      /* distinct cases that failed so in a row */
+    uint64_t probe_ms;   /* the first probe comes this long after the opening */
+};
+
+/* Opens the atlas_failing incident unless one is open, with its alert, in one statement:
+ * count is the alert's id when this call opened it, 0 when another process had. */
+void store_circuit_open(struct store *st, const struct store_circuit_cause *c, store_count_cb cb,
+                        void *arg);
+
+/* Closes the open atlas_failing incident, with its resolve alert ("resolved": true), in one
+ * statement: count is that alert's id when this call closed it, 0 when none was open. */
+void store_circuit_close(struct store *st, store_count_cb cb, void *arg);
+
+/* What one silence check found and did. */
+struct store_silence {
+    bool silent;            /* a webhooks_silent incident is open (after the check) */
+    int64_t since_s;        /* when it opened, Unix time; 0 when none is open */
+    int64_t raised_alert;   /* the check opened it: its alert's id; else 0 */
+    int64_t resolved_alert; /* the check closed it: the resolve alert's id; else 0 */
+};
+
+typedef void (*store_silence_cb)(int status, const char *error, const struct store_silence *s,
+                                 void *arg);
+
+/* Opens the webhooks_silent incident, with its alert, when cases are open and no Atlas webhook
+ * (but refused ones) came for quiet_ms (0: this test is off), or polls found poll_changes
+ * (0: off) status changes since the last one; closes it, with a resolve alert, once an Atlas
+ * webhook came after it opened. Once across processes, like the circuit. */
+void store_check_silence(struct store *st, uint64_t quiet_ms, unsigned poll_changes,
+                         store_silence_cb cb, void *arg);
 
 /* ---- the alert outbox ----------------------------------------------------------------------- */
 

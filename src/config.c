@@ -93,6 +93,17 @@ static const struct config_entry globals[] = {
       "failed polls in a row that flag poll_failing"),
     U("STUCK_AFTER_MS", stuck_after_ms, "86400000", 1, 365 * DAY_MS,
       "age at which a still-open case is flagged stuck"),
+    U("ATLAS_CIRCUIT_CASES", atlas_circuit_cases, "3", 1, 1000000,
+      "cases in a row whose polls fail for everyone (credentials, system or server error, "
+      "unreachable, rate limit) that open the circuit (one alert; polls paused, probed)"),
+    U("ATLAS_PROBE_MAX_MS", atlas_probe_max_ms, "300000", 1, 30 * DAY_MS,
+      "cap of the probe interval while the circuit is open (it starts at POLL_RETRY_MS and "
+      "doubles)"),
+    U("ATLAS_SILENCE_MS", atlas_silence_ms, "21600000", 0, 365 * DAY_MS,
+      "no Atlas webhook for this long while cases are open raises webhooks_silent (0: off)"),
+    U("ATLAS_SILENCE_POLL_CHANGES", atlas_silence_poll_changes, "20", 0, 1000000,
+      "status changes found by polls since the last Atlas webhook that raise webhooks_silent "
+      "(0: off)"),
     K("ALERT_URL", alert_url, "alert receiver (unset: outbox and NOTIFY only)"),
     K("ALERT_SECRET", alert_secret,
       "Standard Webhooks signing secret, whsec_<base64> (unset: alerts are not signed)"),

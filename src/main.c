@@ -175,6 +175,11 @@ static void poller_paused(uint64_t until_ms, const char *why, void *arg)
     health_poller_paused(arg, until_ms, why);
 }
 
+static void poller_incident(const char *kind, bool open, int64_t since_s, void *arg)
+{
+    health_incident(arg, kind, open, since_s);
+}
+
 static void start_poller(struct app *app)
 {
     const struct config *cfg = app->cfg;
@@ -191,6 +196,11 @@ static void start_poller(struct app *app)
                                       .failures_alert = (unsigned)cfg->poll_failures_alert,
                                       .pause_cb = poller_paused,
                                       .pause_arg = app->health,
+                                      .incident_cb = poller_incident,
+                                      .circuit_cases = (unsigned)cfg->atlas_circuit_cases,
+                                      .probe_max_ms = cfg->atlas_probe_max_ms,
+                                      .silence_ms = cfg->atlas_silence_ms,
+                                      .silence_changes = (unsigned)cfg->atlas_silence_poll_changes,
                                       .atlas =
                                           {
                                               .base_url = cfg->atlas_base_url,

@@ -14,10 +14,13 @@ Control it over HTTP (JSON in and out):
                      body's retryAfter; null: none), retry_after_header (a Retry-After header
                      on 429s; null: none), envelope_error ([status, msg]: every query gets
                      that envelope; null: none), malformed_rate, missing_rate, gzip_rate,
-                     unknown_order ("empty" | "801"), and webhook: {loss, dup, reorder_ms [lo, hi],
-                     forge_rate, forge_rejections}
+                     unknown_order ("empty" | "801"), case_envelope ({orderNo: [status, msg]}:
+                     that order's queries get that envelope), case_missing ([orderNo, ...]: answers
+                     for those orders leave the case out), and webhook: {loss, dup, reorder_ms
+                     [lo, hi], forge_rate, forge_rejections}
   GET  /_sim/log     every query: [{"orderNo","voidCode","start","end","http","status"}]
   GET  /_sim/stats   counters: queries, webhooks sent, lost, duplicated, forged
+  GET  /_sim/rate    queries started in each second since the first: {"per_second": [n, ...]}
 Standard library only.
 """
 
@@ -105,6 +108,7 @@ class Sim:
                        "rate_limit_rate": 0.0, "rate_limit_count": 0, "retry_after": 1,
                        "retry_after_header": None, "envelope_error": None, "malformed_rate": 0.0,
                        "missing_rate": 0.0, "gzip_rate": 0.0, "unknown_order": "empty",
+                       "case_envelope": {}, "case_missing": [],
                        "webhook": {"loss": 0.0, "dup": 0.0, "reorder_ms": [0, 0],
                                    "forge_rate": 0.0, "forge_rejections": False}}
         self.queue = []  # (due, seq, payload)
@@ -219,6 +223,10 @@ class Sim:
         if f["envelope_error"] is not None:
             status, msg = f["envelope_error"]
             return 200, {}, self._envelope(status, msg), status
+        order_of = self._order_of(raw)
+        if order_of in f["case_envelope"]:
+            status, msg = f["case_envelope"][order_of]
+            return 200, {}, self._envelope(status, msg), status
         if roll[1] < f["error_rate"]:
             return f["error_status"], {}, b"<html>upstream error</html>", f["error_status"]
         try:
@@ -237,7 +245,7 @@ class Sim:
             items = [c.item(now) for c in cases]
         if not cases and f["unknown_order"] == "801":
             return 200, {}, self._envelope(801, "No voidable orders found."), 801
-        if roll[3] < f["missing_rate"]:
+        if roll[3] < f["missing_rate"] or order_no in f["case_missing"]:
             items = []
         body = json.dumps({"voidOrders": items, "status": 0, "msg": None}).encode()
         extra = {}
@@ -245,6 +253,24 @@ class Sim:
             body = gzip.compress(body)
             extra["Content-Encoding"] = "gzip"
         return 200, extra, body, items[0]["voidStatus"] if items else -1
+
+    @staticmethod
+    def _order_of(raw):
+        try:
+            return json.loads(raw).get("orderNo")
+        except (ValueError, AttributeError):
+            return None
+
+    def per_second(self):
+        """Queries started in each whole second since the first one."""
+        with self.lock:
+            starts = sorted(e["start"] for e in self.log)
+        if not starts:
+            return []
+        counts = [0] * (int(starts[-1] - starts[0]) + 1)
+        for t in starts:
+            counts[int(t - starts[0])] += 1
+        return counts
 
     @staticmethod
     def _envelope(status, msg):
@@ -320,6 +346,8 @@ def make_handler(sim):
             elif path == "/_sim/stats":
                 with sim.lock:
                     self._json(dict(sim.stats))
+            elif path == "/_sim/rate":
+                self._json({"per_second": sim.per_second()})
             else:
                 self._json({"error": "no such path"}, 404)
 

@@ -17,7 +17,8 @@ static const char *const webhook_outcomes[] = {"applied", "duplicate", "stale", 
 static const char *const handlers[] = {"api", "healthz", "readyz", "metrics", "other"};
 static const char *const sources[] = {"webhook", "poll", "api"};
 static const char *const transition_outcomes[] = {"applied", "duplicate", "stale", "conflict"};
-static const char *const poll_results[] = {"ok", "failed", "rate_limited", "lease_lost"};
+static const char *const poll_results[] = {"ok", "failed", "rate_limited", "lease_lost",
+                                           "deferred"};
 /* Seconds; from a fast health check to a request that waited for a slow database. */
 static const double buckets[] = {0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05,
                                  0.1,    0.25,  0.5,    1,     2.5,  5,     10};
@@ -234,6 +235,26 @@ static void render_pruned(struct buf *o)
             m.pruned[t]);
 }
 
+/* The incidents shared by every process, as this one last saw them. */
+static void render_incidents(struct buf *o, const struct metrics_gauges *g)
+{
+    family(o, "voidrecon_atlas_circuit_open", "gauge",
+           "1 while Atlas fails for every case and polling is paused but for probes "
+           "(atlas_failing), else 0.");
+    put(o, "voidrecon_atlas_circuit_open %d\n", g->circuit_open ? 1 : 0);
+    family(o, "voidrecon_atlas_circuit_open_since_seconds", "gauge",
+           "When the open circuit opened, Unix time; 0 while closed.");
+    put(o, "voidrecon_atlas_circuit_open_since_seconds %" PRId64 "\n",
+        g->circuit_open ? g->circuit_since_s : 0);
+    family(o, "voidrecon_webhooks_silent", "gauge",
+           "1 while Atlas webhooks look silent (webhooks_silent), else 0.");
+    put(o, "voidrecon_webhooks_silent %d\n", g->webhooks_silent ? 1 : 0);
+    family(o, "voidrecon_webhooks_silent_since_seconds", "gauge",
+           "When the silence was raised, Unix time; 0 while webhooks arrive.");
+    put(o, "voidrecon_webhooks_silent_since_seconds %" PRId64 "\n",
+        g->webhooks_silent ? g->silent_since_s : 0);
+}
+
 char *metrics_render(const struct metrics_gauges *g)
 {
     struct buf o;
@@ -272,6 +293,7 @@ char *metrics_render(const struct metrics_gauges *g)
     family(&o, "voidrecon_poller_paused", "gauge",
            "1 while Atlas has asked the poller to wait (HTTP 429), else 0.");
     put(&o, "voidrecon_poller_paused %d\n", g->poller_paused ? 1 : 0);
+    render_incidents(&o, g);
     if (g->have_counts) {
         family(&o, "voidrecon_open_cases", "gauge", "Void cases whose status is open.");
         put(&o, "voidrecon_open_cases %" PRId64 "\n", g->open_cases);

@@ -23,6 +23,37 @@ static const char *str(const cJSON *obj, const char *name, const char *fallback)
     return cJSON_IsString(v) && v->valuestring[0] != '\0' ? v->valuestring : fallback;
 }
 
+static bool resolved(const cJSON *p)
+{
+    return cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(p, "resolved"));
+}
+
+/* The incidents: one line when one opens, one when it closes. */
+static void incident_text(const struct alert_row *a, const cJSON *p, char *out, size_t cap)
+{
+    const cJSON *dur = cJSON_GetObjectItemCaseSensitive(p, "duration_s");
+    double s = cJSON_IsNumber(dur) ? dur->valuedouble : 0;
+
+    if (strcmp(a->kind, "atlas_failing") == 0 && resolved(p))
+        snprintf(out, cap,
+                 "[voidrecon] RESOLVED: Atlas answers polls again after %.0f s (%s): polling "
+                 "resumed",
+                 s, str(p, "cause", "?"));
+    else if (strcmp(a->kind, "atlas_failing") == 0)
+        snprintf(out, cap,
+                 "[voidrecon] Atlas FAILING for every case (%s): %s; polling paused, Atlas "
+                 "probed until it answers",
+                 str(p, "cause", "?"), str(p, "message", "?"));
+    else if (resolved(p))
+        snprintf(out, cap, "[voidrecon] RESOLVED: Atlas webhooks arrive again (silent for %.0f s)",
+                 s);
+    else
+        snprintf(out, cap,
+                 "[voidrecon] Atlas webhooks SILENT: %s; check the webhook URL registered in "
+                 "Atlas",
+                 str(p, "message", "?"));
+}
+
 /* One line per kind: what happened, to what, and what it says. */
 static void text_of(const struct alert_row *a, const cJSON *p, char *out, size_t cap)
 {
@@ -50,6 +81,8 @@ static void text_of(const struct alert_row *a, const cJSON *p, char *out, size_t
         snprintf(out, cap, "[voidrecon] Order cancelled by %s: order %s: %s%s%s",
                  str(p, "provider", "?"), order, str(p, "error_code", ""),
                  str(p, "error_code", NULL) ? " " : "", str(p, "error_message", "no reason given"));
+    else if (strcmp(a->kind, "atlas_failing") == 0 || strcmp(a->kind, "webhooks_silent") == 0)
+        incident_text(a, p, out, cap);
     else
         snprintf(out, cap, "[voidrecon] %s: order %s, void %s", a->kind, order, code);
 }

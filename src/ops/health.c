@@ -42,6 +42,11 @@ struct health {
     /* The poller's pause. */
     uint64_t paused_until;
     char paused_why[WHY_BYTES];
+    /* The incidents, as the poller last saw them. */
+    bool circuit_open;
+    int64_t circuit_since_s;
+    bool webhooks_silent;
+    int64_t silent_since_s;
     void (*done_cb)(void *arg);
     void *done_arg;
 };
@@ -121,6 +126,17 @@ void health_poller_paused(struct health *h, uint64_t until_ms, const char *why)
     utf8_trim(h->paused_why, sizeof(h->paused_why));
 }
 
+void health_incident(struct health *h, const char *kind, bool open, int64_t since_s)
+{
+    if (strcmp(kind, "atlas_failing") == 0) {
+        h->circuit_open = open;
+        h->circuit_since_s = open ? since_s : 0;
+    } else if (strcmp(kind, "webhooks_silent") == 0) {
+        h->webhooks_silent = open;
+        h->silent_since_s = open ? since_s : 0;
+    }
+}
+
 static uint64_t pause_left_ms(const struct health *h)
 {
     uint64_t now = uv_now(h->loop);
@@ -144,6 +160,10 @@ char *health_metrics(struct health *h)
     g.db_up = ps.up;
     g.db_read_only = ps.read_only || (h->check_ok && h->read_only);
     g.poller_paused = pause_left_ms(h) > 0;
+    g.circuit_open = h->circuit_open;
+    g.circuit_since_s = h->circuit_since_s;
+    g.webhooks_silent = h->webhooks_silent;
+    g.silent_since_s = h->silent_since_s;
     if (h->have_gauges) {
         g.have_counts = true;
         g.open_cases = h->gauges.open_cases;

@@ -351,6 +351,62 @@ long atlas_retry_after_parse(const char *body, size_t len)
     return s;
 }
 
+/* ---- failures ----------------------------------------------------------------------------- */
+
+/* The documented codes (queryVoidOrders.do's list, and the general ones) that say something
+ * about every request rather than about the case asked for. */
+static enum atlas_failure failure_of_status(int atlas_status)
+{
+    switch (atlas_status) {
+    case 801: /* no voidable order under that number */
+    case 824: /* not the main ticket order number */
+        return ATLAS_FAILURE_PERMANENT;
+    case 900: /* unauthorized: credentials or account status */
+    case 902: /* access denied: permission or account scope */
+        return ATLAS_FAILURE_CREDENTIALS;
+    case 901: /* illegal request data: the body is the same for every case */
+        return ATLAS_FAILURE_REFUSED;
+    case 905: /* "Submission is too frequent, please try again later." */
+        return ATLAS_FAILURE_RATE_LIMIT;
+    case 9999: /* system error */
+    case -1:   /* common error, the fallback */
+        return ATLAS_FAILURE_SYSTEM;
+    default:
+        return ATLAS_FAILURE_CASE;
+    }
+}
+
+enum atlas_failure atlas_failure_of(int status, long http_status, int atlas_status)
+{
+    if (status == VR_ENOENT)
+        return ATLAS_FAILURE_PERMANENT;
+    if (status == VR_EIO || status == VR_ETIMEDOUT)
+        return http_status == 0 ? ATLAS_FAILURE_UNREACHABLE : ATLAS_FAILURE_CASE;
+    if (status != VR_EREMOTE)
+        return ATLAS_FAILURE_CASE;
+    if (http_status == 429)
+        return ATLAS_FAILURE_RATE_LIMIT;
+    if (http_status >= 500 && http_status < 600)
+        return ATLAS_FAILURE_SERVER;
+    if (http_status == 200)
+        return failure_of_status(atlas_status);
+    return ATLAS_FAILURE_CASE;
+}
+
+bool atlas_failure_is_global(enum atlas_failure f)
+{
+    return f != ATLAS_FAILURE_CASE && f != ATLAS_FAILURE_PERMANENT;
+}
+
+const char *atlas_failure_name(enum atlas_failure f)
+{
+    static const char *const names[] = {"case",         "permanent",       "rate_limited",
+                                        "credentials",  "request_refused", "system_error",
+                                        "server_error", "unreachable"};
+
+    return (unsigned)f < ARRAY_SIZE(names) ? names[f] : "case";
+}
+
 void atlas_void_order_cleanup(struct atlas_void_order *o)
 {
     free(o->cancel_reason);

@@ -1,5 +1,6 @@
-/* Leases due cases, polls Atlas within a token bucket and a concurrency cap, applies answers as
- * source "poll", backs off on failures, and sweeps for stuck cases. */
+/* Leases due cases, polls Atlas within the database's token bucket and a concurrency cap,
+ * applies answers as source "poll", backs off on a case's own failures, opens the circuit on
+ * failures that are everyone's, and sweeps for stuck cases and silent webhooks. */
 #include "poller.h"
 
 #include <inttypes.h>
@@ -8,7 +9,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
+#include "atlas.h"
 #include "log.h"
 #include "metrics.h"
 #include "utf8.h"
@@ -21,11 +24,15 @@
 #define DEFAULT_CONCURRENCY     8
 #define DEFAULT_MAX_RPS         10
 #define DEFAULT_FAILURES_ALERT  10
+#define DEFAULT_CIRCUIT_CASES   3
+#define DEFAULT_PROBE_MAX_MS    300000
 /* The stuck sweep is one indexed statement; once a second is plenty for a 24 h threshold. */
 #define SWEEP_EVERY_MS  1000
 #define SWEEP_MAX_CASES 1000
 /* A 429 without retryAfter still pauses polling this long (within the cap). */
 #define RATE_LIMIT_PAUSE_MS 1000
+/* Failures held for the circuit wait at least this long for another process's opening. */
+#define HOLD_GRACE_MS 250
 /* What is kept of a free-text field of an answer (cancelReason, voidMethod). */
 #define ATLAS_TEXT_BYTES 1024
 #define ERROR_BYTES      256
@@ -39,10 +46,36 @@ struct poll_job {
     int polls;
     int poll_failures;
     bool fallback; /* the failure is recorded with a plain text, the first try having failed */
+    bool failed_for_good; /* the case's last failure was one no retry changes */
+    bool probe;           /* leased as the open circuit's probe */
+    bool for_good;        /* this failure is one no retry changes */
+    struct poll_job *next_held;
+    enum atlas_failure failure;
+    int atlas_status;
+    long http_status;
     char error[ERROR_BYTES];
     struct atlas_void_order answer;
     struct store_void_details details;
     struct store_void_report rep;
+};
+
+/* The circuit as this process knows it. Failures that are everyone's are held (their leases
+ * kept, their counts untouched) until the next answer tells whose they were: a good answer or
+ * a case's own failure means they were the cases' own, and they are counted; circuit_cases of
+ * them in a row, distinct cases (rate-limit pauses count too), open the circuit, and they are
+ * given back uncounted. Held too long, or with nothing else asked, they are counted. */
+struct circuit {
+    struct poll_job *held; /* a list through next_held */
+    unsigned held_n;
+    unsigned rate_limited; /* rate-limit pauses in a row, no good answer between, each set off
+                              by another case than the one before */
+    char *rate_limited_by; /* "order\nvoid" of the case that set off the last one */
+    uint64_t held_since;
+    bool open;           /* as last known: opened here, or seen by a lease */
+    bool busy;           /* an open or a close is under way */
+    bool close_after;    /* a good answer came while the open was under way */
+    unsigned generation; /* moves when an open or close ends: older lease views are stale */
+    int64_t since_s;
 };
 
 struct poller {
@@ -51,14 +84,17 @@ struct poller {
     struct atlas_client *client;
     struct poller_config cfg;
     uv_timer_t tick;
-    double tokens;
-    uint64_t refilled_at;
     uint64_t paused_until;
     uint64_t swept_at;
     uint64_t rng;
     unsigned in_flight;
+    uint64_t lease_started_at; /* of the lease under way */
+    uint64_t empty_lease_at;   /* when the last lease that found no case due started */
+    struct circuit circuit;
     bool leasing;
     bool sweeping;
+    bool checking_silence;
+    bool silent;
     bool stopping;
     bool client_open;
     void (*done_cb)(void *arg);
@@ -133,7 +169,8 @@ static void failure_stored(int status, const struct store_result *res, void *arg
                  j->order_no, j->void_code, res->error);
         j->fallback = true;
         snprintf(j->error, sizeof(j->error), "poll failed; its error text could not be stored");
-        poll_failure_record(j, grow(j->p, j->p->cfg.retry_ms, j->poll_failures));
+        poll_failure_record(j, j->for_good ? j->p->cfg.max_interval_ms
+                                           : grow(j->p, j->p->cfg.retry_ms, j->poll_failures));
         return;
     }
     if (status == 0 && res->alert_id != 0)
@@ -168,12 +205,21 @@ static char *atlas_text(const char *s, size_t max)
     return out;
 }
 
+/* The failure count at which this failure flags the case poll_failing: at once for one no retry
+ * changes, at failures_alert for the others; 0 (never) when the run is flagged already. */
+static unsigned alert_threshold(const struct poll_job *j, unsigned failures_alert)
+{
+    if (j->failed_for_good || (unsigned)j->poll_failures >= failures_alert)
+        return 0;
+    return j->for_good ? (unsigned)j->poll_failures + 1 : failures_alert;
+}
+
 static void poll_failure_record(struct poll_job *j, uint64_t delay)
 {
     struct poller *p = j->p;
 
     store_poll_failed(p->st, j->order_no, j->void_code, j->lease_token, j->error, delay,
-                      p->cfg.failures_alert, failure_stored, j);
+                      alert_threshold(j, p->cfg.failures_alert), j->for_good, failure_stored, j);
 }
 
 /* Applies a good answer as source "poll"; the reply is borrowed, so the job keeps its own copy
@@ -224,7 +270,8 @@ static void deferred(int status, const char *error, int64_t count, void *arg)
     job_done(j);
 }
 
-/* Gives the case back, untouched but for its schedule, until the pause ends. */
+/* Gives the case back, untouched but for its schedule, until the pause ends (at once while the
+ * circuit is open: the lease keeps it to the probes then). */
 static void job_defer(struct poll_job *j)
 {
     struct poller *p = j->p;
@@ -235,8 +282,9 @@ static void job_defer(struct poll_job *j)
 }
 
 /* Atlas asked every poll to wait asked_ms (0: it did not say how long). The wait is capped at
- * the longest poll interval: a header of 10^8 seconds must not stop polling for years. */
-static void pause_all(struct poller *p, uint64_t asked_ms)
+ * the longest poll interval: a header of 10^8 seconds must not stop polling for years. False
+ * when a pause as long was on already (answers to requests sent before it). */
+static bool pause_all(struct poller *p, uint64_t asked_ms, const struct poll_job *j)
 {
     uint64_t pause = asked_ms ? asked_ms : RATE_LIMIT_PAUSE_MS;
     uint64_t now = uv_now(p->loop);
@@ -245,87 +293,313 @@ static void pause_all(struct poller *p, uint64_t asked_ms)
     if (pause > p->cfg.max_interval_ms)
         pause = p->cfg.max_interval_ms;
     if (now + pause <= p->paused_until)
-        return;
+        return false;
     p->paused_until = now + pause;
-    snprintf(why, sizeof(why), "rate limited by Atlas (HTTP 429)");
+    if (j->http_status == 429)
+        snprintf(why, sizeof(why), "rate limited by Atlas (HTTP 429)");
+    else
+        snprintf(why, sizeof(why), "rate limited by Atlas (status %d)", j->atlas_status);
     log_warn("poller_paused",
-             "Atlas answered 429: no poll for %" PRIu64 " ms (asked for %" PRIu64
-             " ms, capped at %" PRIu64 " ms)",
-             pause, asked_ms, p->cfg.max_interval_ms);
+             "%s: no poll for %" PRIu64 " ms (asked for %" PRIu64 " ms, capped at %" PRIu64 " ms)",
+             why, pause, asked_ms, p->cfg.max_interval_ms);
     if (p->cfg.pause_cb != NULL)
         p->cfg.pause_cb(p->paused_until, why, p->cfg.pause_arg);
+    return true;
 }
 
-/* Records a failed poll and when to try again; a 429 pauses every poll instead: the limit is
- * the client's, not the case's. */
-static void answer_failed(struct poll_job *j, const struct atlas_reply *reply)
-{
-    struct poller *p = j->p;
-    uint64_t delay = grow(p, p->cfg.retry_ms, j->poll_failures);
+/* ---- the circuit -------------------------------------------------------------------------- */
 
-    if (reply->http_status == 429) {
-        pause_all(p, reply->retry_after_ms);
+static void circuit_tell(struct poller *p)
+{
+    if (p->cfg.incident_cb != NULL)
+        p->cfg.incident_cb("atlas_failing", p->circuit.open,
+                           p->circuit.open ? p->circuit.since_s : 0, p->cfg.pause_arg);
+}
+
+/* Counts every held failure on its case (count), or gives every case back uncounted. */
+static void circuit_release(struct poller *p, bool count)
+{
+    struct poll_job *j = p->circuit.held;
+
+    p->circuit.held = NULL;
+    p->circuit.held_n = 0;
+    while (j != NULL) {
+        struct poll_job *next = j->next_held;
+
+        j->next_held = NULL;
+        if (count) {
+            metrics_poll("failed");
+            poll_failure_record(j, grow(p, p->cfg.retry_ms, j->poll_failures));
+        } else {
+            metrics_poll("deferred");
+            job_defer(j);
+        }
+        j = next;
+    }
+}
+
+static void circuit_closed(int status, const char *error, int64_t alert_id, void *arg)
+{
+    struct poller *p = arg;
+
+    p->circuit.busy = false;
+    p->circuit.generation++;
+    if (status != 0) {
+        log_at(status == VR_EUNAVAIL ? LOG_DEBUG : LOG_WARN, "atlas_circuit_close_failed", "%s",
+               error);
+    } else {
+        p->circuit.open = false;
+        if (alert_id != 0)
+            log_info("atlas_circuit_closed", "Atlas answers again: polling resumes; alert %" PRId64,
+                     alert_id);
+        circuit_tell(p);
+    }
+    poller_maybe_done(p);
+}
+
+static void circuit_close(struct poller *p)
+{
+    if (p->circuit.busy) {
+        p->circuit.close_after = true;
+        return;
+    }
+    p->circuit.busy = true;
+    store_circuit_close(p->st, circuit_closed, p);
+}
+
+/* Atlas answered this case about the case itself: whatever is held was the cases' own, and an
+ * open circuit closes. */
+static void circuit_answered(struct poller *p, const struct poll_job *j)
+{
+    p->circuit.rate_limited = 0;
+    if (p->circuit.held_n > 0)
+        circuit_release(p, true);
+    if (p->circuit.open || j->probe)
+        circuit_close(p);
+}
+
+static void circuit_opened(int status, const char *error, int64_t alert_id, void *arg)
+{
+    struct poller *p = arg;
+
+    p->circuit.busy = false;
+    p->circuit.generation++;
+    if (status != 0) {
+        /* Nothing shared was written: the next run of failures tries again. */
+        log_at(status == VR_EUNAVAIL ? LOG_DEBUG : LOG_WARN, "atlas_circuit_open_failed", "%s",
+               error);
+        p->circuit.open = false;
+    } else if (alert_id != 0) {
+        log_warn("atlas_circuit_open", "polling paused but for probes; alert %" PRId64, alert_id);
+    }
+    if (status == 0 && p->circuit.since_s == 0)
+        p->circuit.since_s = (int64_t)time(NULL);
+    circuit_tell(p);
+    if (p->circuit.close_after) {
+        p->circuit.close_after = false;
+        circuit_close(p);
+    }
+    poller_maybe_done(p);
+}
+
+/* Opens the circuit once circuit_cases cases in a row failed for everyone; j is the last. */
+static void circuit_consider(struct poller *p, const struct poll_job *j)
+{
+    unsigned cases = p->circuit.held_n + p->circuit.rate_limited;
+
+    if (cases < p->cfg.circuit_cases || p->circuit.open || p->circuit.busy)
+        return;
+    log_warn("atlas_failing", "%u cases in a row: %s (%s); polling pauses but for probes", cases,
+             j->error, atlas_failure_name(j->failure));
+    p->circuit.open = true;
+    p->circuit.busy = true;
+    p->circuit.since_s = 0;
+    p->circuit.rate_limited = 0;
+    store_circuit_open(p->st,
+                       &(struct store_circuit_cause){
+                           .cause = atlas_failure_name(j->failure),
+                           .message = j->error,
+                           .atlas_status = j->http_status == 200 ? j->atlas_status : 0,
+                           .http_status = j->http_status,
+                           .cases = cases,
+                           .probe_ms = p->cfg.retry_ms,
+                       },
+                       circuit_opened, p);
+    circuit_release(p, false);
+}
+
+static void circuit_hold(struct poller *p, struct poll_job *j)
+{
+    if (p->circuit.held_n == 0)
+        p->circuit.held_since = uv_now(p->loop);
+    j->next_held = p->circuit.held;
+    p->circuit.held = j;
+    p->circuit.held_n++;
+    circuit_consider(p, j);
+}
+
+/* A new rate-limit pause counts for the circuit when another case than the last one set it
+ * off: one case refused again and again is no outage. */
+static void circuit_rate_limited(struct poller *p, const struct poll_job *j)
+{
+    size_t n = strlen(j->order_no) + strlen(j->void_code) + 2;
+    char *key = xmalloc(n);
+
+    snprintf(key, n, "%s\n%s", j->order_no, j->void_code);
+    if (p->circuit.rate_limited_by == NULL || strcmp(key, p->circuit.rate_limited_by) != 0) {
+        p->circuit.rate_limited++;
+        circuit_consider(p, j);
+    }
+    free(p->circuit.rate_limited_by);
+    p->circuit.rate_limited_by = key;
+}
+
+/* Held failures are counted when no other answer can come to say they were everyone's: none
+ * is on its way and a lease found no other case due, taken late enough to have seen a circuit
+ * that another process opened meanwhile; or they waited half a lease. */
+static void circuit_tick(struct poller *p, uint64_t now)
+{
+    uint64_t grace = 4 * p->cfg.tick_ms > HOLD_GRACE_MS ? 4 * p->cfg.tick_ms : HOLD_GRACE_MS;
+    bool alone = p->in_flight == p->circuit.held_n && !p->leasing &&
+                 p->empty_lease_at >= p->circuit.held_since + grace;
+
+    if (p->circuit.held_n > 0 && (alone || now - p->circuit.held_since >= p->cfg.lease_ms / 2))
+        circuit_release(p, true);
+}
+
+/* ---- answers, continued ------------------------------------------------------------------- */
+
+/* A failure that is everyone's: held for the circuit, or given back while it is open; a rate
+ * limit pauses every poll as well, and each new pause counts for the circuit. */
+static void failed_for_everyone(struct poller *p, struct poll_job *j, uint64_t retry_after_ms)
+{
+    if (j->failure == ATLAS_FAILURE_RATE_LIMIT) {
         metrics_poll("rate_limited");
+        if (pause_all(p, retry_after_ms, j) && !p->circuit.open)
+            circuit_rate_limited(p, j);
         job_defer(j);
         return;
     }
+    if (p->circuit.open) {
+        metrics_poll("deferred");
+        job_defer(j);
+        return;
+    }
+    log_debug("poll_held", "order=%s void=%s: %s", j->order_no, j->void_code, j->error);
+    circuit_hold(p, j);
+}
+
+/* A failure that is the case's own: backed off, or flagged at once when no retry changes it. */
+static void failed_for_the_case(struct poller *p, struct poll_job *j)
+{
+    uint64_t delay = grow(p, p->cfg.retry_ms, j->poll_failures);
+
+    circuit_answered(p, j);
+    j->for_good = j->failure == ATLAS_FAILURE_PERMANENT;
+    if (j->for_good)
+        delay = p->cfg.max_interval_ms;
     metrics_poll("failed");
-    utf8_copy_clean(j->error, sizeof(j->error), reply->error, strlen(reply->error));
-    log_warn("poll_failed", "order=%s void=%s: %s; retry in %" PRIu64 " ms", j->order_no,
-             j->void_code, j->error, delay);
+    log_warn("poll_failed", "order=%s void=%s: %s; %sretry in %" PRIu64 " ms", j->order_no,
+             j->void_code, j->error, j->for_good ? "no retry changes this: " : "", delay);
     poll_failure_record(j, delay);
+}
+
+static void answer_failed(struct poll_job *j, const struct atlas_reply *reply)
+{
+    j->failure = atlas_failure_of(reply->status, reply->http_status, reply->atlas_status);
+    j->atlas_status = reply->atlas_status;
+    j->http_status = reply->http_status;
+    utf8_copy_clean(j->error, sizeof(j->error), reply->error, strlen(reply->error));
+    if (atlas_failure_is_global(j->failure))
+        failed_for_everyone(j->p, j, reply->retry_after_ms);
+    else
+        failed_for_the_case(j->p, j);
 }
 
 static void answered(const struct atlas_reply *reply, void *arg)
 {
     struct poll_job *j = arg;
 
-    if (reply->status == VR_ECLOSED)
+    if (reply->status == VR_ECLOSED) {
         job_done(j); /* shutting down: the lease expires and another poll takes the case */
-    else if (reply->status == 0)
+    } else if (reply->status == 0) {
+        circuit_answered(j->p, j);
         answer_apply(j, &reply->order);
-    else
+    } else {
         answer_failed(j, reply);
+    }
 }
 
 /* ---- leasing and sweeping ----------------------------------------------------------------- */
 
-static void leased(int status, const char *error, const struct store_lease *leases, size_t n,
-                   void *arg)
+/* What a lease saw of the circuit stands unless this process opened or closed it since. */
+static void circuit_seen(struct poller *p, const struct store_lease_batch *b, unsigned generation)
 {
-    struct poller *p = arg;
+    if (p->circuit.busy || generation != p->circuit.generation)
+        return;
+    if (b->circuit_open != p->circuit.open ||
+        (b->circuit_open && b->circuit_since_s != p->circuit.since_s)) {
+        if (b->circuit_open != p->circuit.open)
+            log_info(b->circuit_open ? "atlas_circuit_seen_open" : "atlas_circuit_seen_closed",
+                     "the Atlas circuit is %s (by another process)",
+                     b->circuit_open ? "open" : "closed");
+        p->circuit.open = b->circuit_open;
+        p->circuit.since_s = b->circuit_since_s;
+        circuit_tell(p);
+    }
+    if (p->circuit.open && p->circuit.held_n > 0)
+        circuit_release(p, false); /* they were everyone's: another process said so */
+}
+
+struct lease_req {
+    struct poller *p;
+    unsigned generation;
+};
+
+static void job_start(struct poller *p, const struct store_lease *l, bool probe)
+{
+    struct poll_job *j = xcalloc(1, sizeof(*j));
+
+    j->p = p;
+    j->order_no = xstrdup(l->order_no);
+    j->void_code = xstrdup(l->void_code);
+    j->version = l->version;
+    j->lease_token = l->lease_token;
+    j->polls = l->polls;
+    j->poll_failures = l->poll_failures;
+    j->failed_for_good = l->failed_for_good;
+    j->probe = probe;
+    p->in_flight++;
+    if (p->stopping) {
+        job_done(j); /* the lease expires; the next process to run polls the case */
+        return;
+    }
+    if (uv_now(p->loop) < p->paused_until) {
+        /* A rate limit came back while this lease was being taken: give the case back until
+         * the pause ends (a pause can outlast the lease). */
+        job_defer(j);
+        return;
+    }
+    atlas_client_query(p->client, j->order_no, j->void_code, answered, j);
+}
+
+static void leased(int status, const char *error, const struct store_lease_batch *b, void *arg)
+{
+    struct lease_req *req = arg;
+    struct poller *p = req->p;
 
     p->leasing = false;
     if (status != 0) {
         /* Unreachable is said once, by the store going down; anything else every time. */
         log_at(status == VR_EUNAVAIL ? LOG_DEBUG : LOG_WARN, "poll_lease_failed", "%s", error);
-        poller_maybe_done(p);
-        return;
+    } else {
+        circuit_seen(p, b, req->generation);
+        if (b->n == 0 && !b->circuit_open)
+            p->empty_lease_at = p->lease_started_at;
+        for (size_t i = 0; i < b->n; i++)
+            job_start(p, &b->leases[i], b->probe);
     }
-    for (size_t i = 0; i < n; i++) {
-        struct poll_job *j = xcalloc(1, sizeof(*j));
-
-        j->p = p;
-        j->order_no = xstrdup(leases[i].order_no);
-        j->void_code = xstrdup(leases[i].void_code);
-        j->version = leases[i].version;
-        j->lease_token = leases[i].lease_token;
-        j->polls = leases[i].polls;
-        j->poll_failures = leases[i].poll_failures;
-        p->tokens -= 1;
-        p->in_flight++;
-        if (p->stopping) {
-            job_done(j); /* the lease expires; the next process to run polls the case */
-            continue;
-        }
-        if (uv_now(p->loop) < p->paused_until) {
-            /* A 429 came back while this lease was being taken: give the case back until the
-             * pause ends (a pause can outlast the lease). */
-            job_defer(j);
-            continue;
-        }
-        atlas_client_query(p->client, j->order_no, j->void_code, answered, j);
-    }
+    free(req);
     poller_maybe_done(p);
 }
 
@@ -343,32 +617,75 @@ static void swept(int status, const char *error, int64_t count, void *arg)
     poller_maybe_done(p);
 }
 
+static void silence_seen(struct poller *p, const struct store_silence *s)
+{
+    if (s->raised_alert != 0)
+        log_warn("webhooks_silent",
+                 "Atlas webhooks look silent: check the webhook URL registered in Atlas; "
+                 "alert %" PRId64,
+                 s->raised_alert);
+    if (s->resolved_alert != 0)
+        log_info("webhooks_heard", "an Atlas webhook arrived: alert %" PRId64, s->resolved_alert);
+    if (s->silent == p->silent && s->raised_alert == 0 && s->resolved_alert == 0)
+        return;
+    p->silent = s->silent;
+    if (p->cfg.incident_cb != NULL)
+        p->cfg.incident_cb("webhooks_silent", s->silent, s->since_s, p->cfg.pause_arg);
+}
+
+static void silence_checked(int status, const char *error, const struct store_silence *s, void *arg)
+{
+    struct poller *p = arg;
+
+    p->checking_silence = false;
+    if (status != 0)
+        log_at(status == VR_EUNAVAIL ? LOG_DEBUG : LOG_WARN, "silence_check_failed", "%s", error);
+    else
+        silence_seen(p, s);
+    poller_maybe_done(p);
+}
+
+/* The stuck sweep and the silence check: one indexed statement each, once a second. */
+static void sweep(struct poller *p, uint64_t now)
+{
+    if (now - p->swept_at < SWEEP_EVERY_MS)
+        return;
+    p->swept_at = now;
+    if (!p->sweeping) {
+        p->sweeping = true;
+        store_flag_stuck(p->st, p->cfg.stuck_after_ms, SWEEP_MAX_CASES, swept, p);
+    }
+    if (!p->checking_silence && (p->cfg.silence_ms > 0 || p->cfg.silence_changes > 0)) {
+        p->checking_silence = true;
+        store_check_silence(p->st, p->cfg.silence_ms, p->cfg.silence_changes, silence_checked, p);
+    }
+}
+
 static void on_tick(uv_timer_t *t)
 {
     struct poller *p = t->data;
     uint64_t now = uv_now(p->loop);
-    double budget;
+    unsigned busy = p->in_flight - p->circuit.held_n;
+    struct lease_req *req;
 
-    p->tokens += (double)(now - p->refilled_at) * p->cfg.max_rps / 1000.0;
-    if (p->tokens > p->cfg.max_rps)
-        p->tokens = p->cfg.max_rps; /* bursts of at most one second's worth */
-    p->refilled_at = now;
-    if (!p->sweeping && now - p->swept_at >= SWEEP_EVERY_MS) {
-        p->sweeping = true;
-        p->swept_at = now;
-        store_flag_stuck(p->st, p->cfg.stuck_after_ms, SWEEP_MAX_CASES, swept, p);
-    }
-    if (p->client == NULL || now < p->paused_until)
-        return;
-    if (p->leasing)
-        return;
-    budget = p->cfg.concurrency - p->in_flight;
-    if (budget > p->tokens)
-        budget = p->tokens;
-    if (budget < 1)
+    sweep(p, now);
+    circuit_tick(p, now);
+    if (p->client == NULL || now < p->paused_until || p->leasing || busy >= p->cfg.concurrency)
         return;
     p->leasing = true;
-    store_lease_due(p->st, (unsigned)budget, p->cfg.lease_ms, leased, p);
+    p->lease_started_at = now;
+    req = xcalloc(1, sizeof(*req));
+    req->p = p;
+    req->generation = p->circuit.generation;
+    store_lease_due(p->st,
+                    &(struct store_lease_rules){
+                        .max = p->cfg.concurrency - busy,
+                        .lease_ms = p->cfg.lease_ms,
+                        .max_rps = p->cfg.max_rps,
+                        .probe_ms = p->cfg.retry_ms,
+                        .probe_max_ms = p->cfg.probe_max_ms,
+                    },
+                    leased, req);
 }
 
 /* ---- lifecycle ---------------------------------------------------------------------------- */
@@ -385,6 +702,13 @@ static void config_defaults(struct poller_config *cfg)
     VR_DEFAULT(cfg->failures_alert, DEFAULT_FAILURES_ALERT);
 }
 
+/* The silence settings have none: 0 turns a test off. */
+static void circuit_defaults(struct poller_config *cfg)
+{
+    VR_DEFAULT(cfg->circuit_cases, DEFAULT_CIRCUIT_CASES);
+    VR_DEFAULT(cfg->probe_max_ms, DEFAULT_PROBE_MAX_MS);
+}
+
 struct poller *poller_new(uv_loop_t *loop, struct store *st, const struct poller_config *cfg)
 {
     struct poller *p = xcalloc(1, sizeof(*p));
@@ -398,9 +722,8 @@ struct poller *poller_new(uv_loop_t *loop, struct store *st, const struct poller
     }
     p->cfg.atlas = (struct atlas_client_config){0}; /* its strings are the caller's */
     config_defaults(&p->cfg);
+    circuit_defaults(&p->cfg);
     p->rng = uv_hrtime() | 1;
-    p->refilled_at = uv_now(loop);
-    p->tokens = p->cfg.max_rps < p->cfg.concurrency ? p->cfg.max_rps : p->cfg.concurrency;
     uv_timer_init(loop, &p->tick);
     p->tick.data = p;
     uv_timer_start(&p->tick, on_tick, 0, p->cfg.tick_ms);
@@ -413,6 +736,7 @@ static void tick_closed(uv_handle_t *h)
     void (*done_cb)(void *arg) = p->done_cb;
     void *done_arg = p->done_arg;
 
+    free(p->circuit.rate_limited_by);
     free(p);
     if (done_cb != NULL)
         done_cb(done_arg);
@@ -421,8 +745,8 @@ static void tick_closed(uv_handle_t *h)
 /* Closing ends once nothing is in flight and the Atlas client is gone. */
 static void poller_maybe_done(struct poller *p)
 {
-    if (!p->stopping || p->in_flight > 0 || p->leasing || p->sweeping || p->client_open ||
-        uv_is_closing((uv_handle_t *)&p->tick))
+    if (!p->stopping || p->in_flight > 0 || p->leasing || p->sweeping || p->checking_silence ||
+        p->circuit.busy || p->client_open || uv_is_closing((uv_handle_t *)&p->tick))
         return;
     uv_close((uv_handle_t *)&p->tick, tick_closed);
 }
@@ -442,6 +766,14 @@ void poller_close(struct poller *p, void (*done_cb)(void *arg), void *arg)
     p->done_cb = done_cb;
     p->done_arg = arg;
     uv_timer_stop(&p->tick);
+    /* Held failures are dropped uncounted: their leases expire and the cases are polled again. */
+    while (p->circuit.held != NULL) {
+        struct poll_job *j = p->circuit.held;
+
+        p->circuit.held = j->next_held;
+        p->circuit.held_n--;
+        job_done(j);
+    }
     /* A poll still waiting for Atlas is not worth a slow shutdown: it ends here as
      * VR_ECLOSED, its lease expires and it is made again. Answers in hand are still applied. */
     if (p->client != NULL)

@@ -117,6 +117,19 @@ static void alert_text_fits_every_kind(void)
          "{\"provider\":\"atlas\",\"error_code\":\"604\",\"error_message\":\"Payment declined\"}",
          "Order cancelled by atlas: order O: 604 Payment declined"},
         {"void_rejected", "not json", "Void REJECTED: order O, void V: no reason given"},
+        {"atlas_failing",
+         "{\"resolved\":false,\"cause\":\"credentials\",\"message\":\"Atlas status 900: "
+         "Unauthorized\"}",
+         "Atlas FAILING for every case (credentials): Atlas status 900: Unauthorized; polling "
+         "paused"},
+        {"atlas_failing", "{\"resolved\":true,\"cause\":\"credentials\",\"duration_s\":3600}",
+         "RESOLVED: Atlas answers polls again after 3600 s (credentials): polling resumed"},
+        {"webhooks_silent",
+         "{\"resolved\":false,\"message\":\"no Atlas webhook since 2026-12-01T10:00:00Z\"}",
+         "Atlas webhooks SILENT: no Atlas webhook since 2026-12-01T10:00:00Z; check the webhook "
+         "URL registered in Atlas"},
+        {"webhooks_silent", "{\"resolved\":true,\"duration_s\":60}",
+         "RESOLVED: Atlas webhooks arrive again (silent for 60 s)"},
     };
 
     for (size_t i = 0; i < ARRAY_SIZE(cases); i++) {

@@ -292,6 +292,44 @@ static void atlas_error_msg_is_cut_on_a_character_and_cleaned(void)
     ASSERT_TRUE(utf8_text_ok(err, strlen(err)));
 }
 
+/* What each documented answer makes the poller do: the table of the Atlas reference. */
+static void atlas_failures_are_sorted_into_the_case_s_own_and_everyone_s(void)
+{
+    static const struct {
+        int status;
+        long http;
+        int atlas;
+        enum atlas_failure want;
+    } rows[] = {
+        {VR_EREMOTE, 200, 801, ATLAS_FAILURE_PERMANENT},
+        {VR_EREMOTE, 200, 824, ATLAS_FAILURE_PERMANENT},
+        {VR_ENOENT, 200, 0, ATLAS_FAILURE_PERMANENT},
+        {VR_EREMOTE, 200, 900, ATLAS_FAILURE_CREDENTIALS},
+        {VR_EREMOTE, 200, 902, ATLAS_FAILURE_CREDENTIALS},
+        {VR_EREMOTE, 200, 901, ATLAS_FAILURE_REFUSED},
+        {VR_EREMOTE, 200, 905, ATLAS_FAILURE_RATE_LIMIT},
+        {VR_EREMOTE, 429, 0, ATLAS_FAILURE_RATE_LIMIT},
+        {VR_EREMOTE, 200, 9999, ATLAS_FAILURE_SYSTEM},
+        {VR_EREMOTE, 200, -1, ATLAS_FAILURE_SYSTEM},
+        {VR_EREMOTE, 502, 0, ATLAS_FAILURE_SERVER},
+        {VR_EREMOTE, 503, 0, ATLAS_FAILURE_SERVER},
+        {VR_EIO, 0, 0, ATLAS_FAILURE_UNREACHABLE},
+        {VR_ETIMEDOUT, 0, 0, ATLAS_FAILURE_UNREACHABLE},
+        {VR_EREMOTE, 200, 814, ATLAS_FAILURE_CASE},
+        {VR_EREMOTE, 200, 100, ATLAS_FAILURE_CASE},
+        {VR_EREMOTE, 404, 0, ATLAS_FAILURE_CASE},
+        {VR_EPARSE, 200, 0, ATLAS_FAILURE_CASE},
+    };
+
+    for (size_t i = 0; i < ARRAY_SIZE(rows); i++)
+        ASSERT_EQ(atlas_failure_of(rows[i].status, rows[i].http, rows[i].atlas), rows[i].want);
+    ASSERT_TRUE(!atlas_failure_is_global(ATLAS_FAILURE_CASE));
+    ASSERT_TRUE(!atlas_failure_is_global(ATLAS_FAILURE_PERMANENT));
+    ASSERT_TRUE(atlas_failure_is_global(ATLAS_FAILURE_UNREACHABLE));
+    ASSERT_STR_EQ(atlas_failure_name(ATLAS_FAILURE_CREDENTIALS), "credentials");
+    ASSERT_STR_EQ(atlas_failure_name(ATLAS_FAILURE_UNREACHABLE), "unreachable");
+}
+
 CHECK_MAIN(
     CASE(atlas_parses_void_success_sample), CASE(atlas_parses_void_rejection_and_chinese_samples),
     CASE(atlas_void_message_is_optional), CASE(atlas_parses_both_cancelled_spellings),
@@ -301,4 +339,5 @@ CHECK_MAIN(
     CASE(atlas_query_rejects_broken_answers_naming_the_problem),
     CASE(atlas_query_keeps_only_real_dates), CASE(atlas_reads_retry_after_of_a_rate_limit_answer),
     CASE(atlas_keeps_long_retry_after_for_the_caller_to_cap),
-    CASE(atlas_error_msg_is_cut_on_a_character_and_cleaned))
+    CASE(atlas_error_msg_is_cut_on_a_character_and_cleaned),
+    CASE(atlas_failures_are_sorted_into_the_case_s_own_and_everyone_s))
