@@ -403,7 +403,7 @@ void store_delivery_load(struct store *st, int64_t id, store_delivery_cb cb, voi
 
 /* ---- the change feed ----------------------------------------------------------------------- */
 
-/* {"events":[...], "next_after": N, "more": bool}: the case history after the event whose id
+/* {"events":[...], "next_after": N, "more": bool}: the change feed after the event whose id
  * is after (0: from the start), at most limit (0: STORE_DEFAULT_LIMIT; at most STORE_MAX_LIMIT),
  * in feed order (voidrecon.case_feed): only events whose transaction is older than every
  * running one, so that passing back next_after skips nothing and repeats nothing, whatever

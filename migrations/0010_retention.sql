@@ -29,8 +29,9 @@ COMMENT ON INDEX voidrecon.order_cancellations_delivery_idx IS 'The cancellation
 -- this index holds just those, oldest first, so that a batch never reads the status changes
 -- that are kept for as long as their case.
 CREATE INDEX void_case_events_no_change_idx ON voidrecon.void_case_events (at, id)
-    WHERE from_status = to_status AND outcome IN ('duplicate', 'stale');
-COMMENT ON INDEX voidrecon.void_case_events_no_change_idx IS 'History rows that changed nothing (duplicate or stale reports), the only ones event retention prunes, oldest first.';
+    WHERE from_status = to_status AND outcome IN ('duplicate', 'stale')
+      AND NOT voidrecon.event_in_feed(in_feed, from_status, to_status);
+COMMENT ON INDEX voidrecon.void_case_events_no_change_idx IS 'History rows that changed nothing (duplicate or stale reports, not in the change feed: a confirming poll that reconciled its case is), the only ones event retention prunes, oldest first.';
 
 COMMENT ON TABLE voidrecon.deliveries IS 'Every webhook received and acknowledged or rejected, kept for audit for VOIDRECON_DELIVERY_RETENTION_MS (90 days by default), and for as long as a follow-up it caused waits for a person.';
 COMMENT ON TABLE voidrecon.void_case_events IS 'History of every void case: one row per report (webhook, poll or registration), whatever its outcome. Status changes and conflicts are kept as long as the case; reports that changed nothing (duplicate, stale) are pruned after VOIDRECON_EVENT_RETENTION_MS when it is set.';

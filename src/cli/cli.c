@@ -27,7 +27,7 @@ static const char usage_text[] =
     "  cases     add, list, show or acknowledge void cases (voidrecon cases --help)\n"
     "  cancellations  list, show or acknowledge order cancellations\n"
     "  alerts    list alerts and their delivery state\n"
-    "  events    the case history in order, from a cursor; --follow keeps printing it\n"
+    "  events    the change feed of the cases, from a cursor; --follow keeps printing it\n"
     "  deliveries  list, show or replay received webhooks (voidrecon deliveries --help)\n"
     "  prune     remove what retention allows (old deliveries, unchanged history), then exit\n"
     "  version   print the version\n"
@@ -126,7 +126,8 @@ static const char prune_help[] =
 static const char events_help[] =
     "usage: voidrecon events [--after ID] [--limit N] [--follow [--poll-ms MS]] [--json]\n"
     "\n"
-    "Lists the case history (every report of every void case) in feed order after the event\n"
+    "Lists the change feed (the events that created a case, changed its status or made it\n"
+    "reconciled; what NOTIFY voidrecon_cases announces) in feed order after the event\n"
     "ID (default 0: from the start), 50 a page, as GET /v1/events does; pass the id of the\n"
     "last event you processed and nothing is skipped or repeated. --follow keeps printing\n"
     "each new event as one line (a JSON object with --json) until interrupted: it listens on\n"

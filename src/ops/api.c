@@ -661,7 +661,7 @@ static bool whole_number(const char *text, long long lo, long long hi, long long
     return errno == 0 && *end == '\0' && *out >= lo && *out <= hi;
 }
 
-/* GET /v1/events?after=ID&limit=N: the case history in feed order after the event ID. */
+/* GET /v1/events?after=ID&limit=N: the change feed after the event ID. */
 static void events(struct api *a, struct httpd_request *req)
 {
     bool bad_after = false, bad_limit = false;

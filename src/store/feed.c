@@ -1,5 +1,6 @@
-/* The change feed: the case history read in feed order with a cursor (voidrecon.case_feed of
- * migration 0008), and a listener of NOTIFY voidrecon_cases on a connection of its own. */
+/* The change feed: the events that changed a case, read in feed order with a cursor
+ * (voidrecon.case_feed of migration 0008), and a listener of NOTIFY voidrecon_cases on a connection
+ * of its own. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>

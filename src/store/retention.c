@@ -52,6 +52,7 @@ static const char sql_prune_events[] =
     "WITH victim AS ("
     "  SELECT id FROM voidrecon.void_case_events"
     "   WHERE from_status = to_status AND outcome IN ('duplicate', 'stale')"
+    "     AND NOT voidrecon.event_in_feed(in_feed, from_status, to_status)"
     "     AND at < now() - $1::bigint * interval '1 millisecond'"
     "   ORDER BY at, id LIMIT $2::int"
     "), gone AS ("

@@ -82,9 +82,9 @@ static const char sql_void_write[] =
     "), e AS ("
     "  INSERT INTO voidrecon.void_case_events (order_no, void_code, source, reported_status,"
     "                                          from_status, to_status, outcome, delivery_id,"
-    "                                          message, reconciled)"
+    "                                          message, reconciled, in_feed)"
     "  SELECT $1::text, $2::text, $9::text, $10::smallint, $11::smallint, $12::smallint,"
-    "         $7::text, (SELECT id FROM d), $14::text, $21::boolean FROM c"
+    "         $7::text, (SELECT id FROM d), $14::text, $21::boolean, $33::boolean FROM c"
     "  RETURNING id"
     "), a AS ("
     "  INSERT INTO voidrecon.alerts (kind, order_no, void_code, payload)"
@@ -137,6 +137,7 @@ enum void_param {
     VP_HEADERS,           /* $30: the delivery's kept headers */
     VP_REPLAY_OF,         /* $31: the delivery it replays, or NULL */
     VP_CID,               /* $32: the sender's account; a case keeps its first */
+    VP_IN_FEED,           /* $33: the report is news for the change feed */
     VP_COUNT
 };
 
@@ -223,6 +224,11 @@ static void void_decided(struct store_op *op, const struct voidcase_state *cur, 
     const struct store_void_details *det = dec->outcome == VOIDCASE_STALE ? NULL : rep->details;
     bool changed = !cur->exists || dec->to_status != cur->status ||
                    dec->confirmed != cur->confirmed || dec->followup_reason != NULL;
+    bool reconciled = voidcase_is_reconciled(dec->to_status, dec->confirmed);
+    /* News for an order system: a new case, another status, or the poll that confirms a
+     * closing (the void is finished for good). */
+    bool in_feed = !cur->exists || dec->to_status != cur->status ||
+                   (reconciled && !voidcase_is_reconciled(cur->status, cur->confirmed));
     struct void_numbers n;
     int lengths[VP_COUNT];
     uint64_t delay_ms;
@@ -255,7 +261,7 @@ static void void_decided(struct store_op *op, const struct voidcase_state *cur, 
         [VP_SEEN_VERSION] =
             cur->exists ? store_i64_text(version, n.version, sizeof(n.version)) : NULL,
         [VP_CHANGED] = changed ? "true" : "false",
-        [VP_RECONCILED] = voidcase_is_reconciled(dec->to_status, dec->confirmed) ? "true" : "false",
+        [VP_RECONCILED] = reconciled ? "true" : "false",
         [VP_STATUS_NAME] = voidcase_status_name(dec->to_status),
         [VP_LEASE_TOKEN] = rep->source == VOIDCASE_SOURCE_POLL
                                ? store_i64_text(rep->lease_token, n.lease, sizeof(n.lease))
@@ -269,6 +275,7 @@ static void void_decided(struct store_op *op, const struct voidcase_state *cur, 
         [VP_HEADERS] = d ? d->headers : NULL,
         [VP_REPLAY_OF] = d ? store_delivery_replay_of(d, n.replay, sizeof(n.replay)) : NULL,
         [VP_CID] = d ? d->cid : NULL,
+        [VP_IN_FEED] = in_feed ? "true" : "false",
     };
     for (size_t i = 0; i < VP_COUNT; i++)
         lengths[i] = -1;
