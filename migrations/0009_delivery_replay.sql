@@ -4,12 +4,11 @@
 -- listing and a delivery's page read.
 
 ALTER TABLE voidrecon.deliveries
-    ADD COLUMN replay_of bigint REFERENCES voidrecon.deliveries (id) ON DELETE SET NULL,
+    ADD COLUMN replay_of bigint,
     ADD COLUMN headers   jsonb,
     ADD COLUMN cid       text;
-COMMENT ON COLUMN voidrecon.deliveries.replay_of IS 'The delivery whose stored body and headers this one ran again through today''s code (POST /v1/deliveries/{id}/replay, voidrecon deliveries replay); NULL for a delivery received over HTTP, or once the original is pruned.';
+COMMENT ON COLUMN voidrecon.deliveries.replay_of IS 'The delivery whose stored body and headers this one ran again through today''s code (POST /v1/deliveries/{id}/replay, voidrecon deliveries replay); NULL for a delivery received over HTTP. No foreign key: it keeps the id when the original is pruned (retention), so that a replay is always told apart from a webhook that arrived.';
 COMMENT ON COLUMN voidrecon.deliveries.headers IS 'The request headers the provider''s signature check needs, and only those, as {"lower-case name": "value"} (Xsolla: authorization); {} when the provider checks none; NULL for deliveries stored before schema version 9.';
-COMMENT ON CONSTRAINT deliveries_replay_of_fkey ON voidrecon.deliveries IS 'A replay points at the delivery it ran again; pruning that delivery leaves the replay with replay_of NULL.';
 COMMENT ON COLUMN voidrecon.deliveries.cid IS 'The sender''s account as the body names it (Atlas cid, the client id); NULL when the body names none or could not be read.';
 
 ALTER TABLE voidrecon.void_cases ADD COLUMN cid text;
@@ -25,7 +24,12 @@ COMMENT ON INDEX voidrecon.deliveries_outcome_id_idx IS 'Serves GET /v1/deliveri
 CREATE INDEX deliveries_provider_outcome_id_idx ON voidrecon.deliveries (provider, outcome, id);
 COMMENT ON INDEX voidrecon.deliveries_provider_outcome_id_idx IS 'Serves GET /v1/deliveries?provider=&outcome= newest first, by keyset on id.';
 CREATE INDEX deliveries_replay_of_idx ON voidrecon.deliveries (replay_of) WHERE replay_of IS NOT NULL;
-COMMENT ON INDEX voidrecon.deliveries_replay_of_idx IS 'The replays of a delivery, for its page; also keeps ON DELETE SET NULL cheap when old deliveries are pruned.';
+COMMENT ON INDEX voidrecon.deliveries_replay_of_idx IS 'The replays of a delivery, for its page.';
+
+-- The silence check: the last Atlas webhook that arrived (not a replay) and was not refused.
+CREATE INDEX deliveries_provider_received_idx ON voidrecon.deliveries (provider, received_at)
+    WHERE outcome <> 'rejected' AND replay_of IS NULL;
+COMMENT ON INDEX voidrecon.deliveries_provider_received_idx IS 'The last webhook of a provider that arrived over HTTP and was not refused (the silence check).';
 
 -- A delivery's page shows what it produced: the case events and the cancellation that name it.
 CREATE INDEX void_case_events_delivery_idx ON voidrecon.void_case_events (delivery_id) WHERE delivery_id IS NOT NULL;

@@ -54,12 +54,13 @@ static const char sql_circuit_close[] =
     "SELECT coalesce((SELECT id FROM a), 0)";
 
 /* $1: quiet_ms (0: off), $2: poll_changes (0: off). The last Atlas webhook leaves out refused
- * ones: a forger must not keep the alarm quiet. A poll-found change is a poll event applied or
- * in conflict (a poll answer that equals the case is a duplicate). */
+ * ones (a forger must not keep the alarm quiet) and replays (an operator's, not Atlas's). A
+ * poll-found change is a poll event applied or in conflict (a poll answer that equals the case is a
+ * duplicate). */
 static const char sql_silence[] =
     "WITH last AS ("
     "  SELECT max(received_at) AS at FROM voidrecon.deliveries"
-    "   WHERE provider = 'atlas' AND outcome <> 'rejected'"
+    "   WHERE provider = 'atlas' AND outcome <> 'rejected' AND replay_of IS NULL"
     "), oldest AS ("
     "  SELECT min(created_at) AS at FROM voidrecon.void_cases WHERE is_open"
     "), inc AS ("

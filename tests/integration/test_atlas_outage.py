@@ -129,15 +129,25 @@ def test_two_processes_keep_one_poll_rate_together(db, make_rig):
 def test_silent_webhooks_raise_one_alarm_that_a_webhook_resolves(db, make_rig):
     rig = make_rig(env={"VOIDRECON_ATLAS_SILENCE_MS": "1500"}, webhooks=False, services=2)
     register_open_cases(rig, "QUIET", 3)
+    eq(rig.svc.post_json("/webhooks/atlas", {"type": "order.void", "data": {
+        "orderNo": "QUIET000", "voidCode": "V", "voidStatus": 1}})[0], 200)
     got = rig.wait(lambda: alerts(db, "webhooks_silent"), what="the silence alarm")
     eq((got[0]["resolved"], got[0]["reason"]), (False, "no_webhook"))
     eq(metrics_of(rig.svc)["voidrecon_webhooks_silent"], 1.0)
-    time.sleep(0.5)
+    # An operator replaying an old Atlas delivery is not Atlas speaking again.
+    first = db.scalar("select min(id) from voidrecon.deliveries")
+    st, _, reply = rig.svc.request("POST", "/v1/deliveries/%s/replay" % first,
+                                   headers={"Authorization": "Bearer " + ADMIN_TOKEN})
+    eq((st, json.loads(reply)["outcome"]), (200, "duplicate"))
+    time.sleep(1.5)  # the silence is checked every second, by each process
     eq(len(alerts(db, "webhooks_silent")), 1, "raised once, from either process")
     eq(rig.svc.post_json("/webhooks/atlas", {"type": "order.void", "data": {
-        "orderNo": "QUIET000", "voidCode": "V", "voidStatus": 1}})[0], 200)
+        "orderNo": "QUIET000", "voidCode": "V", "voidStatus": 3}})[0], 200)
     rig.wait(lambda: len(alerts(db, "webhooks_silent")) == 2, what="the resolve alert")
     eq(alerts(db, "webhooks_silent")[1]["resolved"], True)
+    eq(db.scalar("select closed_at >= (select max(received_at) from voidrecon.deliveries"
+                 " where replay_of is null) from voidrecon.incidents"
+                 " where kind = 'webhooks_silent'"), "t", "closed by the webhook, not the replay")
     rig.wait(lambda: metrics_of(rig.svc)["voidrecon_webhooks_silent"] == 0.0,
              what="the silence gauge back at 0")
 
