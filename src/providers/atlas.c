@@ -146,12 +146,14 @@ int atlas_event_parse(const char *body, size_t len, struct atlas_event *ev, char
         goto out;
     }
     snprintf(ev->type, sizeof(ev->type), "%s", type->valuestring);
-    /* Only kept, never acted on: a number is kept as its text, like errorCode. */
-    if ((r = get_text(root, "cid", "cid", true, &ev->cid, err, errlen)) != 0)
-        goto out;
-    if (ev->cid != NULL && strlen(ev->cid) > ATLAS_MAX_KEY_BYTES) {
-        r = fail(err, errlen, "%s: longer than 128 bytes", "cid");
-        goto out;
+    /* Only kept, never acted on: a number is kept as its text, like errorCode; a cid that is
+     * neither, or too long, is not kept (the raw body still has it) rather than lose the
+     * report it came with. */
+    if (get_text(root, "cid", "cid", true, &ev->cid, err, errlen) != 0 ||
+        (ev->cid != NULL && strlen(ev->cid) > ATLAS_MAX_KEY_BYTES)) {
+        free(ev->cid);
+        ev->cid = NULL;
+        err[0] = '\0';
     }
     if (strcmp(ev->type, "order.void") == 0)
         ev->kind = ATLAS_EVENT_VOID;
