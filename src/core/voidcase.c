@@ -35,7 +35,8 @@ static int open_rank(int status)
 }
 
 /* Entering REJECTED always needs a person; otherwise a conflict may. A reason already waiting
- * for a person is not raised again: one alert per reason until it is acknowledged. */
+ * for a person is not raised again (one alert per reason until it is acknowledged), and a
+ * conflict that enters REJECTED is raised as a conflict while rejected is waiting already. */
 static void flag(const struct voidcase_state *cur, struct voidcase_decision *d, bool conflict)
 {
     bool entered_rejected =
@@ -44,7 +45,7 @@ static void flag(const struct voidcase_state *cur, struct voidcase_decision *d, 
     if (entered_rejected && !(cur->pending & VOIDCASE_FOLLOWUP_REJECTED)) {
         d->followup_reason = "rejected";
         d->alert_kind = "void_rejected";
-    } else if (conflict && !entered_rejected && !(cur->pending & VOIDCASE_FOLLOWUP_CONFLICT)) {
+    } else if (conflict && !(cur->pending & VOIDCASE_FOLLOWUP_CONFLICT)) {
         d->followup_reason = "conflict";
         d->alert_kind = "void_conflict";
     }

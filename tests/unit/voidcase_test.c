@@ -86,14 +86,23 @@ static bool match_word(const char *p, const char *value)
     return strcmp(p, "*") == 0 || strcmp(p, value) == 0;
 }
 
-/* A rule's pend field: "*" any set, "-" the empty set, a reason: any set that holds it. */
+/* A rule's pend field: "*" any set, "-" the empty set, reasons joined by "+": any set that
+ * holds them all. */
 static bool match_pending(const char *p, unsigned pending)
 {
+    char list[64];
+    unsigned want;
+
     if (strcmp(p, "*") == 0)
         return true;
     if (strcmp(p, "-") == 0)
         return pending == 0;
-    return (pending & voidcase_followup_bit(p)) != 0;
+    snprintf(list, sizeof(list), "%s", p);
+    for (char *c = list; *c; c++)
+        if (*c == '+')
+            *c = ',';
+    want = voidcase_followups_parse(list);
+    return want != 0 && (pending & want) == want;
 }
 
 static const struct rule *find_rule(bool exists, int c, bool conf, unsigned pend, int s,
