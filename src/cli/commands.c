@@ -399,6 +399,20 @@ int cli_alerts_list(const struct config *cfg, const char *state, unsigned limit,
     return run_json(&c, "alerts list", json, out, print_alerts);
 }
 
+/* A positive id (of a delivery, a cancellation) given on the command line; 0 when it is not
+ * one. */
+static int64_t id_arg(const char *s)
+{
+    char *end = NULL;
+    long long v;
+
+    if (s == NULL || *s < '0' || *s > '9')
+        return 0;
+    errno = 0;
+    v = strtoll(s, &end, 10);
+    return errno == 0 && *end == '\0' && v > 0 ? (int64_t)v : 0;
+}
+
 /* ---- order cancellations ------------------------------------------------------------------ */
 
 static const char *const cancellation_names[] = {
@@ -461,27 +475,16 @@ static void print_cancellation(FILE *out, const cJSON *doc)
           ARRAY_SIZE(k_names));
 }
 
-/* A cancellation id as given on the command line: 0 after saying it is not one. */
-static int64_t cancellation_id(const char *arg)
-{
-    char *end;
-    long long id = strtoll(arg, &end, 10);
-
-    if (*arg < '1' || *arg > '9' || *end != '\0' || id <= 0) {
-        log_error("usage", "ID: \"%s\" is not a cancellation id (a positive number)", arg);
-        return 0;
-    }
-    return id;
-}
-
 int cli_cancellations_show(const struct config *cfg, const char *id, bool json, FILE *out)
 {
-    int64_t n = cancellation_id(id);
+    int64_t n = id_arg(id);
     struct cli c;
     int rc;
 
-    if (n == 0)
+    if (n == 0) {
+        log_error("usage", "ID: \"%s\" is not a cancellation id (a positive number)", id);
         return 2;
+    }
     if ((rc = cli_open(&c, cfg)) != 0)
         return rc;
     store_cancellation_show(c.st, n, json_done, &c);
@@ -503,12 +506,14 @@ static void print_cancellation_acked(FILE *out, const cJSON *doc)
 int cli_cancellations_ack(const struct config *cfg, const char *id, const char *by,
                           const char *note, bool json, FILE *out)
 {
-    int64_t n = cancellation_id(id);
+    int64_t n = id_arg(id);
     struct cli c;
     int rc;
 
-    if (n == 0)
+    if (n == 0) {
+        log_error("usage", "ID: \"%s\" is not a cancellation id (a positive number)", id);
         return 2;
+    }
     if (by == NULL || by[0] == '\0') {
         log_error("usage", "--by NAME is required: who acknowledges the cancellation");
         return 2;
@@ -584,19 +589,6 @@ int cli_prune(const struct config *cfg, bool json, FILE *out)
 
 /* ---- deliveries --------------------------------------------------------------------------- */
 
-/* A positive delivery id given on the command line; 0 when it is not one. */
-static int64_t delivery_id_arg(const char *s)
-{
-    char *end = NULL;
-    long long v;
-
-    if (s == NULL || *s < '0' || *s > '9')
-        return 0;
-    errno = 0;
-    v = strtoll(s, &end, 10);
-    return errno == 0 && *end == '\0' && v > 0 ? (int64_t)v : 0;
-}
-
 static void print_deliveries(FILE *out, const cJSON *doc)
 {
     static const char *const names[] = {"id",      "provider",    "event_type",
@@ -628,7 +620,7 @@ int cli_deliveries_list(const struct config *cfg, const char *provider, const ch
                   outcome);
         return 2;
     }
-    if (cursor != NULL && (before = delivery_id_arg(cursor)) == 0) {
+    if (cursor != NULL && (before = id_arg(cursor)) == 0) {
         log_error("usage", "--cursor: \"%s\" is not one voidrecon gave out", cursor);
         return 2;
     }
@@ -709,7 +701,7 @@ static int finish_delivery_json(struct cli *c, const char *what, bool json, FILE
 
 int cli_deliveries_show(const struct config *cfg, const char *id, bool json, FILE *out)
 {
-    int64_t n = delivery_id_arg(id);
+    int64_t n = id_arg(id);
     struct cli c;
     int rc;
 
@@ -770,7 +762,7 @@ int cli_deliveries_replay(const struct config *cfg, const char *const *ids, int 
     int rc = 0;
 
     for (int i = 0; i < n; i++) {
-        if (delivery_id_arg(ids[i]) == 0) {
+        if (id_arg(ids[i]) == 0) {
             log_error("usage", "ID: \"%s\" is not a delivery id", ids[i]);
             return 2;
         }
@@ -780,7 +772,7 @@ int cli_deliveries_replay(const struct config *cfg, const char *const *ids, int 
     routes = webhook_routes_new(cfg->providers, cfg->nproviders);
     for (int i = 0; i < n; i++) {
         c.done = false;
-        replay_delivery(c.st, routes, delivery_id_arg(ids[i]), replay_done, &c);
+        replay_delivery(c.st, routes, id_arg(ids[i]), replay_done, &c);
         while (!c.done && uv_run(&c.loop, UV_RUN_ONCE) != 0)
             ;
         if (!c.done) {

@@ -317,7 +317,7 @@ static const char *ack_body(struct httpd_request *req, bool with_reason, char **
     else if (with_reason && r != NULL && !cJSON_IsNull(r) &&
              !(cJSON_IsString(r) && store_followup_reason_valid(r->valuestring)))
         err = "reason: expected one of rejected, conflict, poll_failing, stuck";
-    else if (!with_reason && r != NULL)
+    else if (!with_reason && r != NULL && !cJSON_IsNull(r))
         err = "reason: an order cancellation has only one follow-up";
     if (err == NULL) {
         *by = xstrdup(b->valuestring);
@@ -406,17 +406,33 @@ static void one_case(struct api *a, struct httpd_request *req, const char *rest)
     store_case_show(a->st, q->a, q->b, queried, q);
 }
 
+/* A positive decimal int64 and nothing else. */
+static bool parse_id(const char *s, size_t len, int64_t *out)
+{
+    int64_t v = 0;
+
+    if (len == 0 || len > 18)
+        return false;
+    for (size_t i = 0; i < len; i++) {
+        if (s[i] < '0' || s[i] > '9')
+            return false;
+        v = v * 10 + (s[i] - '0');
+    }
+    *out = v;
+    return v > 0;
+}
+
 /* /v1/cancellations/{id}[/ack] */
 static void one_cancellation(struct api *a, struct httpd_request *req, const char *rest)
 {
     const char *method = httpd_request_method(req);
-    char *end = NULL;
-    long long id = rest[0] >= '1' && rest[0] <= '9' ? strtoll(rest, &end, 10) : 0;
-    bool ack = end != NULL && strcmp(end, "/ack") == 0;
+    size_t n = strcspn(rest, "/");
+    bool ack = strcmp(rest + n, "/ack") == 0;
     struct query *q;
     const char *err;
+    int64_t id = 0;
 
-    if (end == NULL || id <= 0 || (*end != '\0' && !ack)) {
+    if (!parse_id(rest, n, &id) || (rest[n] != '\0' && !ack)) {
         httpd_respond_error(req, 404, "not_found", "no such endpoint", NULL);
         return;
     }
@@ -436,7 +452,7 @@ static void one_cancellation(struct api *a, struct httpd_request *req, const cha
         query_free(q);
         return;
     }
-    log_info("cancellation_ack", "id=%lld by=%s", id, q->c);
+    log_info("cancellation_ack", "id=%" PRId64 " by=%s", id, q->c);
     store_cancellation_ack(a->st, id, q->c, q->d, queried, q);
 }
 
@@ -445,22 +461,6 @@ static void one_cancellation(struct api *a, struct httpd_request *req, const cha
 void api_set_routes(struct api *a, const struct webhook_routes *routes)
 {
     a->routes = routes;
-}
-
-/* A positive decimal int64 and nothing else. */
-static bool parse_id(const char *s, size_t len, int64_t *out)
-{
-    int64_t v = 0;
-
-    if (len == 0 || len > 18)
-        return false;
-    for (size_t i = 0; i < len; i++) {
-        if (s[i] < '0' || s[i] > '9')
-            return false;
-        v = v * 10 + (s[i] - '0');
-    }
-    *out = v;
-    return v > 0;
 }
 
 static void bad_query(struct httpd_request *req, const char *message)
