@@ -215,6 +215,15 @@ struct void_numbers {
     char reported[8], from[8], to[8], delay[24], version[24], lease[24], reason[160], replay[24];
 };
 
+/* News for an order system, in the change feed: a new case, another status, or the poll that
+ * confirms a closing (the void is finished for good). */
+static bool is_news(const struct voidcase_state *cur, const struct voidcase_decision *dec)
+{
+    return !cur->exists || dec->to_status != cur->status ||
+           (voidcase_is_reconciled(dec->to_status, dec->confirmed) &&
+            !voidcase_is_reconciled(cur->status, cur->confirmed));
+}
+
 static void void_decided(struct store_op *op, const struct voidcase_state *cur, int64_t version,
                          const struct voidcase_decision *dec)
 {
@@ -225,10 +234,7 @@ static void void_decided(struct store_op *op, const struct voidcase_state *cur, 
     bool changed = !cur->exists || dec->to_status != cur->status ||
                    dec->confirmed != cur->confirmed || dec->followup_reason != NULL;
     bool reconciled = voidcase_is_reconciled(dec->to_status, dec->confirmed);
-    /* News for an order system: a new case, another status, or the poll that confirms a
-     * closing (the void is finished for good). */
-    bool in_feed = !cur->exists || dec->to_status != cur->status ||
-                   (reconciled && !voidcase_is_reconciled(cur->status, cur->confirmed));
+    bool in_feed = is_news(cur, dec);
     struct void_numbers n;
     int lengths[VP_COUNT];
     uint64_t delay_ms;
