@@ -277,6 +277,32 @@ static int run_json(struct cli *c, const char *what, bool json, FILE *out,
     return 0;
 }
 
+/* A listing by state (cases, alerts, cancellations): checks the state, then lists. */
+struct listing {
+    const char *what;
+    bool (*state_valid)(const char *state);
+    const char *states; /* the valid states, for the usage error */
+    void (*list)(struct store *st, const char *state, unsigned limit, const char *cursor,
+                 store_json_cb cb, void *arg);
+    void (*print)(FILE *out, const cJSON *doc);
+};
+
+static int run_listing(const struct config *cfg, const struct listing *l, const char *state,
+                       unsigned limit, const char *cursor, bool json, FILE *out)
+{
+    struct cli c;
+    int rc;
+
+    if (!l->state_valid(state)) {
+        log_error("usage", "--state: \"%s\" is not %s", state, l->states);
+        return 2;
+    }
+    if ((rc = cli_open(&c, cfg)) != 0)
+        return rc;
+    l->list(c.st, state, limit, cursor, json_done, &c);
+    return run_json(&c, l->what, json, out, l->print);
+}
+
 static void print_cases(FILE *out, const cJSON *doc)
 {
     const cJSON *cases = cJSON_GetObjectItemCaseSensitive(doc, "cases");
@@ -288,17 +314,11 @@ static void print_cases(FILE *out, const cJSON *doc)
 int cli_cases_list(const struct config *cfg, const char *state, unsigned limit, const char *cursor,
                    bool json, FILE *out)
 {
-    struct cli c;
-    int rc;
+    static const struct listing l = {"cases list", store_case_state_valid,
+                                     "open, followup, rejected or all", store_cases_list,
+                                     print_cases};
 
-    if (!store_case_state_valid(state)) {
-        log_error("usage", "--state: \"%s\" is not open, followup, rejected or all", state);
-        return 2;
-    }
-    if ((rc = cli_open(&c, cfg)) != 0)
-        return rc;
-    store_cases_list(c.st, state, limit, cursor, json_done, &c);
-    return run_json(&c, "cases list", json, out, print_cases);
+    return run_listing(cfg, &l, state, limit, cursor, json, out);
 }
 
 static void print_show(FILE *out, const cJSON *doc)
@@ -386,17 +406,10 @@ static void print_alerts(FILE *out, const cJSON *doc)
 int cli_alerts_list(const struct config *cfg, const char *state, unsigned limit, const char *cursor,
                     bool json, FILE *out)
 {
-    struct cli c;
-    int rc;
+    static const struct listing l = {"alerts list", store_alert_state_valid,
+                                     "pending, delivered or all", store_alerts_list, print_alerts};
 
-    if (!store_alert_state_valid(state)) {
-        log_error("usage", "--state: \"%s\" is not pending, delivered or all", state);
-        return 2;
-    }
-    if ((rc = cli_open(&c, cfg)) != 0)
-        return rc;
-    store_alerts_list(c.st, state, limit, cursor, json_done, &c);
-    return run_json(&c, "alerts list", json, out, print_alerts);
+    return run_listing(cfg, &l, state, limit, cursor, json, out);
 }
 
 /* A positive id (of a delivery, a cancellation) given on the command line; 0 when it is not
@@ -431,17 +444,11 @@ static void print_cancellations(FILE *out, const cJSON *doc)
 int cli_cancellations_list(const struct config *cfg, const char *state, unsigned limit,
                            const char *cursor, bool json, FILE *out)
 {
-    struct cli c;
-    int rc;
+    static const struct listing l = {"cancellations list", store_cancellation_state_valid,
+                                     "open, acked or all", store_cancellations_list,
+                                     print_cancellations};
 
-    if (!store_cancellation_state_valid(state)) {
-        log_error("usage", "--state: \"%s\" is not open, acked or all", state);
-        return 2;
-    }
-    if ((rc = cli_open(&c, cfg)) != 0)
-        return rc;
-    store_cancellations_list(c.st, state, limit, cursor, json_done, &c);
-    return run_json(&c, "cancellations list", json, out, print_cancellations);
+    return run_listing(cfg, &l, state, limit, cursor, json, out);
 }
 
 static void print_cancellation(FILE *out, const cJSON *doc)
