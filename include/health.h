@@ -34,7 +34,7 @@ struct health *health_new(uv_loop_t *loop, struct store *st, const struct health
 void health_poller_paused(struct health *h, uint64_t until_ms, const char *why);
 
 /* An incident shared by every process, as the poller saw it: kind "atlas_failing" or
- * "webhooks_silent", open or not, since when (Unix time). For /metrics. */
+ * "webhooks_silent", open or not, since when (Unix time). For /metrics and /readyz. */
 void health_incident(struct health *h, const char *kind, bool open, int64_t since_s);
 
 /* The last check that answered found the schema older than this voidrecon needs (false while

@@ -226,6 +226,9 @@ static cJSON *poller_json(const struct health *h)
     cJSON_AddNumberToObject(p, "resume_in_ms", (double)left);
     if (left > 0)
         cJSON_AddStringToObject(p, "reason", h->paused_why);
+    /* Incidents concern every case but leave the service ready for webhooks. */
+    cJSON_AddBoolToObject(p, "circuit_open", h->circuit_open);
+    cJSON_AddBoolToObject(p, "webhooks_silent", h->webhooks_silent);
     return p;
 }
 

@@ -54,6 +54,9 @@ def test_credential_outage_raises_one_alert_and_leaves_cases_alone(db, make_rig)
     m = metrics_of(rig.services[1])
     eq(m["voidrecon_atlas_circuit_open"], 1.0)
     assert m["voidrecon_atlas_circuit_open_since_seconds"] > time.time() - 60, m
+    st, _, ready = rig.services[1].get("/readyz")
+    eq((st, json.loads(ready)["poller"]["circuit_open"]), (200, True),
+       "ready for webhooks, the outage said")
 
     rig.faults(envelope_error=None)
     rig.wait(lambda: len(alerts(db, "atlas_failing")) == 2, what="the resolve alert")
