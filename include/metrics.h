@@ -7,6 +7,7 @@
 #include <stdint.h>
 
 #include "common.h"
+#include "voidcase.h"
 
 /* A webhook and what became of it: provider atlas, xsolla or xendbridge; outcome one of the
  * deliveries outcomes, or "failed" when it could not be stored. */
@@ -43,6 +44,7 @@ struct metrics_gauges {
     bool have_counts; /* the counts below were read at least once */
     int64_t open_cases;
     int64_t followup_cases;
+    int64_t followups[VOIDCASE_FOLLOWUP_COUNT]; /* open follow-ups by reason */
     int64_t alert_backlog;
     double poll_lag_s;   /* age of the oldest due poll */
     double gauges_age_s; /* since the counts were read */

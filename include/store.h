@@ -444,6 +444,8 @@ struct store_health {
     int64_t followup_cases;
     int64_t alert_backlog;
     int64_t poll_lag_ms; /* age of the oldest due poll; 0 when none is due */
+    int64_t
+        followups[VOIDCASE_FOLLOWUP_COUNT]; /* open follow-ups by reason (voidcase_followup_name) */
 };
 
 typedef void (*store_health_cb)(int status, const char *error, const struct store_health *h,

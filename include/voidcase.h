@@ -35,6 +35,7 @@ enum voidcase_poll {
 #define VOIDCASE_FOLLOWUP_CONFLICT     (1U << 1)
 #define VOIDCASE_FOLLOWUP_POLL_FAILING (1U << 2)
 #define VOIDCASE_FOLLOWUP_STUCK        (1U << 3)
+#define VOIDCASE_FOLLOWUP_COUNT        4
 
 /* What the store knows about a case before the report. */
 struct voidcase_state {
@@ -71,6 +72,9 @@ int voidcase_decide(const struct voidcase_state *cur, int reported, enum voidcas
 /* The bit of a follow-up reason's name ("rejected", "conflict", "poll_failing", "stuck"); 0 for
  * any other text. */
 unsigned voidcase_followup_bit(const char *reason);
+/* The name of reason i, the reason of bit 1U << i (0 <= i < VOIDCASE_FOLLOWUP_COUNT, most urgent
+ * first): "rejected", "conflict", "poll_failing", "stuck". */
+const char *voidcase_followup_name(unsigned i);
 /* The set a comma-separated list of reason names stands for; unknown names are left out. */
 unsigned voidcase_followups_parse(const char *list);
 

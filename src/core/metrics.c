@@ -299,6 +299,11 @@ char *metrics_render(const struct metrics_gauges *g)
         put(&o, "voidrecon_open_cases %" PRId64 "\n", g->open_cases);
         family(&o, "voidrecon_followup_cases", "gauge", "Void cases waiting for a person.");
         put(&o, "voidrecon_followup_cases %" PRId64 "\n", g->followup_cases);
+        family(&o, "voidrecon_followups", "gauge",
+               "Open follow-up reasons of void cases, by reason (a case may have several).");
+        for (unsigned i = 0; i < VOIDCASE_FOLLOWUP_COUNT; i++)
+            put(&o, "voidrecon_followups{reason=\"%s\"} %" PRId64 "\n", voidcase_followup_name(i),
+                g->followups[i]);
         family(&o, "voidrecon_alert_backlog", "gauge", "Alerts not delivered yet.");
         put(&o, "voidrecon_alert_backlog %" PRId64 "\n", g->alert_backlog);
         family(&o, "voidrecon_poll_lag_seconds", "gauge",

@@ -125,12 +125,18 @@ int voidcase_decide(const struct voidcase_state *cur, int reported, enum voidcas
     return 0;
 }
 
+static const char *const followup_names[VOIDCASE_FOLLOWUP_COUNT] = {"rejected", "conflict",
+                                                                    "poll_failing", "stuck"};
+
+const char *voidcase_followup_name(unsigned i)
+{
+    return i < VOIDCASE_FOLLOWUP_COUNT ? followup_names[i] : "unknown";
+}
+
 unsigned voidcase_followup_bit(const char *reason)
 {
-    static const char *const names[] = {"rejected", "conflict", "poll_failing", "stuck"};
-
-    for (size_t i = 0; reason != NULL && i < ARRAY_SIZE(names); i++)
-        if (strcmp(reason, names[i]) == 0)
+    for (unsigned i = 0; reason != NULL && i < VOIDCASE_FOLLOWUP_COUNT; i++)
+        if (strcmp(reason, followup_names[i]) == 0)
             return 1U << i;
     return 0;
 }

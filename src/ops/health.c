@@ -168,6 +168,7 @@ char *health_metrics(struct health *h)
         g.have_counts = true;
         g.open_cases = h->gauges.open_cases;
         g.followup_cases = h->gauges.followup_cases;
+        memcpy(g.followups, h->gauges.followups, sizeof(g.followups));
         g.alert_backlog = h->gauges.alert_backlog;
         g.poll_lag_s = (double)h->gauges.poll_lag_ms / 1000.0;
         g.gauges_age_s = (double)(uv_now(h->loop) - h->gauges_at) / 1000.0;

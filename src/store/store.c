@@ -28,7 +28,13 @@ static const char sql_gauges[] =
     "       (SELECT count(*) FROM voidrecon.alerts WHERE delivered_at IS NULL),"
     "       (SELECT (coalesce(greatest(extract(epoch FROM now() - min(next_poll_at)), 0), 0)"
     "                * 1000)::bigint"
-    "          FROM voidrecon.void_cases WHERE next_poll_at IS NOT NULL)";
+    "          FROM voidrecon.void_cases WHERE next_poll_at IS NOT NULL),"
+    "       f.rejected, f.conflict, f.poll_failing, f.stuck"
+    "  FROM (SELECT count(*) FILTER (WHERE reason = 'rejected') AS rejected,"
+    "               count(*) FILTER (WHERE reason = 'conflict') AS conflict,"
+    "               count(*) FILTER (WHERE reason = 'poll_failing') AS poll_failing,"
+    "               count(*) FILTER (WHERE reason = 'stuck') AS stuck"
+    "          FROM voidrecon.case_followups) AS f";
 
 /* ---- lifecycle ------------------------------------------------------------------------------ */
 
@@ -349,6 +355,8 @@ static void gauges_read(struct db_session *s, PGresult *res, int status, void *a
     rd->h.followup_cases = store_row_i64(&row, 1);
     rd->h.alert_backlog = store_row_i64(&row, 2);
     rd->h.poll_lag_ms = store_row_i64(&row, 3);
+    for (int i = 0; i < VOIDCASE_FOLLOWUP_COUNT; i++)
+        rd->h.followups[i] = store_row_i64(&row, 4 + i);
     rd->h.have_gauges = store_row_check(&row, "reading the gauges", rd->err, sizeof(rd->err)) == 0;
     rd->h.gauges_failed = !rd->h.have_gauges;
     health_done(rd, 0);

@@ -6,7 +6,8 @@ import json
 import os
 import subprocess
 
-from utils import ADMIN_TOKEN as ADMIN, Service, eq, source_dir, voidrecon_bin, wait_until
+from utils import (ADMIN_TOKEN as ADMIN, Service, eq, metrics_of, source_dir, voidrecon_bin,
+                   wait_until)
 
 AUTH = {"Authorization": "Bearer " + ADMIN}
 
@@ -39,7 +40,8 @@ def ack(svc, path, body):
 def test_three_reasons_are_kept_and_acknowledged_one_by_one(db, make_rig):
     # Atlas does not know the case: every poll fails; the case stays open past the stuck
     # threshold; then a webhook says the void was rejected.
-    env = {"VOIDRECON_POLL_FAILURES_ALERT": "2", "VOIDRECON_STUCK_AFTER_MS": "400"}
+    env = {"VOIDRECON_POLL_FAILURES_ALERT": "2", "VOIDRECON_STUCK_AFTER_MS": "400",
+           "VOIDRECON_GAUGE_REFRESH_MS": "100"}
     rig = make_rig(env=env, webhooks=False)
     rig.register("THREE", "V1")
     rig.wait(lambda: set(open_reasons(db, "THREE", "V1")) == {"poll_failing", "stuck"},
@@ -50,6 +52,13 @@ def test_three_reasons_are_kept_and_acknowledged_one_by_one(db, make_rig):
     eq(flags(db, "THREE", "V1"), ["t", "rejected"], "the most urgent reason for old readers")
     eq(db.query("select kind from voidrecon.alerts order by kind"),
        [["void_poll_failing"], ["void_rejected"], ["void_stuck"]], "one alert per reason")
+
+    def by_reason():
+        m = metrics_of(rig.svc)
+        return [m.get('voidrecon_followups{reason="%s"}' % r)
+                for r in ("rejected", "conflict", "poll_failing", "stuck")]
+    rig.wait(lambda: by_reason() == [1, 0, 1, 1], what="/metrics counting each open reason")
+    eq(metrics_of(rig.svc)["voidrecon_followup_cases"], 1, "one case waiting")
 
     # One reason acknowledged: the others stay, and a failing poll does not raise it again
     # within the same run of failures.
