@@ -426,6 +426,16 @@ static int64_t id_arg(const char *s)
     return errno == 0 && *end == '\0' && v > 0 ? (int64_t)v : 0;
 }
 
+/* id_arg, saying so when the argument ID is not the id of a what ("delivery", ...). */
+static int64_t id_or_usage(const char *s, const char *what)
+{
+    int64_t id = id_arg(s);
+
+    if (id == 0)
+        log_error("usage", "ID: \"%s\" is not a %s id (a positive number)", s, what);
+    return id;
+}
+
 /* ---- order cancellations ------------------------------------------------------------------ */
 
 static const char *const cancellation_names[] = {
@@ -484,14 +494,12 @@ static void print_cancellation(FILE *out, const cJSON *doc)
 
 int cli_cancellations_show(const struct config *cfg, const char *id, bool json, FILE *out)
 {
-    int64_t n = id_arg(id);
+    int64_t n = id_or_usage(id, "cancellation");
     struct cli c;
     int rc;
 
-    if (n == 0) {
-        log_error("usage", "ID: \"%s\" is not a cancellation id (a positive number)", id);
+    if (n == 0)
         return 2;
-    }
     if ((rc = cli_open(&c, cfg)) != 0)
         return rc;
     store_cancellation_show(c.st, n, json_done, &c);
@@ -513,14 +521,12 @@ static void print_cancellation_acked(FILE *out, const cJSON *doc)
 int cli_cancellations_ack(const struct config *cfg, const char *id, const char *by,
                           const char *note, bool json, FILE *out)
 {
-    int64_t n = id_arg(id);
+    int64_t n = id_or_usage(id, "cancellation");
     struct cli c;
     int rc;
 
-    if (n == 0) {
-        log_error("usage", "ID: \"%s\" is not a cancellation id (a positive number)", id);
+    if (n == 0)
         return 2;
-    }
     if (by == NULL || by[0] == '\0') {
         log_error("usage", "--by NAME is required: who acknowledges the cancellation");
         return 2;
@@ -708,14 +714,12 @@ static int finish_delivery_json(struct cli *c, const char *what, bool json, FILE
 
 int cli_deliveries_show(const struct config *cfg, const char *id, bool json, FILE *out)
 {
-    int64_t n = id_arg(id);
+    int64_t n = id_or_usage(id, "delivery");
     struct cli c;
     int rc;
 
-    if (n == 0) {
-        log_error("usage", "ID: \"%s\" is not a delivery id", id);
+    if (n == 0)
         return 2;
-    }
     if ((rc = cli_open(&c, cfg)) != 0)
         return rc;
     store_delivery_show(c.st, n, json_done, &c);
@@ -768,12 +772,9 @@ int cli_deliveries_replay(const struct config *cfg, const char *const *ids, int 
     struct cli c;
     int rc = 0;
 
-    for (int i = 0; i < n; i++) {
-        if (id_arg(ids[i]) == 0) {
-            log_error("usage", "ID: \"%s\" is not a delivery id", ids[i]);
+    for (int i = 0; i < n; i++)
+        if (id_or_usage(ids[i], "delivery") == 0)
             return 2;
-        }
-    }
     if ((rc = cli_open(&c, cfg)) != 0)
         return rc;
     routes = webhook_routes_new(cfg->providers, cfg->nproviders);
