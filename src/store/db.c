@@ -33,6 +33,7 @@ static const char sql_rollback[] = "ROLLBACK";
 #define DB_DEFAULT_ACQUIRE_MS    5000U
 #define DB_MAX_POOL_SIZE         1024U
 #define DB_MAX_PARAMS            65535
+#define DB_MAX_PREPARED          64U
 #define DB_REASON_BYTES          200
 #define DB_MAX_KEYWORDS          8
 
@@ -46,7 +47,21 @@ enum conn_state {
     CONN_CLOSED,     /* db_close: timer closing or closed */
 };
 
-enum query_kind { QUERY_USER, QUERY_SETUP, QUERY_ROLLBACK };
+/* QUERY_PREPARE: a statement is being prepared; its execution (q.exec) is sent next. */
+enum query_kind { QUERY_USER, QUERY_SETUP, QUERY_ROLLBACK, QUERY_PREPARE };
+
+/* Copies of a statement's parameters, for a statement sent later than its call. */
+struct db_params {
+    int n;
+    char **values;
+    int *lengths; /* NULL: all text */
+};
+
+/* The execution of a prepared statement, waiting for its preparation to finish. */
+struct db_exec {
+    unsigned stmt;
+    struct db_params p;
+};
 
 enum db_health { HEALTH_STARTING, HEALTH_UP, HEALTH_DOWN };
 
@@ -69,9 +84,10 @@ struct db_query {
     enum query_kind kind;
     db_result_cb cb;
     void *arg;
-    PGresult *res; /* result kept so far; the first error wins */
-    int deferred;  /* non-zero: no I/O, deliver this status from the timer */
-    int cancelled; /* released while in flight: drop the result, then release */
+    PGresult *res;        /* result kept so far; the first error wins */
+    int deferred;         /* non-zero: no I/O, deliver this status from the timer */
+    int cancelled;        /* released while in flight: drop the result, then release */
+    struct db_exec *exec; /* QUERY_PREPARE: what runs once the statement is prepared */
 };
 
 struct db_conn {
@@ -82,10 +98,11 @@ struct db_conn {
     struct db_poll *poll;
     uv_timer_t timer;
     uint64_t backoff_ms;
-    int live;        /* established, counted in db->n_live */
-    int failed_once; /* an attempt failed since start: lets STARTING turn into DOWN */
-    int flushing;    /* PQflush returned 1: wait for writable too */
-    int recycle;     /* reconnect instead of going back to the pool (read-only, fatal error) */
+    int live;          /* established, counted in db->n_live */
+    int failed_once;   /* an attempt failed since start: lets STARTING turn into DOWN */
+    int flushing;      /* PQflush returned 1: wait for writable too */
+    int recycle;       /* reconnect instead of going back to the pool (read-only, fatal error) */
+    uint64_t prepared; /* bit n: statement n is prepared on this PGconn (db_session_prepared) */
     db_notify_cb notify_cb; /* db_session_watch: notifications and loss, while held */
     void *notify_arg;
     struct db_session session;
@@ -165,6 +182,42 @@ static struct db_waiter *wq_pop(struct db_wqueue *q)
         q->tail = NULL;
     q->n--;
     return w;
+}
+
+static void params_copy(struct db_params *p, int n, const char *const *values, const int *lengths)
+{
+    p->n = n;
+    p->values = n > 0 ? xcalloc((size_t)n, sizeof(*p->values)) : NULL;
+    p->lengths = lengths != NULL && n > 0 ? xcalloc((size_t)n, sizeof(*p->lengths)) : NULL;
+    for (int i = 0; i < n; i++) {
+        if (values[i] == NULL)
+            p->values[i] = NULL;
+        else if (lengths != NULL && lengths[i] >= 0)
+            p->values[i] = xstrndup(values[i], (size_t)lengths[i]);
+        else
+            p->values[i] = xstrdup(values[i]);
+        if (p->lengths != NULL)
+            p->lengths[i] = lengths[i];
+    }
+}
+
+static void params_free(struct db_params *p)
+{
+    for (int i = 0; i < p->n; i++)
+        free(p->values[i]);
+    free(p->values);
+    free(p->lengths);
+    memset(p, 0, sizeof(*p));
+}
+
+/* Forgets the session's query, and the execution it was to run next, if any. */
+static void query_clear(struct db_conn *c)
+{
+    if (c->q.exec != NULL) {
+        params_free(&c->q.exec->p);
+        free(c->q.exec);
+    }
+    memset(&c->q, 0, sizeof(c->q));
 }
 
 /* The first line of a libpq message, without the "connection to server at ... failed: " prefix:
@@ -411,12 +464,19 @@ static int conn_flush_arm(struct db_conn *c, int check_socket)
     return conn_poll_arm(c, UV_READABLE | (c->flushing ? UV_WRITABLE : 0), check_socket);
 }
 
-/* lengths NULL: every parameter is text; otherwise lengths[i] >= 0 sends params[i] as binary
- * of that length (bytea) and lengths[i] < 0 as text. */
-static int conn_send(struct db_conn *c, const char *sql, int nparams, const char *const *params,
-                     const int *lengths, int check_socket)
+static void stmt_name(unsigned stmt, char *out, size_t cap)
+{
+    snprintf(out, cap, "vr_%u", stmt);
+}
+
+/* Sends sql, or with sql NULL the statement prepared as stmt. lengths NULL: every parameter is
+ * text; otherwise lengths[i] >= 0 sends params[i] as binary of that length (bytea) and
+ * lengths[i] < 0 as text. */
+static int conn_send_stmt(struct db_conn *c, const char *sql, unsigned stmt, int nparams,
+                          const char *const *params, const int *lengths, int check_socket)
 {
     int *formats = NULL;
+    char name[16];
     int ok;
 
     if (lengths != NULL) {
@@ -424,16 +484,27 @@ static int conn_send(struct db_conn *c, const char *sql, int nparams, const char
         for (int i = 0; i < nparams; i++)
             formats[i] = lengths[i] >= 0;
     }
-    ok = PQsendQueryParams(c->pg, sql, nparams, NULL, params, lengths, formats, 0);
+    if (sql != NULL) {
+        ok = PQsendQueryParams(c->pg, sql, nparams, NULL, params, lengths, formats, 0);
+    } else {
+        stmt_name(stmt, name, sizeof(name));
+        ok = PQsendQueryPrepared(c->pg, name, nparams, params, lengths, formats, 0);
+    }
     free(formats);
     if (!ok)
         return VR_EIO;
     return conn_flush_arm(c, check_socket);
 }
 
+static int conn_send(struct db_conn *c, const char *sql, int nparams, const char *const *params,
+                     const int *lengths, int check_socket)
+{
+    return conn_send_stmt(c, sql, 0, nparams, params, lengths, check_socket);
+}
+
 static void conn_query_begin(struct db_conn *c, enum query_kind kind, db_result_cb cb, void *arg)
 {
-    memset(&c->q, 0, sizeof(c->q));
+    query_clear(c);
     c->q.active = 1;
     c->q.kind = kind;
     c->q.cb = cb;
@@ -486,7 +557,7 @@ static void conn_close_final(struct db_conn *c)
     if (c->state == CONN_CLOSED)
         return;
     conn_drop(c, "closing");
-    memset(&c->q, 0, sizeof(c->q));
+    query_clear(c);
     c->notify_cb = NULL;
     c->state = CONN_CLOSED;
     uv_close((uv_handle_t *)&c->timer, conn_timer_close_cb);
@@ -502,7 +573,7 @@ static void conn_retry(struct db_conn *c)
         conn_close_final(c);
         return;
     }
-    memset(&c->q, 0, sizeof(c->q));
+    query_clear(c);
     c->state = CONN_DOWN;
     if (c->backoff_ms == 0)
         base = db->cfg.reconnect_min_ms;
@@ -554,7 +625,7 @@ static void conn_deliver(struct db_conn *c, PGresult *res, int status)
     void *arg = c->q.arg;
     int cancelled = c->q.cancelled;
 
-    memset(&c->q, 0, sizeof(c->q));
+    query_clear(c);
     if (c->state != CONN_CLOSED)
         uv_timer_stop(&c->timer);
     if (!cancelled)
@@ -638,6 +709,7 @@ static void conn_connect_start(struct db_conn *c)
 {
     c->state = CONN_CONNECTING;
     c->recycle = 0;
+    c->prepared = 0;
     c->pg = PQconnectStartParams(c->db->keywords, c->db->values, 1);
     if (c->pg == NULL) {
         conn_break(c, "out of memory");
@@ -707,6 +779,25 @@ static void conn_check_error(struct db_conn *c, const PGresult *res)
         db_set_read_only(c->db, true);
 }
 
+/* The statement of q.exec is now prepared: send its execution as the session's query. */
+static void conn_exec_prepared(struct db_conn *c)
+{
+    struct db_exec *e = c->q.exec;
+
+    c->prepared |= UINT64_C(1) << e->stmt;
+    c->q.exec = NULL;
+    c->q.kind = QUERY_USER;
+    if (conn_send_stmt(c, NULL, e->stmt, e->p.n, (const char *const *)e->p.values, e->p.lengths,
+                       0) != 0) {
+        params_free(&e->p);
+        free(e);
+        conn_break(c, PQerrorMessage(c->pg));
+        return;
+    }
+    params_free(&e->p);
+    free(e);
+}
+
 /* The statement finished (PQgetResult returned NULL). */
 static void conn_query_done(struct db_conn *c)
 {
@@ -723,7 +814,7 @@ static void conn_query_done(struct db_conn *c)
     status = result_is_error(res) ? VR_EDB : 0;
     switch (c->q.kind) {
     case QUERY_SETUP:
-        memset(&c->q, 0, sizeof(c->q));
+        query_clear(c);
         if (status != 0) {
             char reason[DB_REASON_BYTES];
 
@@ -736,7 +827,7 @@ static void conn_query_done(struct db_conn *c)
         conn_established(c);
         return;
     case QUERY_ROLLBACK:
-        memset(&c->q, 0, sizeof(c->q));
+        query_clear(c);
         PQclear(res);
         if (status != 0 || PQtransactionStatus(c->pg) != PQTRANS_IDLE) {
             conn_break(c, "rollback on release failed");
@@ -744,6 +835,16 @@ static void conn_query_done(struct db_conn *c)
         }
         uv_timer_stop(&c->timer);
         conn_idle(c);
+        return;
+    case QUERY_PREPARE:
+        if (status == 0) {
+            PQclear(res);
+            conn_exec_prepared(c);
+            return;
+        }
+        /* The preparation's error is the statement's. */
+        conn_check_error(c, res);
+        conn_deliver(c, res, status);
         return;
     case QUERY_USER:
         if (status != 0)
@@ -872,7 +973,7 @@ static void conn_release_now(struct db_conn *c)
     if (c->recycle) {
         /* Dropping the connection also ends any transaction left open on it. */
         c->state = CONN_ROLLBACK;
-        memset(&c->q, 0, sizeof(c->q));
+        query_clear(c);
         conn_lost_idle(c, "recycled after a read-only or fatal error");
         return;
     }
@@ -895,7 +996,7 @@ static void conn_release_now(struct db_conn *c)
         break;
     }
     c->state = CONN_ROLLBACK;
-    memset(&c->q, 0, sizeof(c->q));
+    query_clear(c);
     conn_lost_idle(c, why);
 }
 
@@ -1132,6 +1233,25 @@ void db_acquire(struct db *db, db_acquire_cb cb, void *arg)
     db_kick(db);
 }
 
+/* A session's statement was sent (status 0), or not: VR_EIO drops the connection, and the
+ * failure is delivered from the loop. */
+static void session_sent(struct db_conn *c, int status)
+{
+    if (status == VR_EIO) {
+        char reason[DB_REASON_BYTES];
+
+        reason_copy(reason, sizeof(reason), PQerrorMessage(c->pg));
+        conn_drop(c, reason);
+        status = VR_EUNAVAIL;
+    }
+    if (status != 0) {
+        c->q.deferred = status;
+        uv_timer_start(&c->timer, conn_on_timer, 0, 0);
+        return;
+    }
+    uv_timer_start(&c->timer, conn_on_timer, conn_watchdog_ms(c), 0);
+}
+
 void db_session_query(struct db_session *s, const char *sql, int nparams, const char *const *params,
                       const int *lengths, db_result_cb cb, void *arg)
 {
@@ -1148,18 +1268,41 @@ void db_session_query(struct db_session *s, const char *sql, int nparams, const 
     } else if (c->pg == NULL) {
         status = VR_EUNAVAIL;
     } else if (conn_send(c, sql, nparams, params, lengths, 0) != 0) {
-        char reason[DB_REASON_BYTES];
+        status = VR_EIO;
+    }
+    session_sent(c, status);
+}
 
-        reason_copy(reason, sizeof(reason), PQerrorMessage(c->pg));
-        conn_drop(c, reason);
+void db_session_prepared(struct db_session *s, unsigned stmt, const char *sql, int nparams,
+                         const char *const *params, const int *lengths, db_result_cb cb, void *arg)
+{
+    struct db_conn *c = s->conn;
+    char name[16];
+    int status = 0;
+
+    assert(c->state == CONN_BUSY && !c->q.active);
+    conn_query_begin(c, QUERY_USER, cb, arg);
+    if (c->db->closing) {
+        status = VR_ECLOSED;
+    } else if (sql == NULL || stmt >= DB_MAX_PREPARED || nparams < 0 || nparams > DB_MAX_PARAMS ||
+               (nparams > 0 && params == NULL)) {
+        status = VR_EINVAL;
+    } else if (c->pg == NULL) {
         status = VR_EUNAVAIL;
+    } else if (c->prepared & (UINT64_C(1) << stmt)) {
+        if (conn_send_stmt(c, NULL, stmt, nparams, params, lengths, 0) != 0)
+            status = VR_EIO;
+    } else {
+        /* Prepared on first use, so that a pool works before the schema exists (migrate). */
+        c->q.kind = QUERY_PREPARE;
+        c->q.exec = xcalloc(1, sizeof(*c->q.exec));
+        c->q.exec->stmt = stmt;
+        params_copy(&c->q.exec->p, nparams, params, lengths);
+        stmt_name(stmt, name, sizeof(name));
+        if (!PQsendPrepare(c->pg, name, sql, nparams, NULL) || conn_flush_arm(c, 0) != 0)
+            status = VR_EIO;
     }
-    if (status != 0) {
-        c->q.deferred = status;
-        uv_timer_start(&c->timer, conn_on_timer, 0, 0);
-        return;
-    }
-    uv_timer_start(&c->timer, conn_on_timer, conn_watchdog_ms(c), 0);
+    session_sent(c, status);
 }
 
 void db_session_watch(struct db_session *s, db_notify_cb cb, void *arg)
@@ -1190,7 +1333,7 @@ void db_release(struct db_session *s)
             return;
         }
         uv_timer_stop(&c->timer);
-        memset(&c->q, 0, sizeof(c->q));
+        query_clear(c);
     }
     conn_release_now(c);
 }
@@ -1202,17 +1345,12 @@ struct db_oneshot {
     db_result_cb cb;
     void *arg;
     char *sql;
-    int nparams;
-    char **params;
-    int *lengths; /* NULL: all text */
+    struct db_params p;
 };
 
 static void oneshot_free(struct db_oneshot *o)
 {
-    for (int i = 0; i < o->nparams; i++)
-        free(o->params[i]);
-    free(o->params);
-    free(o->lengths);
+    params_free(&o->p);
     free(o->sql);
     free(o);
 }
@@ -1235,7 +1373,7 @@ static void oneshot_acquired(struct db_session *s, int status, void *arg)
         oneshot_free(o);
         return;
     }
-    db_session_query(s, o->sql, o->nparams, (const char *const *)o->params, o->lengths,
+    db_session_query(s, o->sql, o->p.n, (const char *const *)o->p.values, o->p.lengths,
                      oneshot_done, o);
 }
 
@@ -1248,26 +1386,9 @@ void db_query(struct db *db, const char *sql, int nparams, const char *const *pa
     o->cb = cb;
     o->arg = arg;
     /* Invalid arguments travel on and come back as VR_EINVAL from db_session_query. */
-    o->sql = sql != NULL ? xstrdup(sql) : NULL;
-    if (nparams > 0 && nparams <= DB_MAX_PARAMS && params != NULL) {
-        o->nparams = nparams;
-        o->params = xcalloc((size_t)nparams, sizeof(*o->params));
-        if (lengths != NULL)
-            o->lengths = xcalloc((size_t)nparams, sizeof(*o->lengths));
-        for (int i = 0; i < nparams; i++) {
-            if (params[i] == NULL)
-                o->params[i] = NULL;
-            else if (lengths != NULL && lengths[i] >= 0)
-                o->params[i] = xstrndup(params[i], (size_t)lengths[i]);
-            else
-                o->params[i] = xstrdup(params[i]);
-            if (lengths != NULL)
-                o->lengths[i] = lengths[i];
-        }
-    } else if (nparams != 0) {
-        o->nparams = 0;
-        free(o->sql);
-        o->sql = NULL;
+    if (nparams >= 0 && nparams <= DB_MAX_PARAMS && (nparams == 0 || params != NULL)) {
+        o->sql = sql != NULL ? xstrdup(sql) : NULL;
+        params_copy(&o->p, nparams, params, lengths);
     }
     db_acquire(db, oneshot_acquired, o);
 }

@@ -82,6 +82,13 @@ void db_acquire(struct db *db, db_acquire_cb cb, void *arg);
 void db_session_query(struct db_session *s, const char *sql, int nparams, const char *const *params,
                       const int *lengths, db_result_cb cb, void *arg);
 
+/* Like db_session_query, but sql is prepared once per connection, under the number stmt
+ * (below 64, chosen by the caller, always with the same sql), on its first use there, and
+ * executed by name from then on: the server parses and plans it once, not per call. sql must
+ * outlive the pool. */
+void db_session_prepared(struct db_session *s, unsigned stmt, const char *sql, int nparams,
+                         const char *const *params, const int *lengths, db_result_cb cb, void *arg);
+
 /* A notification arrived on a watched session's connection (channel and payload borrowed for
  * the call), or, with channel NULL, the connection was lost: the session stays held until the
  * caller releases it. The callback may release the session. */
