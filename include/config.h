@@ -41,6 +41,8 @@ struct config {
     uint64_t max_connections;
     uint64_t max_buffered_bytes;
     uint64_t db_pool_size;
+    uint64_t write_batch;
+    uint64_t write_concurrency;
     uint64_t db_timeout_ms;
     uint64_t gauge_refresh_ms;
     uint64_t shutdown_timeout_ms;

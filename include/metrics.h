@@ -41,6 +41,12 @@ struct metrics_gauges {
     int64_t circuit_since_s;
     bool webhooks_silent; /* webhooks_silent is open */
     int64_t silent_since_s;
+    /* The writer's (group commit): writes waiting for a batch, writes in batches under way,
+     * batches written and the writes in them. */
+    uint64_t write_queued;
+    uint64_t write_in_flight;
+    uint64_t write_batches;
+    uint64_t write_batch_items;
     bool have_counts; /* the counts below were read at least once */
     int64_t open_cases;
     int64_t followup_cases;

@@ -33,6 +33,12 @@ struct store_config {
     /* Non-zero: health readings (store_read_health) get one connection of their own, whose
      * statements time out after this, so that they never take a connection from the work. */
     uint64_t health_timeout_ms;
+    /* Group commit: writes (void reports, deliveries, cancellations) that arrive while others
+     * are being written wait, and the next batch writes up to write_batch of them in one
+     * transaction (128; 1 writes each alone); at most write_concurrency batches run at once,
+     * each on a connection of the pool (2). */
+    unsigned write_batch;
+    unsigned write_concurrency;
 };
 
 struct store;
@@ -433,6 +439,17 @@ struct store_pool_state {
 };
 
 void store_pool_state(const struct store *st, struct store_pool_state *out);
+
+/* The writer's figures, from memory. */
+struct store_writer_state {
+    size_t queued;          /* writes waiting for a batch */
+    unsigned in_flight;     /* batches under way */
+    size_t in_flight_items; /* writes in them */
+    uint64_t batches;       /* batches written since start */
+    uint64_t items;         /* writes in them */
+};
+
+void store_writer_state(const struct store *st, struct store_writer_state *out);
 
 /* One health reading. */
 struct store_health {

@@ -60,6 +60,11 @@ static const struct config_entry globals[] = {
       "request bytes all connections may hold at once; past it, 503 with Retry-After"),
     U("DB_POOL_SIZE", db_pool_size, "4", 1, 256,
       "PostgreSQL connections kept open for the work (plus one for health readings)"),
+    U("WRITE_BATCH", write_batch, "128", 1, 1024,
+      "webhooks written in one transaction at most (group commit; 1: each alone)"),
+    U("WRITE_CONCURRENCY", write_concurrency, "2", 1, 256,
+      "batches of writes under way at once, each on a connection of the pool; at most "
+      "DB_POOL_SIZE - 1, so that polling, alerts and /v1 keep one"),
     U("DB_TIMEOUT_MS", db_timeout_ms, "10000", 100, DAY_MS,
       "longest database statement, and longest wait for a free connection"),
     U("GAUGE_REFRESH_MS", gauge_refresh_ms, "15000", 100, DAY_MS,

@@ -135,6 +135,8 @@ static int start_store(struct app *app)
                   &(struct store_config){
                       .conninfo = cfg->database_url,
                       .pool_size = (unsigned)cfg->db_pool_size,
+                      .write_batch = (unsigned)cfg->write_batch,
+                      .write_concurrency = (unsigned)cfg->write_concurrency,
                       .timeout_ms = cfg->db_timeout_ms,
                       .poll_first_ms = cfg->poll_first_ms,
                       .poll_confirm_ms = cfg->poll_confirm_ms,

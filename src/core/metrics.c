@@ -255,6 +255,23 @@ static void render_incidents(struct buf *o, const struct metrics_gauges *g)
         g->webhooks_silent ? g->silent_since_s : 0);
 }
 
+/* The writer's group commit: a queue that stays long means the database cannot keep up. */
+static void render_writer(struct buf *o, const struct metrics_gauges *g)
+{
+    family(o, "voidrecon_write_queue", "gauge",
+           "Writes (webhooks, poll answers) waiting for a batch of the group commit.");
+    put(o, "voidrecon_write_queue %" PRIu64 "\n", g->write_queued);
+    family(o, "voidrecon_write_in_flight", "gauge",
+           "Writes in batches under way, not yet committed.");
+    put(o, "voidrecon_write_in_flight %" PRIu64 "\n", g->write_in_flight);
+    family(o, "voidrecon_write_batches_total", "counter",
+           "Batches of writes committed, each one transaction.");
+    put(o, "voidrecon_write_batches_total %" PRIu64 "\n", g->write_batches);
+    family(o, "voidrecon_write_batch_items_total", "counter",
+           "Writes in the committed batches (divided by the batches: their mean size).");
+    put(o, "voidrecon_write_batch_items_total %" PRIu64 "\n", g->write_batch_items);
+}
+
 char *metrics_render(const struct metrics_gauges *g)
 {
     struct buf o;
@@ -294,6 +311,7 @@ char *metrics_render(const struct metrics_gauges *g)
            "1 while Atlas has asked the poller to wait (HTTP 429), else 0.");
     put(&o, "voidrecon_poller_paused %d\n", g->poller_paused ? 1 : 0);
     render_incidents(&o, g);
+    render_writer(&o, g);
     if (g->have_counts) {
         family(&o, "voidrecon_open_cases", "gauge", "Void cases whose status is open.");
         put(&o, "voidrecon_open_cases %" PRId64 "\n", g->open_cases);

@@ -154,9 +154,15 @@ bool health_schema_behind(const struct health *h)
 char *health_metrics(struct health *h)
 {
     struct store_pool_state ps;
+    struct store_writer_state ws;
     struct metrics_gauges g = {0};
 
     store_pool_state(h->st, &ps);
+    store_writer_state(h->st, &ws);
+    g.write_queued = ws.queued;
+    g.write_in_flight = ws.in_flight_items;
+    g.write_batches = ws.batches;
+    g.write_batch_items = ws.items;
     g.db_up = ps.up;
     g.db_read_only = ps.read_only || (h->check_ok && h->read_only);
     g.poller_paused = pause_left_ms(h) > 0;

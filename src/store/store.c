@@ -9,7 +9,9 @@
 
 #include "store_int.h"
 
-#define STORE_DEFAULT_TIMEOUT_MS 10000
+#define STORE_DEFAULT_TIMEOUT_MS        10000
+#define STORE_DEFAULT_WRITE_BATCH       128U
+#define STORE_DEFAULT_WRITE_CONCURRENCY 2U
 
 const char store_sql_schema_version[] =
     "SELECT coalesce((SELECT max(version) FROM voidrecon.schema_migrations), 0)";
@@ -43,6 +45,7 @@ int store_new(struct store **out, uv_loop_t *loop, const struct store_config *cf
 {
     struct store *st = xcalloc(1, sizeof(*st));
     uint64_t timeout_ms = cfg->timeout_ms ? cfg->timeout_ms : STORE_DEFAULT_TIMEOUT_MS;
+    unsigned pool;
 
     *out = NULL;
     if (db_new(&st->db, loop,
@@ -77,6 +80,13 @@ int store_new(struct store **out, uv_loop_t *loop, const struct store_config *cf
     st->timeout_ms = timeout_ms;
     st->poll_first_ms = cfg->poll_first_ms;
     st->poll_confirm_ms = cfg->poll_confirm_ms;
+    st->write_batch = cfg->write_batch > 0 ? cfg->write_batch : STORE_DEFAULT_WRITE_BATCH;
+    st->write_concurrency =
+        cfg->write_concurrency > 0 ? cfg->write_concurrency : STORE_DEFAULT_WRITE_CONCURRENCY;
+    /* One connection stays for the rest of the work (leases, alerts, /v1). */
+    pool = cfg->pool_size > 0 ? cfg->pool_size : 4;
+    if (st->write_concurrency > (pool > 1 ? pool - 1 : 1))
+        st->write_concurrency = pool > 1 ? pool - 1 : 1;
     *out = st;
     return 0;
 }

@@ -14,6 +14,19 @@
 #define STORE_ERROR_BYTES 256
 
 struct store_listen;
+struct store_batch;
+
+/* Statements prepared once per connection (db_session_prepared), by number. */
+enum store_stmt {
+    STMT_CASE_SELECT,  /* voids.c: one case */
+    STMT_CASES_LOCK,   /* voids.c: the cases of a batch, locked */
+    STMT_VOIDS_WRITE,  /* voids.c */
+    STMT_DELIVERY,     /* webhooks.c */
+    STMT_CANCELLATION, /* webhooks.c */
+};
+
+/* What the writer does with an operation it batches (writer.c). */
+enum store_item { ITEM_VOID, ITEM_DELIVERY, ITEM_CANCELLATION };
 
 struct store {
     uv_loop_t *loop;
@@ -26,6 +39,16 @@ struct store {
     uint64_t poll_confirm_ms;
     void (*done_cb)(void *arg);
     void *done_arg;
+    /* The writer (writer.c): operations waiting for a batch, in arrival order, and the
+     * batches under way. */
+    struct store_op *queue_head, *queue_tail;
+    size_t queued;
+    struct store_batch *batches;
+    unsigned in_flight;
+    bool acquiring; /* a batch is waiting for its connection */
+    unsigned write_batch;
+    unsigned write_concurrency;
+    uint64_t batches_done, batch_items;
 };
 
 /* Stops the listener, releases its connection and closes its pool, frees it, then calls
@@ -46,6 +69,16 @@ struct store_op {
     struct store_result result;
     const struct store_void_report *rep; /* void reports */
     const char *outcome;                 /* plain deliveries */
+    const char *reason;                  /* plain deliveries: NULL allowed */
+    const struct store_cancellation *canc;
+    /* The writer's: its kind, its place in the queue, and for a void report the case as the
+     * report found it (in the database or after the batch's earlier reports) and the
+     * decision taken on it. */
+    enum store_item kind;
+    struct store_op *next;
+    struct voidcase_state cur;
+    int64_t version, lease;
+    struct voidcase_decision dec;
     char error[STORE_ERROR_BYTES];
 };
 
@@ -58,6 +91,41 @@ void store_op_finish(struct store_op *op, int status);
 
 /* A failed statement: sorts status with db_classify into op->error, then finishes. */
 void store_op_fail(struct store_op *op, const PGresult *res, int status, const char *what);
+
+/* Queues a write (void report, delivery or cancellation) for the writer's next batch. */
+void store_write(struct store_op *op);
+
+/* The writer's part of store_close: fails what waits for a batch. */
+void store_writer_close(struct store *st);
+
+/* ---- void reports and deliveries, as the writer runs them ---------------------------------- */
+
+/* Reads the cases of n void reports: one (unlocked), or several, locked in key order (in a
+ * transaction). */
+void store_voids_select(struct db_session *s, struct store_op **voids, size_t n, db_result_cb cb,
+                        void *arg);
+
+/* Decides each report in order on the rows store_voids_select read, chaining reports of the
+ * same case: 0, or the status of a report that cannot be written (VR_ESTATE: the poll's lease
+ * was taken over; VR_EDB: a stored status is not a void status), error in op->error. */
+int store_void_decide(struct store_op *op, struct store_op *const *earlier, size_t n_earlier,
+                      const PGresult *rows);
+
+/* Each kind's statement sent on s (its answer goes to cb), and that answer read into
+ * op->result: 0, or VR_EDB (op->error says why). Void reports of distinct cases are written by
+ * one statement for n of them; its answer may also be STORE_CHANGED: a case changed after it
+ * was read (error of the first report on VR_EDB). */
+#define STORE_CHANGED 1
+void store_voids_send(struct store_op *const *ops, size_t n, struct db_session *s, db_result_cb cb,
+                      void *arg);
+int store_voids_read(struct store_op *const *ops, size_t n, const PGresult *res);
+void store_delivery_send(struct store_op *op, struct db_session *s, db_result_cb cb, void *arg);
+int store_delivery_read(struct store_op *op, const PGresult *res);
+void store_cancellation_send(struct store_op *op, struct db_session *s, db_result_cb cb, void *arg);
+int store_cancellation_read(struct store_op *op, const PGresult *res);
+
+/* The same case. */
+bool store_void_same(const struct store_op *a, const struct store_op *b);
 
 /* Typed reads of one row; the first field that does not decode is remembered and later reads
  * return zero values, so a caller checks once, with store_row_check, after reading. */

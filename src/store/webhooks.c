@@ -1,5 +1,5 @@
 /* Webhooks that touch no void case: plain deliveries (ignored or rejected) and order
- * cancellations, one statement each. */
+ * cancellations, one statement each, written in the writer's batches (writer.c). */
 #include <stdio.h>
 #include <string.h>
 
@@ -44,33 +44,26 @@ static const char sql_cancellation[] =
     ")"
     "SELECT d.id, d.outcome, (SELECT id FROM a) FROM d";
 
-static void delivery_written(struct db_session *s, PGresult *res, int status, void *arg)
+int store_delivery_read(struct store_op *op, const PGresult *res)
 {
-    struct store_op *op = arg;
     struct store_row row;
 
-    (void)s;
-    if (status != 0) {
-        store_op_fail(op, res, status, "storing a delivery");
-        return;
-    }
     store_row_init(&row, res, 0);
     op->result.delivery_id = store_row_i64(&row, 0);
     op->result.outcome = op->outcome;
-    store_op_finish(op, store_row_check(&row, "storing a delivery", op->error, sizeof(op->error)));
+    return store_row_check(&row, "storing a delivery", op->error, sizeof(op->error));
 }
 
-void store_record_delivery(struct store *st, const struct store_delivery *d, const char *outcome,
-                           const char *reason, store_done_cb cb, void *arg)
+void store_delivery_send(struct store_op *op, struct db_session *s, db_result_cb cb, void *arg)
 {
-    struct store_op *op = store_op_new(st, d, cb, arg);
+    const struct store_delivery *d = op->d;
     char whole_len[24], replay_of[24];
     const char *params[11] = {d->provider,
                               d->event_type,
                               d->remote_addr,
                               d->body,
-                              outcome,
-                              reason,
+                              op->outcome,
+                              op->reason,
                               d->whole_len > 0 ? whole_len : NULL,
                               d->whole_len > 0 ? (const char *)d->whole_sha256 : NULL,
                               d->headers,
@@ -80,35 +73,38 @@ void store_record_delivery(struct store *st, const struct store_delivery *d, con
                        -1, -1, -1};
 
     snprintf(whole_len, sizeof(whole_len), "%zu", d->whole_len);
-    op->outcome = outcome;
-    db_query(st->db, sql_delivery, 11, params, lengths, delivery_written, op);
+    db_session_prepared(s, STMT_DELIVERY, sql_delivery, 11, params, lengths, cb, arg);
 }
 
-static void cancellation_written(struct db_session *s, PGresult *res, int status, void *arg)
+void store_record_delivery(struct store *st, const struct store_delivery *d, const char *outcome,
+                           const char *reason, store_done_cb cb, void *arg)
 {
-    struct store_op *op = arg;
+    struct store_op *op = store_op_new(st, d, cb, arg);
+
+    op->kind = ITEM_DELIVERY;
+    op->outcome = outcome;
+    op->reason = reason;
+    store_write(op);
+}
+
+int store_cancellation_read(struct store_op *op, const PGresult *res)
+{
     struct store_row row;
     const char *outcome;
 
-    (void)s;
-    if (status != 0) {
-        store_op_fail(op, res, status, "storing an order cancellation");
-        return;
-    }
     store_row_init(&row, res, 0);
     op->result.delivery_id = store_row_i64(&row, 0);
     outcome = store_row_text(&row, 1);
     op->result.outcome =
         outcome != NULL && strcmp(outcome, "applied") == 0 ? "applied" : "duplicate";
     op->result.alert_id = store_row_i64(&row, 2);
-    store_op_finish(
-        op, store_row_check(&row, "storing an order cancellation", op->error, sizeof(op->error)));
+    return store_row_check(&row, "storing an order cancellation", op->error, sizeof(op->error));
 }
 
-void store_record_cancellation(struct store *st, const struct store_delivery *d,
-                               const struct store_cancellation *c, store_done_cb cb, void *arg)
+void store_cancellation_send(struct store_op *op, struct db_session *s, db_result_cb cb, void *arg)
 {
-    struct store_op *op = store_op_new(st, d, cb, arg);
+    const struct store_delivery *d = op->d;
+    const struct store_cancellation *c = op->canc;
     char replay_of[24];
     const char *params[14] = {d->provider,
                               d->event_type,
@@ -126,5 +122,15 @@ void store_record_cancellation(struct store *st, const struct store_delivery *d,
                               d->cid};
     int lengths[14] = {-1, -1, -1, (int)d->body_len, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1};
 
-    db_query(st->db, sql_cancellation, 14, params, lengths, cancellation_written, op);
+    db_session_prepared(s, STMT_CANCELLATION, sql_cancellation, 14, params, lengths, cb, arg);
+}
+
+void store_record_cancellation(struct store *st, const struct store_delivery *d,
+                               const struct store_cancellation *c, store_done_cb cb, void *arg)
+{
+    struct store_op *op = store_op_new(st, d, cb, arg);
+
+    op->kind = ITEM_CANCELLATION;
+    op->canc = c;
+    store_write(op);
 }
