@@ -79,6 +79,7 @@ struct store_op {
     struct voidcase_state cur;
     int64_t version, lease;
     struct voidcase_decision dec;
+    bool written; /* its statement wrote it (store_voids_read) */
     char error[STORE_ERROR_BYTES];
 };
 

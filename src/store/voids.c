@@ -27,12 +27,13 @@ static const char sql_cases_lock[] =
     "         WHERE f.order_no = c.order_no AND f.void_code = c.void_code),"
     "       version, lease_token"
     "  FROM voidrecon.void_cases c"
-    " WHERE (order_no, void_code) IN (SELECT k->>0, k->>1 FROM jsonb_array_elements($1::jsonb) k)"
+    " WHERE (order_no, void_code) IN (SELECT * FROM voidrecon.batch_keys($1::jsonb))"
     " ORDER BY order_no, void_code"
     "   FOR UPDATE OF c";
 
-/* Writes void reports of distinct cases, $1 a JSON array of objects whose fields are named in
- * the column list of i (all of them strings or null; body is base64). A report whose
+/* Writes void reports of distinct cases, $1 a JSON array of objects whose fields are the
+ * columns of voidrecon.void_reports (migration 0012; all of them strings or null, body in
+ * base64). A report whose
  * seen_version is null inserts a new case; otherwise its case is updated only if its version is
  * still seen_version (and, for a poll, its lease token still lease_token). A report whose case
  * did not take the write is missing from the answer: another writer won, read again.
@@ -43,15 +44,7 @@ static const char sql_cases_lock[] =
  * becomes so. */
 static const char sql_voids_write[] =
     "WITH i AS ("
-    "  SELECT * FROM jsonb_to_recordset($1::jsonb) AS i("
-    "    ord int, order_no text, void_code text, provider text, event_type text,"
-    "    remote_addr text, body text, outcome text, reason text, source text, reported smallint,"
-    "    from_status smallint, to_status smallint, confirmed boolean, message text,"
-    "    followup text, alert_kind text, poll_mode text, poll_delay_ms bigint,"
-    "    seen_version bigint, changed boolean, reconciled boolean, status_name text,"
-    "    lease_token bigint, cancel_reason text, void_method text, confirmation_date text,"
-    "    refund_date text, details text, has_details boolean, headers text, replay_of bigint,"
-    "    cid text, in_feed boolean)"
+    "  SELECT * FROM voidrecon.void_reports($1::jsonb)"
     "), ins AS ("
     "  INSERT INTO voidrecon.void_cases (order_no, void_code, status, confirmed, reconciled_at,"
     "                                    message, needs_followup, followup_reason, next_poll_at,"
@@ -145,7 +138,8 @@ static const char sql_voids_write[] =
     ")"
     "SELECT ord, did, aid FROM w";
 
-/* The fields of a report's object in sql_voids_write's $1, by the column names of i. */
+/* The fields of a report's object in sql_voids_write's $1: the columns of
+ * voidrecon.void_reports, in the same order. */
 enum void_param {
     VP_ORDER_NO,
     VP_VOID_CODE,
@@ -348,8 +342,10 @@ void store_voids_send(struct store_op *const *ops, size_t n, struct db_session *
     cJSON *all = cJSON_CreateArray();
     char *text;
 
-    for (size_t i = 0; i < n; i++)
+    for (size_t i = 0; i < n; i++) {
+        ops[i]->written = false;
         cJSON_AddItemToArray(all, report_json(ops[i], (int)i));
+    }
     text = vr_json_print(all);
     cJSON_Delete(all);
     db_session_prepared(s, STMT_VOIDS_WRITE, sql_voids_write, 1, (const char *const *)&text, NULL,
@@ -375,6 +371,7 @@ int store_voids_read(struct store_op *const *ops, size_t n, const PGresult *res)
                          "applying void reports: the answer names report %d of %zu", ord, n);
             return VR_EDB;
         }
+        ops[ord]->written = true;
         ops[ord]->result.delivery_id = store_row_i64(&row, 1);
         ops[ord]->result.alert_id = store_row_i64(&row, 2);
         if (store_row_check(&row, "applying a void report", ops[ord]->error,

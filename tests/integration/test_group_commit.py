@@ -161,3 +161,37 @@ def test_an_item_the_database_refuses_fails_alone(pg):
     assert "refused by a trigger" in rows[0][1], rows
     eq(db.scalar("select count(*) from voidrecon.deliveries where outcome = 'applied'"),
        str(len(orders) - 1))
+
+
+def test_two_processes_writing_the_same_cases_lose_nothing(pg):
+    """Two processes take reports of the same cases at once: a batch whose statement finds a
+    case changed by the other process answers the reports it wrote and runs the rest again.
+    Six rounds, each with new cases; at least one race must have been lost."""
+    db = pg.new_db()
+    env = {"VOIDRECON_LOG_LEVEL": "debug"}
+    rng = random.Random(SEED)
+    with Service(db, env=env) as a, Service(db, env=env) as b:
+        for rnd in range(6):
+            reports = [("R%d-%d" % (rnd, c), s) for c in range(20) for s in (0, 1, 3, 5)]
+            rng.shuffle(reports)
+            answers = []
+
+            def send(svc, order, status):
+                body = {"type": "order.void", "seq": 0,
+                        "data": {"orderNo": order, "voidCode": "V", "voidStatus": status}}
+                answers.append(svc.post_json(PATH, body)[0])
+
+            threads = [threading.Thread(target=send, args=((a, b)[i % 2], o, s))
+                       for i, (o, s) in enumerate(reports)]
+            for t in threads:
+                t.start()
+            join_all(threads, 60, "reports")
+            eq(answers, [200] * len(reports))
+            eq(db.scalar("select count(*) from voidrecon.void_case_events"
+                         " where order_no like 'R%d-%%'" % rnd), str(len(reports)),
+               "every report is one history row")
+            eq(db.query("select distinct status from voidrecon.void_cases"
+                        " where order_no like 'R%d-%%'" % rnd), [["5"]],
+               "the closing wins whatever the order")
+        assert any(line["event"] == "store_retry" for svc in (a, b) for line in svc.logs()), \
+            "a race was lost"
