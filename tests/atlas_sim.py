@@ -4,6 +4,7 @@ over time, queryVoidOrders.do answered in the documented shape, injectable fault
 webhooks sent with loss, duplication, reordering and forged closings.
 
 Run it:  python3 tests/atlas_sim.py --port 9099 --webhook-url http://127.0.0.1:8080/webhooks/atlas
+         (--nodelay: answers without the ~40 ms that Nagle's algorithm adds on a reused connection)
 
 Control it over HTTP (JSON in and out):
   POST /_sim/cases   {"cases":[{"orderNo","voidCode","path":[0,1,3,2],"step_ms":300}]}
@@ -284,9 +285,12 @@ class Sim:
                     for c in self.cases.values()]
 
 
-def make_handler(sim):
+def make_handler(sim, nodelay=False):
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
+        # An answer goes out in two writes (headers, then body): with Nagle's algorithm on, the
+        # second waits for the client's delayed ACK, about 40 ms on every reused connection.
+        disable_nagle_algorithm = nodelay
 
         def log_message(self, *args):
             pass
@@ -365,10 +369,11 @@ class SimServer(ThreadingHTTPServer):
         super().handle_error(request, client_address)
 
 
-def start(port=0, client_id="sim-id", client_secret="sim-secret", webhook_url=None, seed=1):
+def start(port=0, client_id="sim-id", client_secret="sim-secret", webhook_url=None, seed=1,
+          nodelay=False):
     """Starts a simulator in this process; returns (sim, server). server.shutdown() stops it."""
     sim = Sim(client_id, client_secret, webhook_url, seed)
-    server = SimServer(("127.0.0.1", port), make_handler(sim))
+    server = SimServer(("127.0.0.1", port), make_handler(sim, nodelay))
     threading.Thread(target=server.serve_forever, daemon=True).start()
     return sim, server
 
@@ -380,8 +385,12 @@ def main():
     ap.add_argument("--client-secret", default="sim-secret")
     ap.add_argument("--webhook-url", default=None)
     ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--nodelay", action="store_true",
+                    help="answer with TCP_NODELAY: without it, each answer on a reused "
+                         "connection waits about 40 ms for the client's delayed ACK")
     args = ap.parse_args()
-    sim, server = start(args.port, args.client_id, args.client_secret, args.webhook_url, args.seed)
+    sim, server = start(args.port, args.client_id, args.client_secret, args.webhook_url, args.seed,
+                        args.nodelay)
     print(json.dumps({"event": "atlas_sim_listening", "port": server.server_address[1]}),
           flush=True)
     try:

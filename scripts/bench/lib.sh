@@ -8,8 +8,10 @@ bench_pids=() # more background processes to stop at exit
 
 bench_cleanup() {
     local pid
+    # A process killed here exits non-zero: under set -e that must not end the cleanup early,
+    # or the PostgreSQL below would be left running.
     for pid in "${bench_pids[@]}" $svc_pid; do
-        kill "$pid" 2>/dev/null && wait "$pid" 2>/dev/null
+        kill "$pid" 2>/dev/null && { wait "$pid" 2>/dev/null || true; }
     done
     if [[ -n "$bench_work" ]]; then
         "$root/scripts/pg.sh" destroy "$bench_work/pg" >/dev/null 2>&1 || true
