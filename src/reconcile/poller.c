@@ -92,6 +92,7 @@ struct poller {
     uint64_t empty_lease_at;   /* when the last lease that found no case due started */
     struct circuit circuit;
     bool leasing;
+    bool more_due; /* the last lease took all it asked for: more cases may be due */
     bool sweeping;
     bool checking_silence;
     bool silent;
@@ -102,6 +103,7 @@ struct poller {
 };
 
 static void poller_maybe_done(struct poller *p);
+static void on_tick(uv_timer_t *t);
 
 static uint64_t grow(struct poller *p, uint64_t base, int n)
 {
@@ -122,6 +124,10 @@ static void job_done(struct poll_job *j)
 
     job_free(j);
     p->in_flight--;
+    /* A slot is free and more may be due: lease now rather than at the next tick, so that
+     * polling runs at POLL_MAX_RPS, not at POLL_CONCURRENCY cases a tick. */
+    if (p->more_due && !uv_is_closing((uv_handle_t *)&p->tick))
+        uv_timer_start(&p->tick, on_tick, 0, p->cfg.tick_ms);
     poller_maybe_done(p);
 }
 
@@ -554,6 +560,7 @@ static void circuit_seen(struct poller *p, const struct store_lease_batch *b, un
 struct lease_req {
     struct poller *p;
     unsigned generation;
+    unsigned max;
 };
 
 static void job_start(struct poller *p, const struct store_lease *l, bool probe)
@@ -589,6 +596,7 @@ static void leased(int status, const char *error, const struct store_lease_batch
     struct poller *p = req->p;
 
     p->leasing = false;
+    p->more_due = status == 0 && b->n > 0 && b->n == req->max;
     if (status != 0) {
         /* Unreachable is said once, by the store going down; anything else every time. */
         log_at(status == VR_EUNAVAIL ? LOG_DEBUG : LOG_WARN, "poll_lease_failed", "%s", error);
@@ -677,9 +685,10 @@ static void on_tick(uv_timer_t *t)
     req = xcalloc(1, sizeof(*req));
     req->p = p;
     req->generation = p->circuit.generation;
+    req->max = p->cfg.concurrency - busy;
     store_lease_due(p->st,
                     &(struct store_lease_rules){
-                        .max = p->cfg.concurrency - busy,
+                        .max = req->max,
                         .lease_ms = p->cfg.lease_ms,
                         .max_rps = p->cfg.max_rps,
                         .probe_ms = p->cfg.retry_ms,

@@ -226,3 +226,17 @@ def test_v1_requires_the_bearer_token(db):
         eq((st, hdrs["allow"]), (405, "GET, HEAD, POST"))
     eq(db.scalar("select count(*) from voidrecon.void_cases"), "0")
 
+
+
+def test_free_slots_lease_again_without_waiting_for_the_tick(db, make_rig):
+    """With more cases due than POLL_CONCURRENCY, a slot that frees up leases the next case at
+    once: a tick of 2 s and 2 slots poll 20 due cases within seconds, not 20 s (2 a tick)."""
+    rig = make_rig(webhooks=False, env={"VOIDRECON_POLL_TICK_MS": "2000",
+                                        "VOIDRECON_POLL_CONCURRENCY": "2",
+                                        "VOIDRECON_POLL_FIRST_MS": "1"})
+    orders = ["SLOT%02d" % i for i in range(20)]
+    rig.sim.add_cases([{"orderNo": o, "voidCode": "V", "path": [1]} for o in orders])
+    for o in orders:
+        rig.register(o, "V")
+    rig.wait(lambda: all(rig.polls_of(o) >= 1 for o in orders), timeout=6,
+             what="every due case polled")
