@@ -1,8 +1,9 @@
 /* The writer: group commit. Void reports, deliveries and cancellations wait in one queue; a
  * batch takes what is queued when it gets its connection (never waiting for more), reads the
- * cases of its void reports in one statement, decides every report in arrival order, runs
- * each item's statement, and commits once; then every item is answered. A batch of one item
- * runs without a transaction, exactly as a single write always did.
+ * cases of its void reports in one statement, decides every report in arrival order, writes
+ * each run of reports of distinct cases with one statement and every other item with its own,
+ * and commits once; then every item is answered. A batch that one statement writes needs no
+ * transaction: the statement is atomic by itself.
  *
  * Reports of a case in a batch under way stay queued until that batch ends, so that no two
  * batches of this process write the same case and each case's reports keep their order. An
@@ -34,7 +35,7 @@ struct store_batch {
     size_t run; /* how many items from at on that statement writes */
     int attempts;
     bool solo; /* an item was refused: one statement per item, to find it */
-    bool tx;   /* more than one item: they share one transaction */
+    bool tx;   /* more than one statement: they share one transaction */
 };
 
 static void writer_kick(struct store *st);
@@ -53,27 +54,31 @@ static const char *item_what(const struct store_op *op)
     return "writing";
 }
 
-/* A non-void item (run 1). */
-static void item_send(struct store_op *op, struct db_session *s, db_result_cb cb, void *arg)
+/* Sends the statement of the b->run items from b->at on (several only for void reports). */
+static void items_send(struct store_batch *b, db_result_cb cb)
 {
+    struct store_op *op = b->items[b->at];
+
     switch (op->kind) {
     case ITEM_VOID:
-        store_voids_send(&op, 1, s, cb, arg);
+        store_voids_send(&b->items[b->at], b->run, b->s, cb, b);
         return;
     case ITEM_DELIVERY:
-        store_delivery_send(op, s, cb, arg);
+        store_delivery_send(op, b->s, cb, b);
         return;
     case ITEM_CANCELLATION:
-        store_cancellation_send(op, s, cb, arg);
+        store_cancellation_send(op, b->s, cb, b);
         return;
     }
 }
 
-static int item_read(struct store_op *op, const PGresult *res)
+static int items_read(struct store_batch *b, const PGresult *res)
 {
+    struct store_op *op = b->items[b->at];
+
     switch (op->kind) {
     case ITEM_VOID:
-        return store_voids_read(&op, 1, res);
+        return store_voids_read(&b->items[b->at], b->run, res);
     case ITEM_DELIVERY:
         return store_delivery_read(op, res);
     case ITEM_CANCELLATION:
@@ -218,10 +223,12 @@ static void batch_answer_written(struct store_batch *b)
     for (size_t i = 0; i < b->n; i++) {
         struct store_op *op = b->items[i];
 
-        if (op->written)
+        if (op->written) {
+            b->st->batch_items++;
             store_op_finish(op, 0);
-        else
+        } else {
             b->items[kept++] = op;
+        }
     }
     b->n = kept;
 }
@@ -320,8 +327,7 @@ static void batch_written(struct db_session *s, PGresult *res, int status, void 
 
     (void)s;
     if (status == 0) {
-        r = op->kind == ITEM_VOID ? store_voids_read(&b->items[b->at], b->run, res)
-                                  : item_read(op, res);
+        r = items_read(b, res);
         if (r == 0) {
             b->at += b->run;
             batch_write(b);
@@ -370,8 +376,6 @@ static size_t run_length(const struct store_batch *b)
 
 static void batch_write(struct store_batch *b)
 {
-    struct store_op *op;
-
     if (b->at == b->n) {
         if (b->tx)
             db_session_query(b->s, sql_commit, 0, NULL, NULL, batch_committed, b);
@@ -379,14 +383,8 @@ static void batch_write(struct store_batch *b)
             batch_finish(b, NULL, 0, NULL);
         return;
     }
-    op = b->items[b->at];
-    if (op->kind == ITEM_VOID) {
-        b->run = run_length(b);
-        store_voids_send(&b->items[b->at], b->run, b->s, batch_written, b);
-        return;
-    }
-    b->run = 1;
-    item_send(op, b->s, batch_written, b);
+    b->run = b->items[b->at]->kind == ITEM_VOID ? run_length(b) : 1;
+    items_send(b, batch_written);
 }
 
 /* Decides every void report in order; those that cannot be written are answered now. */
