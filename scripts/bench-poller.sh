@@ -15,7 +15,8 @@ that Nagle's algorithm adds to each answer on a reused connection) on a free por
 void cases in the simulator that stay open (status 1 for good), and loads the same cases into
 voidrecon.void_cases with one bulk INSERT (then VACUUM ANALYZE). Each of RUNS runs starts
 voidrecon serve polling the simulator as fast as it can (POLL_MAX_RPS 100000, POLL_TICK_MS
-VR_BENCH_TICK_MS (5), POLL_CONCURRENCY CONCURRENCY; a case comes due again within
+VR_BENCH_TICK_MS (1000, the default: a slot that frees up leases again at once),
+POLL_CONCURRENCY CONCURRENCY; a case comes due again within
 POLL_MAX_INTERVAL_MS VR_BENCH_REPOLL_MS (1000), so the backlog never runs dry, but a small
 CASES caps the rate near CASES per re-poll interval: 1000 cases, about 1100 polls/s) and samples,
 for SECONDS each:
@@ -28,8 +29,7 @@ microseconds per poll of each party (also net of idle), the machine's CPU use, a
 service's peak RSS. The simulator is Python: on a small machine it takes the largest share of
 the CPU, and the polls/s it allows are its ceiling as much as the service's. CONCURRENCY 64
 came out best on two CPUs (16: ~1000 polls/s, 32: ~1500, 64 and 128: ~1600-2400, the machine
-saturated); a 1 ms tick polls a little faster but its empty leases cost PostgreSQL about half
-a CPU while idle. Takes about RUNS x (2 x SECONDS + 10) s plus the build and the load.
+saturated, measured with a 5 ms tick before free slots leased at once). Takes about RUNS x (2 x SECONDS + 10) s plus the build and the load.
 VR_BENCH_BIN=path runs that voidrecon binary instead of building one.
 USAGE
 }
@@ -38,7 +38,7 @@ cases=${1:-20000}
 secs=${2:-20}
 runs=${3:-3}
 conc=${4:-64}
-tick=${VR_BENCH_TICK_MS:-5}
+tick=${VR_BENCH_TICK_MS:-1000}
 repoll=${VR_BENCH_REPOLL_MS:-1000}
 for v in "$cases" "$secs" "$runs" "$conc" "$tick" "$repoll"; do
     if ! [[ "$v" =~ ^[1-9][0-9]{0,8}$ ]]; then
