@@ -772,6 +772,10 @@ static void conn_check_error(struct db_conn *c, const PGresult *res)
 {
     const char *state = PQresultErrorField(res, PG_DIAG_SQLSTATE);
 
+    /* Our prepared statements are gone (DISCARD ALL, or a pooler that moved the session to
+     * another server connection): prepare them again on their next use. */
+    if (state != NULL && strcmp(state, "26000") == 0)
+        c->prepared = 0;
     if (state == NULL || !state_recycles(state))
         return;
     c->recycle = 1;
@@ -1396,7 +1400,8 @@ void db_query(struct db *db, const char *sql, int nparams, const char *const *pa
 /* ---- errors --------------------------------------------------------------------------- */
 
 /* Failures that a retry may cure become VR_EUNAVAIL: connection loss, timeouts and
- * cancellations, server shutdown, lack of resources, lock and serialization failures. */
+ * cancellations, server shutdown, lack of resources, lock and serialization failures, and a
+ * prepared statement the server lost (it is prepared again next time). */
 int db_classify(const PGresult *res, int status, const char *what, char *err, size_t errlen)
 {
     const char *state, *msg;
@@ -1416,7 +1421,7 @@ int db_classify(const PGresult *res, int status, const char *what, char *err, si
     snprintf(err, errlen, "%s: %s (SQLSTATE %s)", what, msg ? msg : "unknown error", state);
     if (strncmp(state, "08", 2) == 0 || strncmp(state, "57", 2) == 0 ||
         strncmp(state, "53", 2) == 0 || strncmp(state, "40", 2) == 0 ||
-        strcmp(state, "55P03") == 0 || strcmp(state, "25006") == 0)
+        strcmp(state, "55P03") == 0 || strcmp(state, "25006") == 0 || strcmp(state, "26000") == 0)
         return VR_EUNAVAIL;
     return VR_EDB;
 }

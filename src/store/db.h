@@ -85,7 +85,8 @@ void db_session_query(struct db_session *s, const char *sql, int nparams, const 
 /* Like db_session_query, but sql is prepared once per connection, under the number stmt
  * (below 64, chosen by the caller, always with the same sql), on its first use there, and
  * executed by name from then on: the server parses and plans it once, not per call. sql must
- * outlive the pool. */
+ * outlive the pool. If the server has lost it (SQLSTATE 26000: DISCARD ALL, or a pooler in
+ * transaction mode), the call fails as transient and the connection prepares again. */
 void db_session_prepared(struct db_session *s, unsigned stmt, const char *sql, int nparams,
                          const char *const *params, const int *lengths, db_result_cb cb, void *arg);
 

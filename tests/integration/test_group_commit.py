@@ -195,3 +195,26 @@ def test_two_processes_writing_the_same_cases_lose_nothing(pg):
                "the closing wins whatever the order")
         assert any(line["event"] == "store_retry" for svc in (a, b) for line in svc.logs()), \
             "a race was lost"
+
+
+def test_a_connection_whose_prepared_statements_are_gone_prepares_them_again(pg):
+    """Prepared statements can vanish under a session (DISCARD ALL, a pooler in transaction
+    mode): the write that finds its statement gone gets 503, to be sent again, and the next
+    prepares it anew. A trigger stands for what dropped them."""
+    db = pg.new_db()
+    db.query("create function vr_test_dealloc() returns trigger language plpgsql as $$"
+             " begin if new.order_no = 'DEALLOC' then execute 'DEALLOCATE ALL'; end if;"
+             " return new; end $$;"
+             " create trigger vr_test_dealloc before insert on voidrecon.void_cases"
+             " for each row execute function vr_test_dealloc()")
+
+    def void(order):
+        return {"type": "order.void", "data": {"orderNo": order, "voidCode": "V", "voidStatus": 1}}
+
+    with Service(db, env={"VOIDRECON_DB_POOL_SIZE": "1"}) as svc:
+        eq(svc.post_json(PATH, void("DEALLOC"))[0], 200)
+        eq(svc.post_json(PATH, void("AFTER1"))[0], 503, "the statement was gone")
+        eq(svc.post_json(PATH, void("AFTER1"))[0], 200, "prepared again")
+        eq(svc.post_json(PATH, void("AFTER2"))[0], 200)
+    eq(sorted(r[0] for r in db.query("select order_no from voidrecon.void_cases")),
+       ["AFTER1", "AFTER2", "DEALLOC"])
