@@ -265,7 +265,7 @@ static void render_writer(struct buf *o, const struct metrics_gauges *g)
            "Writes in batches under way, not yet committed.");
     put(o, "voidrecon_write_in_flight %" PRIu64 "\n", g->write_in_flight);
     family(o, "voidrecon_write_batches_total", "counter",
-           "Batches of writes committed, each one transaction.");
+           "Batches of writes committed, each one transaction or one statement.");
     put(o, "voidrecon_write_batches_total %" PRIu64 "\n", g->write_batches);
     family(o, "voidrecon_write_batch_items_total", "counter",
            "Writes in the committed batches (divided by the batches: their mean size).");

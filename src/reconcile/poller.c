@@ -126,7 +126,7 @@ static void job_done(struct poll_job *j)
     p->in_flight--;
     /* A slot is free and more may be due: lease now rather than at the next tick, so that
      * polling runs at POLL_MAX_RPS, not at POLL_CONCURRENCY cases a tick. */
-    if (p->more_due && !uv_is_closing((uv_handle_t *)&p->tick))
+    if (p->more_due && !p->stopping && !uv_is_closing((uv_handle_t *)&p->tick))
         uv_timer_start(&p->tick, on_tick, 0, p->cfg.tick_ms);
     poller_maybe_done(p);
 }

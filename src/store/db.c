@@ -768,6 +768,13 @@ static bool state_recycles(const char *state)
            strcmp(state, "25006") == 0;
 }
 
+static bool error_is(const PGresult *res, const char *sqlstate)
+{
+    const char *state = PQresultErrorField(res, PG_DIAG_SQLSTATE);
+
+    return state != NULL && strcmp(state, sqlstate) == 0;
+}
+
 static void conn_check_error(struct db_conn *c, const PGresult *res)
 {
     const char *state = PQresultErrorField(res, PG_DIAG_SQLSTATE);
@@ -841,7 +848,8 @@ static void conn_query_done(struct db_conn *c)
         conn_idle(c);
         return;
     case QUERY_PREPARE:
-        if (status == 0) {
+        /* 42P05: the server still had it (some were lost, not all): it is prepared. */
+        if (status == 0 || error_is(res, "42P05")) {
             PQclear(res);
             conn_exec_prepared(c);
             return;

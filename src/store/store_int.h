@@ -19,6 +19,7 @@ struct store_batch;
 /* Statements prepared once per connection (db_session_prepared), by number. */
 enum store_stmt {
     STMT_CASE_SELECT,  /* voids.c: one case */
+    STMT_CASES_SELECT, /* voids.c: the cases of a batch */
     STMT_CASES_LOCK,   /* voids.c: the cases of a batch, locked */
     STMT_VOIDS_WRITE,  /* voids.c */
     STMT_DELIVERY,     /* webhooks.c */
@@ -96,13 +97,12 @@ void store_op_fail(struct store_op *op, const PGresult *res, int status, const c
 /* Queues a write (void report, delivery or cancellation) for the writer's next batch. */
 void store_write(struct store_op *op);
 
-/* The writer's part of store_close: fails what waits for a batch. */
-void store_writer_close(struct store *st);
-
 /* ---- void reports and deliveries, as the writer runs them ---------------------------------- */
 
-/* Reads the cases of n void reports: one (unlocked), or several, locked in key order (in a
- * transaction). */
+/* Locks the cases of n void reports in key order (in a transaction; the answer has nothing to
+ * read), and reads them, as one snapshot: in a transaction, after locking them. */
+void store_voids_lock(struct db_session *s, struct store_op **voids, size_t n, db_result_cb cb,
+                      void *arg);
 void store_voids_select(struct db_session *s, struct store_op **voids, size_t n, db_result_cb cb,
                         void *arg);
 

@@ -19,14 +19,21 @@ static const char sql_case_select[] =
     "       version, lease_token"
     "  FROM voidrecon.void_cases c WHERE order_no = $1::text AND void_code = $2::text";
 
-/* The cases of a batch, $1 a JSON array of [order_no, void_code]; locked in key order, so that
- * two batches that share cases never wait on each other in a circle. */
-static const char sql_cases_lock[] =
+/* The cases of a batch, $1 a JSON array of [order_no, void_code], read as one snapshot. */
+static const char sql_cases_select[] =
     "SELECT order_no, void_code, status, confirmed,"
     "       (SELECT string_agg(f.reason, ',') FROM voidrecon.case_followups f"
     "         WHERE f.order_no = c.order_no AND f.void_code = c.void_code),"
     "       version, lease_token"
     "  FROM voidrecon.void_cases c"
+    " WHERE (order_no, void_code) IN (SELECT * FROM voidrecon.batch_keys($1::jsonb))";
+
+/* Locks them, in key order so that two batches that share cases never wait on each other in a
+ * circle. Only locks: a statement that waited for a lock sees the row as committed since, but
+ * anything else it reads (the follow-ups) as of its start; the read comes after, in a statement
+ * of its own. */
+static const char sql_cases_lock[] =
+    "SELECT 1 FROM voidrecon.void_cases c"
     " WHERE (order_no, void_code) IN (SELECT * FROM voidrecon.batch_keys($1::jsonb))"
     " ORDER BY order_no, void_code"
     "   FOR UPDATE OF c";
@@ -389,19 +396,12 @@ bool store_void_same(const struct store_op *a, const struct store_op *b)
            strcmp(a->rep->void_code, b->rep->void_code) == 0;
 }
 
-void store_voids_select(struct db_session *s, struct store_op **voids, size_t n, db_result_cb cb,
-                        void *arg)
+/* The keys of n void reports as sql_cases_select's $1 (caller frees). */
+static char *keys_json(struct store_op **voids, size_t n)
 {
-    cJSON *keys;
+    cJSON *keys = cJSON_CreateArray();
     char *text;
 
-    if (n == 1) {
-        const char *params[2] = {voids[0]->rep->order_no, voids[0]->rep->void_code};
-
-        db_session_prepared(s, STMT_CASE_SELECT, sql_case_select, 2, params, NULL, cb, arg);
-        return;
-    }
-    keys = cJSON_CreateArray();
     for (size_t i = 0; i < n; i++) {
         cJSON *k = cJSON_CreateArray();
 
@@ -411,8 +411,33 @@ void store_voids_select(struct db_session *s, struct store_op **voids, size_t n,
     }
     text = vr_json_print(keys);
     cJSON_Delete(keys);
+    return text;
+}
+
+void store_voids_lock(struct db_session *s, struct store_op **voids, size_t n, db_result_cb cb,
+                      void *arg)
+{
+    char *text = keys_json(voids, n);
+
     db_session_prepared(s, STMT_CASES_LOCK, sql_cases_lock, 1, (const char *const *)&text, NULL, cb,
                         arg);
+    free(text);
+}
+
+void store_voids_select(struct db_session *s, struct store_op **voids, size_t n, db_result_cb cb,
+                        void *arg)
+{
+    char *text;
+
+    if (n == 1) {
+        const char *params[2] = {voids[0]->rep->order_no, voids[0]->rep->void_code};
+
+        db_session_prepared(s, STMT_CASE_SELECT, sql_case_select, 2, params, NULL, cb, arg);
+        return;
+    }
+    text = keys_json(voids, n);
+    db_session_prepared(s, STMT_CASES_SELECT, sql_cases_select, 1, (const char *const *)&text, NULL,
+                        cb, arg);
     free(text);
 }
 

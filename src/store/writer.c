@@ -30,6 +30,7 @@ struct store_batch {
     struct db_session *s;
     struct store_op **items; /* in arrival order */
     struct store_op **voids; /* scratch: the void reports among items */
+    size_t nv;
     size_t n;
     size_t at;  /* the item whose statement runs next */
     size_t run; /* how many items from at on that statement writes */
@@ -189,7 +190,7 @@ static void st_kick_free(struct store_batch *b)
 static void batch_finish(struct store_batch *b, const PGresult *res, int status, const char *what)
 {
     batch_detach(b);
-    if (status == 0) {
+    if (status == 0 && b->n > 0) {
         b->st->batches_done++;
         b->st->batch_items += b->n;
     }
@@ -205,13 +206,18 @@ static void batch_finish(struct store_batch *b, const PGresult *res, int status,
     st_kick_free(b);
 }
 
-/* A batch of one item whose answer could not be read: status, error in op->error. */
-static void batch_finish_one(struct store_batch *b, int status)
+/* Every item answered with status, the error of the first item at b->at in each's error. */
+static void batch_finish_all(struct store_batch *b, int status)
 {
-    struct store_op *op = b->items[0];
+    const char *error = b->items[b->at]->error;
 
     batch_detach(b);
-    store_op_finish(op, status);
+    for (size_t i = 0; i < b->n; i++) {
+        if (b->items[i]->error != error)
+            snprintf(b->items[i]->error, sizeof(b->items[i]->error), "%s", error);
+    }
+    for (size_t i = 0; i < b->n; i++)
+        store_op_finish(b->items[i], status);
     st_kick_free(b);
 }
 
@@ -337,8 +343,9 @@ static void batch_written(struct db_session *s, PGresult *res, int status, void 
             if (!b->tx)
                 batch_answer_written(b);
             batch_retry(b);
-        } else if (b->n == 1) {
-            batch_finish_one(b, r);
+        } else if (b->n == 1 || !b->tx) {
+            /* Written and committed, but its answer unreadable: never write it again. */
+            batch_finish_all(b, r);
         } else {
             batch_refused(b, r);
         }
@@ -412,20 +419,38 @@ static void batch_selected(struct db_session *s, PGresult *res, int status, void
     batch_write(b);
 }
 
-static void batch_select(struct store_batch *b)
+/* The cases are locked: read them now, as committed by whoever held them. */
+static void batch_locked(struct db_session *s, PGresult *res, int status, void *arg)
 {
-    size_t nv = 0;
+    struct store_batch *b = arg;
 
-    for (size_t i = 0; i < b->n; i++) {
-        if (b->items[i]->kind == ITEM_VOID)
-            b->voids[nv++] = b->items[i];
-    }
-    if (nv == 0) {
-        b->at = 0;
-        batch_write(b);
+    (void)s;
+    if (status != 0 && race_lost(res)) {
+        batch_retry(b);
         return;
     }
-    store_voids_select(b->s, b->voids, nv, batch_selected, b);
+    if (status != 0) {
+        batch_finish(b, res, status, "locking void cases");
+        return;
+    }
+    store_voids_select(b->s, b->voids, b->nv, batch_selected, b);
+}
+
+static void batch_select(struct store_batch *b)
+{
+    b->nv = 0;
+    for (size_t i = 0; i < b->n; i++) {
+        if (b->items[i]->kind == ITEM_VOID)
+            b->voids[b->nv++] = b->items[i];
+    }
+    if (b->nv == 0) {
+        b->at = 0;
+        batch_write(b);
+    } else if (b->tx) {
+        store_voids_lock(b->s, b->voids, b->nv, batch_locked, b);
+    } else {
+        store_voids_select(b->s, b->voids, b->nv, batch_selected, b);
+    }
 }
 
 static void batch_begun(struct db_session *s, PGresult *res, int status, void *arg)

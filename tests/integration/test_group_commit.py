@@ -218,3 +218,48 @@ def test_a_connection_whose_prepared_statements_are_gone_prepares_them_again(pg)
         eq(svc.post_json(PATH, void("AFTER2"))[0], 200)
     eq(sorted(r[0] for r in db.query("select order_no from voidrecon.void_cases")),
        ["AFTER1", "AFTER2", "DEALLOC"])
+
+
+def test_a_batch_that_waits_for_a_case_reads_it_as_committed(pg):
+    """A batch locking a case that another transaction holds (here an acknowledgement made by
+    hand) must decide on the case as that transaction left it, follow-ups included: the
+    conflict acknowledged meanwhile is raised again, with a new alert."""
+    db = pg.new_db()
+    with Service(db) as svc:
+        def post(order, status):
+            return svc.post_json(PATH, {"type": "order.void", "data": {
+                "orderNo": order, "voidCode": "V", "voidStatus": status}}, timeout=60)[0]
+
+        eq(post("X", 2), 200)
+        eq(post("X", 5), 200)
+        eq(db.scalar("select count(*) from voidrecon.alerts where kind = 'void_conflict'"), "1")
+        with PsqlSession(db.url) as ack, PsqlSession(db.url) as lock:
+            ack.send("BEGIN; DELETE FROM voidrecon.case_followups WHERE order_no = 'X';"
+                     " UPDATE voidrecon.void_cases SET needs_followup = false,"
+                     " followup_acked_at = now(), version = version + 1 WHERE order_no = 'X';"
+                     " SELECT 'acked' AS state;\n")
+            ack.line_with("acked")
+            lock.send("BEGIN; LOCK TABLE voidrecon.deliveries IN EXCLUSIVE MODE;"
+                      " SELECT 'locked' AS state;\n")
+            lock.line_with("locked")
+            answers = {}
+            threads = []
+            # Two batches wait on the deliveries lock; the two reports of X queue behind them
+            # and become one batch of two statements, which locks X.
+            for i, (order, status) in enumerate([("Z1", 1), ("Z2", 1), ("X", 6), ("X", 6)]):
+                threads.append(threading.Thread(
+                    target=lambda i=i, o=order, s=status: answers.__setitem__(i, post(o, s))))
+                threads[-1].start()
+                wait_until(lambda: sum(writer(svc)[k] for k in ("write_queue", "write_in_flight"))
+                           == i + 1, 10, "report %d queued" % i)
+            lock.send("COMMIT;\n")
+            wait_until(lambda: db.scalar(
+                "select count(*) from pg_stat_activity where application_name = 'voidrecon'"
+                " and wait_event_type = 'Lock'") == "1", 10, "the batch waiting for X")
+            ack.send("COMMIT;\n")
+            join_all(threads, 60, "reports")
+    eq(answers, {0: 200, 1: 200, 2: 200, 3: 200})
+    eq(db.scalar("select count(*) from voidrecon.alerts where kind = 'void_conflict'"), "2",
+       "the conflict, acknowledged meanwhile, raised again")
+    eq(db.query("select reason from voidrecon.case_followups where order_no = 'X'"),
+       [["conflict"]])
