@@ -206,19 +206,25 @@ static void batch_finish(struct store_batch *b, const PGresult *res, int status,
     st_kick_free(b);
 }
 
+/* Every item answered with status, its error already in its own error. */
+static void batch_answer(struct store_batch *b, int status)
+{
+    batch_detach(b);
+    for (size_t i = 0; i < b->n; i++)
+        store_op_finish(b->items[i], status);
+    st_kick_free(b);
+}
+
 /* Every item answered with status, the error of the first item at b->at in each's error. */
 static void batch_finish_all(struct store_batch *b, int status)
 {
     const char *error = b->items[b->at]->error;
 
-    batch_detach(b);
     for (size_t i = 0; i < b->n; i++) {
         if (b->items[i]->error != error)
             snprintf(b->items[i]->error, sizeof(b->items[i]->error), "%s", error);
     }
-    for (size_t i = 0; i < b->n; i++)
-        store_op_finish(b->items[i], status);
-    st_kick_free(b);
+    batch_answer(b, status);
 }
 
 /* Answers the items a statement outside a transaction wrote, and drops them. */
@@ -301,10 +307,7 @@ static void batch_retry(struct store_batch *b)
             snprintf(b->items[i]->error, sizeof(b->items[i]->error),
                      "%s: its case kept changing; gave up after %d attempts",
                      item_what(b->items[i]), b->attempts);
-        batch_detach(b);
-        for (size_t i = 0; i < b->n; i++)
-            store_op_finish(b->items[i], VR_EUNAVAIL);
-        st_kick_free(b);
+        batch_answer(b, VR_EUNAVAIL);
         return;
     }
     log_debug("store_retry", "a case of a batch of %zu changed meanwhile: attempt %d", b->n,
@@ -364,16 +367,16 @@ static void batch_written(struct db_session *s, PGresult *res, int status, void 
     batch_finish(b, res, status, NULL);
 }
 
-/* How many void reports from at on, of distinct cases, one statement writes. */
-static size_t run_length(const struct store_batch *b)
+/* How many void reports from the one at from on, of distinct cases, one statement writes. */
+static size_t run_length(const struct store_batch *b, size_t from)
 {
     size_t m = 1;
 
     if (b->solo)
         return 1;
-    while (b->at + m < b->n && b->items[b->at + m]->kind == ITEM_VOID) {
-        for (size_t k = b->at; k < b->at + m; k++) {
-            if (store_void_same(b->items[k], b->items[b->at + m]))
+    while (from + m < b->n && b->items[from + m]->kind == ITEM_VOID) {
+        for (size_t k = from; k < from + m; k++) {
+            if (store_void_same(b->items[k], b->items[from + m]))
                 return m;
         }
         m++;
@@ -390,7 +393,7 @@ static void batch_write(struct store_batch *b)
             batch_finish(b, NULL, 0, NULL);
         return;
     }
-    b->run = b->items[b->at]->kind == ITEM_VOID ? run_length(b) : 1;
+    b->run = b->items[b->at]->kind == ITEM_VOID ? run_length(b, b->at) : 1;
     items_send(b, batch_written);
 }
 
@@ -465,26 +468,11 @@ static void batch_begun(struct db_session *s, PGresult *res, int status, void *a
     batch_select(b);
 }
 
-/* Every item a void report of its own case, with no report to isolate: one statement writes
- * them all, atomically, so no transaction is needed (two round trips fewer). */
-static bool one_statement(const struct store_batch *b)
-{
-    if (b->solo && b->n > 1)
-        return false;
-    for (size_t i = 0; i < b->n; i++) {
-        if (b->items[i]->kind != ITEM_VOID)
-            return false;
-        for (size_t k = 0; k < i; k++) {
-            if (store_void_same(b->items[k], b->items[i]))
-                return false;
-        }
-    }
-    return true;
-}
-
 static void batch_begin(struct store_batch *b)
 {
-    b->tx = b->n > 1 && !one_statement(b);
+    /* Several statements share a transaction; one statement that writes every item (void
+     * reports of distinct cases, none to isolate) is atomic by itself: two round trips fewer. */
+    b->tx = b->n > 1 && (b->items[0]->kind != ITEM_VOID || run_length(b, 0) < b->n);
     if (b->tx)
         db_session_query(b->s, sql_begin, 0, NULL, NULL, batch_begun, b);
     else
