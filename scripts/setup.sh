@@ -5,9 +5,12 @@ set -euo pipefail
 
 # What the build (cmake/Dependencies.cmake), the scripts and the tests stand on (pytest runs the
 # integration tests); clang-format and clang-tidy are the suite's style checks (scripts/lint.sh).
+# help2man writes the man page; nginx, openssl, promtool (in prometheus) and systemd-analyze (in
+# systemd) check the deployment files under deploy/.
 packages=(build-essential cmake pkg-config libuv1-dev libpq-dev libcjson-dev
-          libcurl4-openssl-dev libssl-dev node-llhttp postgresql-15 postgresql-client
-          python3 python3-pytest curl valgrind clang-format clang-tidy "$@")
+          libcurl4-openssl-dev libssl-dev libsystemd-dev node-llhttp postgresql-15
+          postgresql-client python3 python3-pytest curl valgrind clang-format clang-tidy
+          help2man nginx openssl prometheus systemd "$@")
 
 installed() {
     [[ "$(dpkg-query -W -f='${Status}' "$1" 2>/dev/null)" == "install ok installed" ]]
@@ -48,5 +51,13 @@ fi
 
 echo "setup.sh: installing ${missing[*]}" >&2
 export DEBIAN_FRONTEND=noninteractive
+# nginx and prometheus are tools here, not services: while they install, a policy-rc.d that
+# refuses every start keeps their packages from starting system daemons on ports 80 and 9090.
+policy=/usr/sbin/policy-rc.d
+if [[ ! -e "$policy" ]]; then
+    trap '"${sudo[@]}" rm -f "$policy"' EXIT
+    printf '#!/bin/sh\nexit 101\n' | "${sudo[@]}" tee "$policy" >/dev/null
+    "${sudo[@]}" chmod 755 "$policy"
+fi
 "${sudo[@]}" apt-get update -qq
 "${sudo[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}" >&2
