@@ -251,6 +251,7 @@ struct alert_row {
     const char *void_code;  /* may be NULL */
     const char *payload;    /* a JSON object */
     const char *created_at; /* ISO 8601, UTC, milliseconds */
+    int64_t resolves_id;    /* the alert this one resolves; 0: it raises */
 };
 
 /* An alert leased for one delivery attempt. */
@@ -275,6 +276,12 @@ void store_alert_delivered(struct store *st, int64_t id, int64_t lease_token, st
 /* Keeps why an attempt failed and schedules the next retry_ms from now; count as above. */
 void store_alert_failed(struct store *st, int64_t id, int64_t lease_token, const char *error,
                         uint64_t retry_ms, store_count_cb cb, void *arg);
+
+/* Keeps why the receiver refused a leased alert for good and takes it out of delivery: it stays
+ * undelivered (listed as pending, counted in the backlog) with next_attempt_at 'infinity';
+ * count as above. */
+void store_alert_refused(struct store *st, int64_t id, int64_t lease_token, const char *error,
+                         store_count_cb cb, void *arg);
 
 /* ---- listings for people -------------------------------------------------------------------- */
 

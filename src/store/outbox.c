@@ -19,7 +19,7 @@ static const char sql_lease[] =
     "  FROM due WHERE a.id = due.id"
     " RETURNING a.id, a.kind, a.order_no, a.void_code, a.payload::text,"
     "           to_char(a.created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"'),"
-    "           a.lease_token, a.attempts";
+    "           a.lease_token, a.attempts, a.resolves_alert_id";
 
 /* Both count the rows they changed: none means another process took the lease over. */
 static const char sql_delivered[] =
@@ -35,6 +35,16 @@ static const char sql_failed[] =
     "WITH u AS ("
     "  UPDATE voidrecon.alerts SET last_error = $3::text, lease_token = NULL, lease_until = NULL,"
     "         next_attempt_at = now() + $4::bigint * interval '1 millisecond'"
+    "   WHERE id = $1::bigint AND lease_token = $2::bigint"
+    "  RETURNING 1"
+    ")"
+    "SELECT count(*) FROM u";
+
+/* Never due again: next_attempt_at 'infinity' keeps it out of every lease, and undelivered. */
+static const char sql_refused[] =
+    "WITH u AS ("
+    "  UPDATE voidrecon.alerts SET last_error = $3::text, lease_token = NULL, lease_until = NULL,"
+    "         next_attempt_at = 'infinity'"
     "   WHERE id = $1::bigint AND lease_token = $2::bigint"
     "  RETURNING 1"
     ")"
@@ -72,6 +82,7 @@ static void alerts_leased(struct db_session *s, PGresult *res, int status, void 
         l->alert.created_at = store_row_text(&row, 5);
         l->lease_token = store_row_i64(&row, 6);
         l->attempts = store_row_int(&row, 7);
+        l->alert.resolves_id = store_row_i64(&row, 8);
         status = store_row_check(&row, "leasing alerts", err, sizeof(err));
     }
 out:
@@ -112,4 +123,14 @@ void store_alert_failed(struct store *st, int64_t id, int64_t lease_token, const
                              store_u64_text(retry_ms, delay, sizeof(delay))};
 
     store_run_count(st, sql_failed, 4, params, "recording a failed alert delivery", cb, arg);
+}
+
+void store_alert_refused(struct store *st, int64_t id, int64_t lease_token, const char *error,
+                         store_count_cb cb, void *arg)
+{
+    char ids[24], lease[24];
+    const char *params[3] = {store_i64_text(id, ids, sizeof(ids)),
+                             store_i64_text(lease_token, lease, sizeof(lease)), error};
+
+    store_run_count(st, sql_refused, 3, params, "recording a refused alert", cb, arg);
 }

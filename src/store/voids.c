@@ -48,7 +48,10 @@ static const char sql_cases_lock[] =
  * ones its report wrote; foreign keys are checked at the statement's end. has_details says the
  * report carries an Atlas answer whose details are kept. The event keeps whether the case is
  * reconciled afterwards: the change feed's trigger (migration 0008) announces the moment it
- * becomes so. */
+ * becomes so. A report that leaves its case reconciled resolves, once, the alerts of the
+ * case's open follow-ups whose cause the reconciliation ends: stuck (the case is closed),
+ * poll_failing (a poll answered), rejected when the confirmed status is not REJECTED. The
+ * follow-ups themselves stay open until a person acknowledges them. */
 static const char sql_voids_write[] =
     "WITH i AS ("
     "  SELECT * FROM voidrecon.void_reports($1::jsonb)"
@@ -142,6 +145,23 @@ static const char sql_voids_write[] =
     "  SELECT order_no, void_code, followup, aid, did FROM w WHERE followup IS NOT NULL"
     "   ORDER BY ord"
     "  ON CONFLICT DO NOTHING"
+    "), r AS ("
+    "  INSERT INTO voidrecon.alerts (kind, order_no, void_code, payload, resolves_alert_id)"
+    "  SELECT ra.kind, w.order_no, w.void_code, jsonb_build_object("
+    "             'kind', ra.kind, 'order_no', w.order_no, 'void_code', w.void_code,"
+    "             'resolved', true, 'resolved_by', 'reconciled', 'followup_reason', cf.reason,"
+    "             'status', w.to_status::int, 'status_name', w.status_name, 'source', w.source,"
+    "             'resolves_alert_id', ra.id, 'raised_at', now()),"
+    "         ra.id"
+    "    FROM w JOIN voidrecon.case_followups AS cf"
+    "           ON cf.order_no = w.order_no AND cf.void_code = w.void_code"
+    "         JOIN voidrecon.alerts AS ra ON ra.id = cf.alert_id"
+    "   WHERE w.reconciled"
+    "     AND (cf.reason IN ('stuck', 'poll_failing') OR (cf.reason = 'rejected' AND w.to_status "
+    "<> 4))"
+    "     AND NOT EXISTS (SELECT 1 FROM voidrecon.alerts AS x WHERE x.resolves_alert_id = ra.id)"
+    "   ORDER BY w.ord, voidrecon.followup_rank(cf.reason)"
+    "  ON CONFLICT (resolves_alert_id) WHERE resolves_alert_id IS NOT NULL DO NOTHING"
     ")"
     "SELECT ord, did, aid FROM w";
 

@@ -14,17 +14,24 @@ static const char sql_delivery[] =
     " RETURNING id";
 
 /* The cancellation and its delivery point at each other's rows, so the delivery id is drawn
- * first; a repeat of a known order inserts nothing but the delivery, as a duplicate. */
+ * first, and so is its alert's (which its acknowledgement resolves) when one is due and the
+ * order is new; a repeat of a known order inserts nothing but the delivery, as a duplicate. */
 static const char sql_cancellation[] =
     "WITH n AS ("
-    "  SELECT nextval(pg_get_serial_sequence('voidrecon.deliveries', 'id')) AS id"
+    "  SELECT nextval(pg_get_serial_sequence('voidrecon.deliveries', 'id')) AS id,"
+    "         CASE WHEN $9::boolean AND NOT EXISTS ("
+    "                  SELECT 1 FROM voidrecon.order_cancellations"
+    "                   WHERE provider = $1::text AND order_ref = $5::text)"
+    "              THEN nextval(pg_get_serial_sequence('voidrecon.alerts', 'id')) END AS aid"
     "), oc AS ("
     "  INSERT INTO voidrecon.order_cancellations (provider, order_ref, error_code, error_message,"
-    "                                             order_status, delivery_id, details, verified)"
-    "  SELECT $1::text, $5::text, $6::text, $7::text, $8::text, n.id, $10::jsonb, $11::boolean"
+    "                                             order_status, delivery_id, details, verified,"
+    "                                             alert_id)"
+    "  SELECT $1::text, $5::text, $6::text, $7::text, $8::text, n.id, $10::jsonb, $11::boolean,"
+    "         n.aid"
     "    FROM n"
     "  ON CONFLICT (provider, order_ref) DO NOTHING"
-    "  RETURNING id"
+    "  RETURNING id, alert_id"
     "), d AS ("
     "  INSERT INTO voidrecon.deliveries (id, provider, event_type, remote_addr, body, outcome,"
     "                                   body_length, body_sha256, headers, replay_of, cid)"
@@ -34,12 +41,12 @@ static const char sql_cancellation[] =
     "    FROM n"
     "  RETURNING id, outcome"
     "), a AS ("
-    "  INSERT INTO voidrecon.alerts (kind, order_no, payload)"
-    "  SELECT 'order_cancelled', $5::text, jsonb_build_object("
+    "  INSERT INTO voidrecon.alerts (id, kind, order_no, payload)"
+    "  SELECT oc.alert_id, 'order_cancelled', $5::text, jsonb_build_object("
     "             'kind', 'order_cancelled', 'provider', $1::text, 'order_no', $5::text,"
     "             'error_code', $6::text, 'error_message', $7::text, 'order_status', $8::text,"
     "             'details', $10::jsonb, 'verified', $11::boolean, 'raised_at', now())"
-    "    FROM oc WHERE $9::boolean"
+    "    FROM oc WHERE oc.alert_id IS NOT NULL"
     "  RETURNING id"
     ")"
     "SELECT d.id, d.outcome, (SELECT id FROM a) FROM d";
