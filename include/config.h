@@ -10,6 +10,7 @@
 #include <stdio.h>
 
 #include "acl.h"
+#include "alert.h"
 #include "common.h"
 #include "log.h"
 #include "provider.h"
@@ -67,6 +68,8 @@ struct config {
     uint64_t atlas_silence_poll_changes;
     char *alert_url;
     char *alert_secret;
+    char *alert_format_name; /* standard, slack or pagerduty */
+    char *alert_routing_key;
     uint64_t alert_timeout_ms;
     uint64_t alert_tick_ms;
     uint64_t alert_retry_ms;
@@ -82,6 +85,8 @@ struct config {
     /* Parsed from alert_secret by config_validate; NULL when no secret is set. */
     unsigned char *alert_key;
     size_t alert_key_len;
+    /* Parsed from alert_format_name by config_validate. */
+    enum alert_format alert_format;
 };
 
 /* Sets every field to its default. Caller frees with config_cleanup. */

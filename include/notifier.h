@@ -1,5 +1,6 @@
-/* Alert delivery: leases due alerts from the outbox, POSTs each (signed the Standard Webhooks
- * way when a secret is set) and marks it delivered on any 2xx, or backs off and retries. */
+/* Alert delivery: leases due alerts from the outbox, POSTs each in the receiver's format (signed
+ * the Standard Webhooks way when a secret is set) and marks it delivered on any 2xx, or backs
+ * off and retries; a PagerDuty 400 (an event it will never take) is kept failed, not retried. */
 #ifndef VR_NOTIFIER_H
 #define VR_NOTIFIER_H
 
@@ -7,6 +8,7 @@
 
 #include <uv.h>
 
+#include "alert.h"
 #include "common.h"
 #include "store.h"
 
@@ -16,12 +18,14 @@ struct notifier_config {
     const unsigned char *key; /* signing key (alert_key_parse), keylen bytes; NULL: unsigned;
                                  copied */
     size_t keylen;
-    uint64_t timeout_ms;   /* one delivery attempt (15000) */
-    uint64_t tick_ms;      /* how often to look for due alerts (250) */
-    uint64_t retry_ms;     /* first retry after a failure, doubling after (5000) */
-    uint64_t retry_max_ms; /* cap of the backoff (3600000) */
-    uint64_t lease_ms;     /* how long one attempt holds an alert (60000) */
-    unsigned concurrency;  /* deliveries in flight (4) */
+    enum alert_format format; /* the body receivers expect */
+    const char *routing_key;  /* PagerDuty's integration key (pagerduty format); copied */
+    uint64_t timeout_ms;      /* one delivery attempt (15000) */
+    uint64_t tick_ms;         /* how often to look for due alerts (250) */
+    uint64_t retry_ms;        /* first retry after a failure, doubling after (5000) */
+    uint64_t retry_max_ms;    /* cap of the backoff (3600000) */
+    uint64_t lease_ms;        /* how long one attempt holds an alert (60000) */
+    unsigned concurrency;     /* deliveries in flight (4) */
 };
 
 struct notifier;

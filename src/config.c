@@ -112,6 +112,11 @@ static const struct config_entry globals[] = {
     K("ALERT_URL", alert_url, "alert receiver (unset: outbox and NOTIFY only)"),
     K("ALERT_SECRET", alert_secret,
       "Standard Webhooks signing secret, whsec_<base64> (unset: alerts are not signed)"),
+    S("ALERT_FORMAT", alert_format_name, "standard",
+      "body of each alert: standard (JSON with a text line), slack (incoming webhook) or "
+      "pagerduty (Events API v2)"),
+    K("ALERT_ROUTING_KEY", alert_routing_key,
+      "PagerDuty integration key (routing_key), required with ALERT_FORMAT=pagerduty"),
     U("ALERT_TIMEOUT_MS", alert_timeout_ms, "15000", 10, DAY_MS, "one delivery attempt"),
     U("ALERT_TICK_MS", alert_tick_ms, "250", 1, DAY_MS, "how often to look for alerts to send"),
     U("ALERT_RETRY_MS", alert_retry_ms, "5000", 1, DAY_MS,
@@ -416,6 +421,27 @@ static int validate_provider(struct config_provider *p, char *err, size_t errlen
     return 0;
 }
 
+/* The format and what it needs; the routing key is never quoted. */
+static int validate_alert_format(struct config *cfg, char *err, size_t errlen)
+{
+    if (alert_format_parse(cfg->alert_format_name, &cfg->alert_format) != 0) {
+        snprintf(err, errlen, PREFIX "ALERT_FORMAT: \"%s\" is not standard, slack or pagerduty",
+                 cfg->alert_format_name);
+        return VR_EINVAL;
+    }
+    if (cfg->alert_format == ALERT_FORMAT_PAGERDUTY && cfg->alert_routing_key[0] == '\0') {
+        snprintf(err, errlen,
+                 PREFIX "ALERT_ROUTING_KEY: required with " PREFIX "ALERT_FORMAT=pagerduty (the "
+                        "integration key of a PagerDuty Events API v2 integration)");
+        return VR_EINVAL;
+    }
+    if (strpbrk(cfg->alert_routing_key, "\r\n") != NULL) {
+        snprintf(err, errlen, PREFIX "ALERT_ROUTING_KEY: must be one line");
+        return VR_EINVAL;
+    }
+    return 0;
+}
+
 int config_validate(struct config *cfg, char *err, size_t errlen)
 {
     char shown_url[512];
@@ -455,6 +481,8 @@ int config_validate(struct config *cfg, char *err, size_t errlen)
         snprintf(err, errlen, PREFIX "ALERT_SECRET: a whsec_ secret must be base64");
         return VR_EINVAL;
     }
+    if ((r = validate_alert_format(cfg, err, errlen)) != 0)
+        return r;
     /* Below it, a body the server takes could never be admitted: 503 for ever. */
     if (cfg->max_buffered_bytes < cfg->max_body_bytes + cfg->max_header_bytes) {
         snprintf(err, errlen,

@@ -243,6 +243,8 @@ static void start_notifier(struct app *app)
                               .url = cfg->alert_url,
                               .key = cfg->alert_key,
                               .keylen = cfg->alert_key_len,
+                              .format = cfg->alert_format,
+                              .routing_key = cfg->alert_routing_key,
                               .timeout_ms = cfg->alert_timeout_ms,
                               .tick_ms = cfg->alert_tick_ms,
                               .retry_ms = cfg->alert_retry_ms,
@@ -251,8 +253,8 @@ static void start_notifier(struct app *app)
                               .concurrency = (unsigned)cfg->alert_concurrency,
                           }),
              notifier_closer);
-    log_info("alerts_on", "delivering alerts to the VOIDRECON_ALERT_URL receiver, %s",
-             cfg->alert_key != NULL ? "signed" : "unsigned");
+    log_info("alerts_on", "delivering alerts to the VOIDRECON_ALERT_URL receiver, %s, as %s",
+             cfg->alert_key != NULL ? "signed" : "unsigned", cfg->alert_format_name);
 }
 
 static void start_pruner(struct app *app)

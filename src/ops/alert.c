@@ -54,6 +54,26 @@ static void incident_text(const struct alert_row *a, const cJSON *p, char *out, 
                  str(p, "message", "?"));
 }
 
+/* The end of a case's or a cancellation's alert: who or what ended it. */
+static void resolved_text(const struct alert_row *a, const cJSON *p, char *out, size_t cap)
+{
+    const char *order = a->order_no ? a->order_no : "?";
+    const char *note = str(p, "note", NULL);
+    char what[512];
+
+    if (strcmp(a->kind, "order_cancelled") == 0)
+        snprintf(what, sizeof(what), "order %s cancelled by %s", order, str(p, "provider", "?"));
+    else
+        snprintf(what, sizeof(what), "order %s, void %s: follow-up %s", order,
+                 a->void_code ? a->void_code : "?", str(p, "followup_reason", a->kind));
+    if (strcmp(str(p, "resolved_by", ""), "reconciled") == 0)
+        snprintf(out, cap, "[voidrecon] RESOLVED: %s: the case reconciled at %s", what,
+                 str(p, "status_name", "?"));
+    else
+        snprintf(out, cap, "[voidrecon] RESOLVED: %s acknowledged by %s%s%s", what,
+                 str(p, "acked_by", "?"), note ? ": " : "", note ? note : "");
+}
+
 /* One line per kind: what happened, to what, and what it says. */
 static void text_of(const struct alert_row *a, const cJSON *p, char *out, size_t cap)
 {
@@ -61,7 +81,10 @@ static void text_of(const struct alert_row *a, const cJSON *p, char *out, size_t
     const char *code = a->void_code ? a->void_code : "?";
     const cJSON *failures = cJSON_GetObjectItemCaseSensitive(p, "poll_failures");
 
-    if (strcmp(a->kind, "void_rejected") == 0)
+    if (resolved(p) && strcmp(a->kind, "atlas_failing") != 0 &&
+        strcmp(a->kind, "webhooks_silent") != 0)
+        resolved_text(a, p, out, cap);
+    else if (strcmp(a->kind, "void_rejected") == 0)
         snprintf(out, cap, "[voidrecon] Void REJECTED: order %s, void %s: %s", order, code,
                  str(p, "cancel_reason", str(p, "message", "no reason given")));
     else if (strcmp(a->kind, "void_conflict") == 0)
@@ -87,21 +110,56 @@ static void text_of(const struct alert_row *a, const cJSON *p, char *out, size_t
         snprintf(out, cap, "[voidrecon] %s: order %s, void %s", a->kind, order, code);
 }
 
-char *alert_body(const struct alert_row *a)
+/* The alert's payload as an object (an empty one when it is not); caller frees. */
+static cJSON *payload_of(const struct alert_row *a)
 {
     cJSON *payload = cJSON_Parse(a->payload ? a->payload : "{}");
-    cJSON *body = cJSON_CreateObject();
-    const cJSON *item;
-    char type[96], text[1024];
-    char *s;
 
     if (!cJSON_IsObject(payload)) {
         cJSON_Delete(payload);
         payload = cJSON_CreateObject();
     }
+    return payload;
+}
+
+/* text_of, cut between characters when long. cap is at most ALERT_TEXT_BYTES. */
+static void summary_of(const struct alert_row *a, const cJSON *p, char *out, size_t cap)
+{
+    text_of(a, p, out, cap);
+    utf8_trim(out, cap);
+}
+
+void alert_summary(const struct alert_row *a, char *out, size_t cap)
+{
+    cJSON *payload = payload_of(a);
+
+    summary_of(a, payload, out, cap);
+    cJSON_Delete(payload);
+}
+
+bool alert_is_resolve(const struct alert_row *a)
+{
+    cJSON *payload;
+    bool yes;
+
+    if (a->resolves_id != 0)
+        return true;
+    payload = payload_of(a);
+    yes = resolved(payload);
+    cJSON_Delete(payload);
+    return yes;
+}
+
+char *alert_body(const struct alert_row *a)
+{
+    cJSON *payload = payload_of(a);
+    cJSON *body = cJSON_CreateObject();
+    const cJSON *item;
+    char type[96], text[ALERT_TEXT_BYTES];
+    char *s;
+
     snprintf(type, sizeof(type), "voidrecon.%s", a->kind);
-    text_of(a, payload, text, sizeof(text));
-    utf8_trim(text, sizeof(text)); /* a long message is cut between characters */
+    summary_of(a, payload, text, sizeof(text));
     cJSON_AddStringToObject(body, "type", type);
     cJSON_AddStringToObject(body, "timestamp", a->created_at ? a->created_at : "");
     cJSON_AddNumberToObject(body, "id", (double)a->id);

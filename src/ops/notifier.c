@@ -13,6 +13,7 @@
 #include "httpc.h"
 #include "log.h"
 #include "metrics.h"
+#include "utf8.h"
 
 #define DEFAULT_TICK_MS      250
 #define DEFAULT_RETRY_MS     5000
@@ -35,6 +36,8 @@ struct notifier {
     struct httpc *http;
     struct notifier_config cfg;
     char *url;
+    char *routing_key;
+    char source[256]; /* this host's name: PagerDuty's payload.source */
     unsigned char *key;
     size_t keylen;
     uv_timer_t tick;
@@ -70,6 +73,32 @@ static void recorded(int status, const char *error, int64_t count, void *arg)
     delivery_done(d);
 }
 
+/* PagerDuty answers 400 to an event it will never take (its documentation: do not retry);
+ * 429 and 5xx are retried like any other failure. */
+static bool refused_for_good(const struct notifier *n, const struct httpc_response *r)
+{
+    return n->cfg.format == ALERT_FORMAT_PAGERDUTY && r->http_status == 400;
+}
+
+/* Kept undelivered and visible (last_error, the backlog), never sent again by itself. What the
+ * receiver said goes with it, unless it repeats the routing key. */
+static void refused(struct delivery *d, const struct httpc_response *r)
+{
+    struct notifier *n = d->n;
+    char said[160];
+
+    utf8_copy_clean(said, sizeof(said), r->body, r->body_len);
+    if (n->routing_key[0] != '\0' && strstr(said, n->routing_key) != NULL)
+        said[0] = '\0';
+    snprintf(d->error, sizeof(d->error),
+             "HTTP 400 from the alert receiver, not retried: it refuses the event%s%s",
+             said[0] ? ": " : "", said);
+    metrics_alert_delivery(false);
+    log_warn("alert_refused", "alert=%" PRId64 " kind=%s attempt=%d: %s", d->id, d->kind,
+             d->attempts, d->error);
+    store_alert_refused(n->st, d->id, d->lease_token, d->error, recorded, d);
+}
+
 static void answered(const struct httpc_response *r, void *arg)
 {
     struct delivery *d = arg;
@@ -85,6 +114,10 @@ static void answered(const struct httpc_response *r, void *arg)
         log_info("alert_delivered", "alert=%" PRId64 " kind=%s attempt=%d status=%ld", d->id,
                  d->kind, d->attempts, r->http_status);
         store_alert_delivered(n->st, d->id, d->lease_token, recorded, d);
+        return;
+    }
+    if (r->status == 0 && refused_for_good(n, r)) {
+        refused(d, r);
         return;
     }
     if (r->status != 0)
@@ -107,7 +140,7 @@ static void deliver(struct notifier *n, const struct store_alert_lease *l)
     char h_id[48], h_ts[48], h_sig[160], msg_id[24];
     const char *headers[5] = {"Content-Type: application/json", h_id, h_ts, NULL, NULL};
     int64_t ts = (int64_t)time(NULL);
-    char *body = alert_body(&l->alert);
+    char *body = alert_render(&l->alert, n->cfg.format, n->routing_key, n->source);
 
     d->n = n;
     d->id = l->alert.id;
@@ -153,6 +186,15 @@ static void on_tick(uv_timer_t *t)
     store_alerts_lease(n->st, n->cfg.concurrency - n->in_flight, n->cfg.lease_ms, leased, n);
 }
 
+/* This host's name, the source PagerDuty shows; "voidrecon" when it has none. */
+static void host_name(char *out, size_t cap)
+{
+    size_t len = cap;
+
+    if (uv_os_gethostname(out, &len) != 0 || out[0] == '\0')
+        snprintf(out, cap, "voidrecon");
+}
+
 struct notifier *notifier_new(uv_loop_t *loop, struct store *st, const struct notifier_config *cfg)
 {
     struct notifier *n = xcalloc(1, sizeof(*n));
@@ -163,6 +205,9 @@ struct notifier *notifier_new(uv_loop_t *loop, struct store *st, const struct no
     n->http = httpc_new(loop, &(struct httpc_config){.timeout_ms = cfg->timeout_ms});
     n->http_open = true;
     n->url = xstrdup(cfg->url);
+    n->routing_key = xstrdup(cfg->routing_key ? cfg->routing_key : "");
+    n->cfg.routing_key = NULL;
+    host_name(n->source, sizeof(n->source));
     if (cfg->key != NULL) {
         n->key = xmalloc(cfg->keylen);
         memcpy(n->key, cfg->key, cfg->keylen);
@@ -191,6 +236,8 @@ static void tick_closed(uv_handle_t *h)
     if (n->key != NULL)
         memset(n->key, 0, n->keylen);
     free(n->key);
+    memset(n->routing_key, 0, strlen(n->routing_key));
+    free(n->routing_key);
     free(n->url);
     free(n);
     if (done_cb != NULL)

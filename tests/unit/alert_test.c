@@ -176,8 +176,137 @@ static void alert_text_is_cut_between_characters(void)
     free(body);
 }
 
+/* A payload whose message is n copies of piece (at most 8 KiB in all), as JSON text. */
+static void long_message(char *out, size_t cap, const char *head, const char *piece, int n)
+{
+    size_t len = (size_t)snprintf(out, cap, "{%s\"message\":\"", head);
+
+    for (int i = 0; i < n && len + strlen(piece) + 3 < cap; i++, len += strlen(piece))
+        memcpy(out + len, piece, strlen(piece));
+    memcpy(out + len, "\"}", 3);
+}
+
+/* Every text of a Slack message is within Slack's section limits, escaped, and UTF-8. */
+static void alert_slack_message_keeps_to_the_section_limits(void)
+{
+    static char payload[8192];
+    struct alert_row a = {.id = 7,
+                          .kind = "void_rejected",
+                          .order_no = "O<1>&",
+                          .void_code = "V",
+                          .payload = payload,
+                          .created_at = "2026-12-01T00:00:00.000Z"};
+    const cJSON *blocks, *fields, *f;
+    char *body;
+    cJSON *j;
+
+    long_message(payload, sizeof(payload),
+                 "\"status\":4,\"status_name\":\"REJECTED\",\"followup_reason\":\"rejected\",",
+                 "<\xe4\xb8\xad&", 1500);
+    body = alert_slack_body(&a);
+    j = cJSON_Parse(body);
+    ASSERT_TRUE(j != NULL);
+    ASSERT_TRUE(strchr(cJSON_GetObjectItem(j, "text")->valuestring, '<') == NULL);
+    ASSERT_CONTAINS(cJSON_GetObjectItem(j, "text")->valuestring, "order O&lt;1&gt;&amp;, void V");
+    blocks = cJSON_GetObjectItem(j, "blocks");
+    ASSERT_EQ(cJSON_GetArraySize(blocks), 2);
+    ASSERT_TRUE(strlen(cJSON_GetArrayItem(blocks, 0)->child->next->child->next->valuestring) <=
+                3000);
+    fields = cJSON_GetObjectItem(cJSON_GetArrayItem(blocks, 1), "fields");
+    ASSERT_TRUE(cJSON_GetArraySize(fields) >= 6 && cJSON_GetArraySize(fields) <= 10);
+    cJSON_ArrayForEach(f, fields)
+    {
+        const char *t = cJSON_GetObjectItem(f, "text")->valuestring;
+
+        ASSERT_STR_EQ(cJSON_GetObjectItem(f, "type")->valuestring, "mrkdwn");
+        ASSERT_TRUE(strlen(t) <= 2000);
+        ASSERT_TRUE(utf8_text_ok(t, strlen(t)));
+        ASSERT_TRUE(strchr(t, '<') == NULL && strchr(t, '>') == NULL);
+    }
+    cJSON_Delete(j);
+    free(body);
+}
+
+/* A trigger and the alert that resolves it share one dedup_key; the resolve carries nothing
+ * else but the routing key. */
+static void alert_pagerduty_resolve_shares_the_dedup_key(void)
+{
+    struct alert_row raise = {.id = 41,
+                              .kind = "void_stuck",
+                              .order_no = "O",
+                              .void_code = "V",
+                              .payload = "{\"followup_reason\":\"stuck\",\"status\":1}",
+                              .created_at = "2026-12-01T00:00:00.000Z"};
+    struct alert_row end = {.id = 57,
+                            .kind = "void_stuck",
+                            .order_no = "O",
+                            .void_code = "V",
+                            .payload = "{\"resolved\":true,\"resolved_by\":\"reconciled\"}",
+                            .created_at = "2026-12-01T00:10:00.000Z",
+                            .resolves_id = 41};
+    char *t = alert_pagerduty_body(&raise, "KEY", "host-1");
+    char *r = alert_pagerduty_body(&end, "KEY", "host-1");
+    cJSON *tj = cJSON_Parse(t), *rj = cJSON_Parse(r);
+    const cJSON *p = cJSON_GetObjectItem(tj, "payload");
+
+    ASSERT_STR_EQ(cJSON_GetObjectItem(tj, "event_action")->valuestring, "trigger");
+    ASSERT_STR_EQ(cJSON_GetObjectItem(rj, "event_action")->valuestring, "resolve");
+    ASSERT_STR_EQ(cJSON_GetObjectItem(tj, "dedup_key")->valuestring, "voidrecon:void_stuck:41");
+    ASSERT_STR_EQ(cJSON_GetObjectItem(rj, "dedup_key")->valuestring, "voidrecon:void_stuck:41");
+    ASSERT_STR_EQ(cJSON_GetObjectItem(rj, "routing_key")->valuestring, "KEY");
+    ASSERT_EQ(cJSON_GetArraySize(rj), 3);
+    ASSERT_STR_EQ(cJSON_GetObjectItem(p, "severity")->valuestring, "warning");
+    ASSERT_STR_EQ(cJSON_GetObjectItem(p, "source")->valuestring, "host-1");
+    ASSERT_STR_EQ(cJSON_GetObjectItem(p, "timestamp")->valuestring, "2026-12-01T00:00:00.000Z");
+    ASSERT_EQ(cJSON_GetObjectItem(cJSON_GetObjectItem(p, "custom_details"), "status")->valueint, 1);
+    cJSON_Delete(tj);
+    cJSON_Delete(rj);
+    free(t);
+    free(r);
+}
+
+/* payload.summary holds 1024 characters: a longer message is cut before, between
+ * characters. */
+static void alert_pagerduty_summary_fits_its_limit(void)
+{
+    static char payload[8192];
+    struct alert_row a = {.id = 1,
+                          .kind = "void_rejected",
+                          .order_no = "O",
+                          .void_code = "V",
+                          .payload = payload,
+                          .created_at = "t"};
+    char *body;
+    cJSON *j;
+    const char *summary;
+
+    long_message(payload, sizeof(payload), "", "\xe4\xb8\xad", 2000);
+    body = alert_pagerduty_body(&a, "KEY", "h");
+    j = cJSON_Parse(body);
+    summary = cJSON_GetObjectItem(cJSON_GetObjectItem(j, "payload"), "summary")->valuestring;
+    ASSERT_TRUE(strlen(summary) <= 1023);
+    ASSERT_TRUE(utf8_text_ok(summary, strlen(summary)));
+    cJSON_Delete(j);
+    free(body);
+}
+
+static void alert_formats_parse_by_name(void)
+{
+    enum alert_format f = ALERT_FORMAT_STANDARD;
+
+    ASSERT_EQ(alert_format_parse("pagerduty", &f), 0);
+    ASSERT_EQ(f, ALERT_FORMAT_PAGERDUTY);
+    ASSERT_EQ(alert_format_parse("slack", &f), 0);
+    ASSERT_EQ(f, ALERT_FORMAT_SLACK);
+    ASSERT_EQ(alert_format_parse("Slack", &f), VR_EINVAL);
+    ASSERT_EQ(alert_format_parse("", &f), VR_EINVAL);
+}
+
 CHECK_MAIN(CASE(alert_signature_matches_the_standard_webhooks_vector),
            CASE(alert_signature_changes_with_every_input),
            CASE(alert_keys_are_decoded_as_the_libraries_do),
            CASE(alert_body_carries_the_payload_and_a_line_of_text),
-           CASE(alert_text_fits_every_kind), CASE(alert_text_is_cut_between_characters))
+           CASE(alert_text_fits_every_kind), CASE(alert_text_is_cut_between_characters),
+           CASE(alert_slack_message_keeps_to_the_section_limits),
+           CASE(alert_pagerduty_resolve_shares_the_dedup_key),
+           CASE(alert_pagerduty_summary_fits_its_limit), CASE(alert_formats_parse_by_name))
