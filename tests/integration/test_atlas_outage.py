@@ -62,6 +62,9 @@ def test_credential_outage_raises_one_alert_and_leaves_cases_alone(db, make_rig)
     rig.wait(lambda: len(alerts(db, "atlas_failing")) == 2, what="the resolve alert")
     resolved = alerts(db, "atlas_failing")[1]
     eq((resolved["resolved"], resolved["cause"]), (True, "credentials"))
+    eq(db.query("select r.resolves_alert_id = i.alert_id from voidrecon.incidents i"
+                " join voidrecon.alerts r on r.id = i.resolve_alert_id"), [["t"]],
+       "the resolve names the alert it ends (one dedup_key for PagerDuty)")
     rig.wait(lambda: db.scalar("select count(*) from voidrecon.void_cases where polls > 0")
              == "50", timeout=30, what="every case polled again")
     eq(len(alerts(db, "atlas_failing")), 2, "one resolve alert")
@@ -148,6 +151,9 @@ def test_silent_webhooks_raise_one_alarm_that_a_webhook_resolves(db, make_rig):
         "orderNo": "QUIET000", "voidCode": "V", "voidStatus": 3}})[0], 200)
     rig.wait(lambda: len(alerts(db, "webhooks_silent")) == 2, what="the resolve alert")
     eq(alerts(db, "webhooks_silent")[1]["resolved"], True)
+    eq(db.query("select r.resolves_alert_id = i.alert_id from voidrecon.incidents i"
+                " join voidrecon.alerts r on r.id = i.resolve_alert_id"), [["t"]],
+       "the resolve names the alert it ends")
     eq(db.scalar("select closed_at >= (select max(received_at) from voidrecon.deliveries"
                  " where replay_of is null) from voidrecon.incidents"
                  " where kind = 'webhooks_silent'"), "t", "closed by the webhook, not the replay")

@@ -906,9 +906,11 @@ class Rig:
 
 class Receiver:
     """An alert receiver: answers each POST with the next step of its plan ("ok", "fail",
-    "hang"), then "ok"; keeps every request's headers and body."""
+    "hang", or an HTTP status such as 429), then "ok"; keeps every request's headers and body.
+    ok_status is the status of "ok" (200; PagerDuty answers 202)."""
 
-    def __init__(self):
+    def __init__(self, ok_status=200):
+        self.ok_status = ok_status
         self.plan = []
         self.got = []
         self.lock = threading.Lock()
@@ -929,7 +931,10 @@ class Receiver:
                 if step == "hang":
                     time.sleep(3)
                     return
-                status = 200 if step == "ok" else 500
+                if isinstance(step, int):
+                    status = step
+                else:
+                    status = outer.ok_status if step == "ok" else 500
                 self.send_response(status)
                 self.send_header("Content-Length", "0")
                 self.end_headers()
