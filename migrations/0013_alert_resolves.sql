@@ -13,12 +13,17 @@ COMMENT ON COLUMN voidrecon.alerts.payload IS 'What the alert says: status, mess
 ALTER TABLE voidrecon.order_cancellations ADD COLUMN alert_id bigint REFERENCES voidrecon.alerts (id);
 COMMENT ON COLUMN voidrecon.order_cancellations.alert_id IS 'The order_cancelled alert raised with the cancellation (NULL when that provider''s alerts are off); its acknowledgement resolves it.';
 
--- The links that existed before, under other names: each cancellation's alert, and each
--- closed incident's resolve alert.
+-- The links that existed before, under other names: each cancellation's alert (its first one
+-- for that provider and order, found in one pass over the alerts), and each closed incident's
+-- resolve alert.
 UPDATE voidrecon.order_cancellations AS o
-   SET alert_id = (SELECT min(a.id) FROM voidrecon.alerts AS a
-                    WHERE a.kind = 'order_cancelled' AND a.order_no = o.order_ref
-                      AND a.payload ->> 'provider' = o.provider);
+   SET alert_id = a.id
+  FROM (SELECT DISTINCT ON (order_no, payload ->> 'provider')
+               id, order_no, payload ->> 'provider' AS provider
+          FROM voidrecon.alerts
+         WHERE kind = 'order_cancelled'
+         ORDER BY order_no, payload ->> 'provider', id) AS a
+ WHERE a.order_no = o.order_ref AND a.provider = o.provider;
 UPDATE voidrecon.alerts AS a
    SET resolves_alert_id = i.alert_id
   FROM voidrecon.incidents AS i
