@@ -31,7 +31,7 @@ install(SCRIPT ${PROJECT_SOURCE_DIR}/cmake/InstallSystem.cmake)
 # ---- the Debian package ---------------------------------------------------------------------
 # Laid out for prefix /usr whatever this build's prefix (so the test build packages too), with
 # DESTDIR so that /etc and /lib go into the package, not onto this machine.
-set(VR_PACKAGE_MAINTAINER "voidrecon <voidrecon@localhost>"
+set(VR_PACKAGE_MAINTAINER "voidrecon <voidrecon@example.com>"
     CACHE STRING "The Maintainer field of the Debian package")
 set(CPACK_GENERATOR DEB)
 set(CPACK_PACKAGE_NAME voidrecon)
@@ -39,10 +39,11 @@ set(CPACK_PACKAGE_VENDOR voidrecon)
 set(CPACK_PACKAGE_VERSION ${PROJECT_VERSION})
 set(CPACK_PACKAGE_DESCRIPTION_SUMMARY "airline void webhook reconciliation service")
 set(CPACK_PACKAGE_DESCRIPTION
-    "voidrecon receives airline void webhooks (Atlas, Xsolla, XendBridge), keeps each void\n"
-    "case's state machine in PostgreSQL, polls Atlas until every case is reconciled and\n"
-    "raises alerts for what needs a person. It runs as the systemd service voidrecon,\n"
-    "installed disabled: configure /etc/voidrecon/voidrecon.env, then enable it.")
+    "voidrecon receives airline void webhooks (Atlas, Xsolla, XendBridge),\n"
+    "keeps each void case's state machine in PostgreSQL, polls Atlas until\n"
+    "every case is reconciled and raises alerts for what needs a person.\n"
+    "It runs as the systemd service voidrecon, installed disabled: write\n"
+    "/etc/voidrecon/voidrecon.env, then enable it.")
 string(REPLACE ";" "" CPACK_PACKAGE_DESCRIPTION "${CPACK_PACKAGE_DESCRIPTION}")
 set(CPACK_SET_DESTDIR ON)
 set(CPACK_INSTALL_PREFIX /usr)
