@@ -16,6 +16,8 @@ vr_require(LIBPQ libpq libpq-dev)
 vr_require(CJSON libcjson libcjson-dev)
 vr_require(LIBCURL libcurl libcurl4-openssl-dev)
 vr_require(LIBCRYPTO libcrypto libssl-dev)
+# sd_notify: serve tells systemd when it is ready and when it stops (Type=notify).
+vr_require(LIBSYSTEMD libsystemd libsystemd-dev)
 
 # llhttp ships as C sources in Debian's node-llhttp; compile them into the build.
 set(LLHTTP_SOURCE_DIR /usr/share/llhttp CACHE PATH "llhttp C sources (node-llhttp)")

@@ -6,11 +6,12 @@ set -euo pipefail
 # What the build (cmake/Dependencies.cmake), the scripts and the tests stand on (pytest runs the
 # integration tests); clang-format and clang-tidy are the suite's style checks (scripts/lint.sh).
 # help2man writes the man page; nginx, openssl, promtool (in prometheus) and systemd-analyze (in
-# systemd) check the deployment files under deploy/.
+# systemd) check the deployment files under deploy/; the package's test installs it for real,
+# which takes adduser (its postinst) and man-db (man -w finds its page).
 packages=(build-essential cmake pkg-config libuv1-dev libpq-dev libcjson-dev
           libcurl4-openssl-dev libssl-dev libsystemd-dev node-llhttp postgresql-15
           postgresql-client python3 python3-pytest curl valgrind clang-format clang-tidy
-          help2man nginx openssl prometheus systemd "$@")
+          help2man nginx openssl prometheus systemd adduser man-db "$@")
 
 installed() {
     [[ "$(dpkg-query -W -f='${Status}' "$1" 2>/dev/null)" == "install ok installed" ]]

@@ -23,6 +23,7 @@
 #include "notifier.h"
 #include "poller.h"
 #include "pruner.h"
+#include "sdnotify.h"
 #include "store.h"
 
 /* A started part of the service; close ends it, it frees itself, then calls done_cb. */
@@ -45,6 +46,7 @@ struct app {
     uv_signal_t sigint, sigterm;
     uv_timer_t shutdown_timer;
     bool stopping;
+    char listening[80]; /* the listener's URL, for the service manager's status */
 };
 
 /* Each part's close, with the one signature the list keeps. */
@@ -106,6 +108,7 @@ static void on_signal(uv_signal_t *s, int signum)
         exit(1);
     }
     app->stopping = true;
+    sdnotify_stopping("stopping: finishing requests in flight");
     log_info("stopping", "signal %d: no new connections; finishing requests in flight", signum);
     uv_timer_start(&app->shutdown_timer, on_shutdown_timeout, app->cfg->shutdown_timeout_ms, 0);
     stop_next(app);
@@ -309,9 +312,32 @@ static int start_http(struct app *app)
         return 1;
     }
     add_part(app, "HTTP server", http, httpd_closer);
-    log_info("listening", "listening on http://%s%s%s:%d", v6 ? "[" : "", host, v6 ? "]" : "",
-             httpd_port(http));
+    snprintf(app->listening, sizeof(app->listening), "http://%s%s%s:%d", v6 ? "[" : "", host,
+             v6 ? "]" : "", httpd_port(http));
+    log_info("listening", "listening on %s", app->listening);
     return 0;
+}
+
+/* ---- telling the service manager ------------------------------------------------------------ */
+
+/* Ready once the database has answered (or failed to) the check /readyz makes before its first
+ * reading: from then on /healthz and /readyz say how the service stands. The database's own
+ * words stay in the log: the status is readable by every local user. */
+static void ready_checked(int status, const char *error, int version, void *arg)
+{
+    struct app *app = arg;
+
+    (void)error;
+    if (app->stopping)
+        return;
+    if (status != 0)
+        sdnotify_ready("listening on %s; database unreachable: not ready until it answers",
+                       app->listening);
+    else if (version < migrate_latest_version())
+        sdnotify_ready("listening on %s; database schema %d is behind %d: run voidrecon migrate",
+                       app->listening, version, migrate_latest_version());
+    else
+        sdnotify_ready("ready: listening on %s; database schema %d", app->listening, version);
 }
 
 /* Starts every part; 1 when one could not start (those started are to be stopped). */
@@ -333,6 +359,7 @@ static int app_start(struct app *app, bool schema_current)
         return 1;
     uv_signal_start(&app->sigint, on_signal, SIGINT);
     uv_signal_start(&app->sigterm, on_signal, SIGTERM);
+    store_schema_version(app->st, ready_checked, app);
     return 0;
 }
 
