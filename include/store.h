@@ -265,7 +265,8 @@ typedef void (*store_alerts_cb)(int status, const char *error,
                                 const struct store_alert_lease *leases, size_t n, void *arg);
 
 /* Leases up to max undelivered alerts whose next attempt is due, for lease_ms, counting the
- * attempt. */
+ * attempt. A resolve alert waits until the alert it resolves is delivered: a receiver that
+ * tracks incidents drops a resolve of one it does not know. */
 void store_alerts_lease(struct store *st, unsigned max, uint64_t lease_ms, store_alerts_cb cb,
                         void *arg);
 
@@ -276,12 +277,6 @@ void store_alert_delivered(struct store *st, int64_t id, int64_t lease_token, st
 /* Keeps why an attempt failed and schedules the next retry_ms from now; count as above. */
 void store_alert_failed(struct store *st, int64_t id, int64_t lease_token, const char *error,
                         uint64_t retry_ms, store_count_cb cb, void *arg);
-
-/* Keeps why the receiver refused a leased alert for good and takes it out of delivery: it stays
- * undelivered (listed as pending, counted in the backlog) with next_attempt_at 'infinity';
- * count as above. */
-void store_alert_refused(struct store *st, int64_t id, int64_t lease_token, const char *error,
-                         store_count_cb cb, void *arg);
 
 /* ---- listings for people -------------------------------------------------------------------- */
 

@@ -28,3 +28,15 @@ UPDATE voidrecon.alerts AS a
    SET resolves_alert_id = i.alert_id
   FROM voidrecon.incidents AS i
  WHERE a.id = i.resolve_alert_id AND i.alert_id IS NOT NULL;
+
+-- Listeners tell a resolve from a raise without reading the row.
+CREATE OR REPLACE FUNCTION voidrecon.alerts_notify() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM pg_notify('voidrecon_alerts', json_build_object(
+        'id', NEW.id, 'kind', NEW.kind,
+        'order_no', left(NEW.order_no, 200), 'void_code', left(NEW.void_code, 200),
+        'resolves_alert_id', NEW.resolves_alert_id)::text);
+    RETURN NULL;
+END;
+$$;
+COMMENT ON FUNCTION voidrecon.alerts_notify() IS 'Announces each new alert on the voidrecon_alerts channel with a small JSON payload (id, kind, order_no, void_code, and resolves_alert_id: null for an alert that raises, the resolved alert''s id for a resolve).';

@@ -73,30 +73,32 @@ static void recorded(int status, const char *error, int64_t count, void *arg)
     delivery_done(d);
 }
 
-/* PagerDuty answers 400 to an event it will never take (its documentation: do not retry);
- * 429 and 5xx are retried like any other failure. */
+/* PagerDuty answers 400 to an event it will not take as it is: a malformed event, or a wrong
+ * routing key, which refuses every alert until someone fixes it. 429 and 5xx are retried like
+ * any other failure. */
 static bool refused_for_good(const struct notifier *n, const struct httpc_response *r)
 {
     return n->cfg.format == ALERT_FORMAT_PAGERDUTY && r->http_status == 400;
 }
 
-/* Kept undelivered and visible (last_error, the backlog), never sent again by itself. What the
- * receiver said goes with it, unless it repeats the routing key. */
+/* Kept undelivered and visible (last_error, the backlog) and tried again only at the longest
+ * backoff: never given up, since the cause may be a setting fixed later. What the receiver said
+ * goes with it, unless it quotes the routing key anywhere. */
 static void refused(struct delivery *d, const struct httpc_response *r)
 {
     struct notifier *n = d->n;
-    char said[160];
+    size_t keylen = strlen(n->routing_key);
+    char said[160] = "";
 
-    utf8_copy_clean(said, sizeof(said), r->body, r->body_len);
-    if (n->routing_key[0] != '\0' && strstr(said, n->routing_key) != NULL)
-        said[0] = '\0';
+    if (keylen == 0 || memmem(r->body, r->body_len, n->routing_key, keylen) == NULL)
+        utf8_copy_clean(said, sizeof(said), r->body, r->body_len);
     snprintf(d->error, sizeof(d->error),
-             "HTTP 400 from the alert receiver, not retried: it refuses the event%s%s",
-             said[0] ? ": " : "", said);
+             "HTTP 400 from the alert receiver: it refuses the event%s%s", said[0] ? ": " : "",
+             said);
     metrics_alert_delivery(false);
-    log_warn("alert_refused", "alert=%" PRId64 " kind=%s attempt=%d: %s", d->id, d->kind,
-             d->attempts, d->error);
-    store_alert_refused(n->st, d->id, d->lease_token, d->error, recorded, d);
+    log_warn("alert_refused", "alert=%" PRId64 " kind=%s attempt=%d: %s; retry in %" PRIu64 " ms",
+             d->id, d->kind, d->attempts, d->error, n->cfg.retry_max_ms);
+    store_alert_failed(n->st, d->id, d->lease_token, d->error, n->cfg.retry_max_ms, recorded, d);
 }
 
 static void answered(const struct httpc_response *r, void *arg)

@@ -7,10 +7,13 @@
 
 static const char sql_lease[] =
     "WITH due AS ("
-    "  SELECT id FROM voidrecon.alerts"
-    "   WHERE delivered_at IS NULL AND next_attempt_at <= now()"
-    "     AND (lease_until IS NULL OR lease_until < now())"
-    "   ORDER BY next_attempt_at, id LIMIT $1::int FOR UPDATE SKIP LOCKED"
+    "  SELECT c.id FROM voidrecon.alerts AS c"
+    "   WHERE c.delivered_at IS NULL AND c.next_attempt_at <= now()"
+    "     AND (c.lease_until IS NULL OR c.lease_until < now())"
+    "     AND (c.resolves_alert_id IS NULL OR EXISTS ("
+    "           SELECT 1 FROM voidrecon.alerts AS r"
+    "            WHERE r.id = c.resolves_alert_id AND r.delivered_at IS NOT NULL))"
+    "   ORDER BY c.next_attempt_at, c.id LIMIT $1::int FOR UPDATE OF c SKIP LOCKED"
     ")"
     "UPDATE voidrecon.alerts AS a"
     "   SET lease_token = nextval('voidrecon.alert_lease_seq'),"
@@ -35,16 +38,6 @@ static const char sql_failed[] =
     "WITH u AS ("
     "  UPDATE voidrecon.alerts SET last_error = $3::text, lease_token = NULL, lease_until = NULL,"
     "         next_attempt_at = now() + $4::bigint * interval '1 millisecond'"
-    "   WHERE id = $1::bigint AND lease_token = $2::bigint"
-    "  RETURNING 1"
-    ")"
-    "SELECT count(*) FROM u";
-
-/* Never due again: next_attempt_at 'infinity' keeps it out of every lease, and undelivered. */
-static const char sql_refused[] =
-    "WITH u AS ("
-    "  UPDATE voidrecon.alerts SET last_error = $3::text, lease_token = NULL, lease_until = NULL,"
-    "         next_attempt_at = 'infinity'"
     "   WHERE id = $1::bigint AND lease_token = $2::bigint"
     "  RETURNING 1"
     ")"
@@ -123,14 +116,4 @@ void store_alert_failed(struct store *st, int64_t id, int64_t lease_token, const
                              store_u64_text(retry_ms, delay, sizeof(delay))};
 
     store_run_count(st, sql_failed, 4, params, "recording a failed alert delivery", cb, arg);
-}
-
-void store_alert_refused(struct store *st, int64_t id, int64_t lease_token, const char *error,
-                         store_count_cb cb, void *arg)
-{
-    char ids[24], lease[24];
-    const char *params[3] = {store_i64_text(id, ids, sizeof(ids)),
-                             store_i64_text(lease_token, lease, sizeof(lease)), error};
-
-    store_run_count(st, sql_refused, 3, params, "recording a refused alert", cb, arg);
 }

@@ -6,7 +6,7 @@ The field lists and limits asserted here are the receivers' documented ones: Sla
 block (text up to 3000 characters; at most 10 fields of up to 2000 characters; &, < and >
 escaped as entities) and PagerDuty's enqueue event (routing_key, event_action trigger or
 resolve, dedup_key up to 255 characters, payload.summary up to 1024 characters, source,
-severity one of critical/error/warning/info, timestamp; 202 accepted, 400 not to be retried,
+severity one of critical/error/warning/info, timestamp; 202 accepted, 400 not to be retried as is,
 429 and 5xx to be retried)."""
 
 import base64
@@ -298,26 +298,69 @@ def test_pagerduty_a_reason_raised_again_after_its_acknowledgement_is_a_new_inci
     assert first["dedup_key"] != third["dedup_key"], "a new incident, not the closed one"
 
 
-def test_pagerduty_400_is_kept_failed_and_429_is_retried(db, pd_receiver):
+def test_pagerduty_400_waits_the_longest_backoff_and_429_is_retried(db, pd_receiver):
+    # A 400 also answers a wrong routing key: every alert would be refused until the key is
+    # fixed, so a refused alert is tried again, at the longest backoff, never given up.
     pd_receiver.answer_with(400, 429)
-    env = env_for(pd_receiver, "pagerduty", VOIDRECON_ALERT_RETRY_MS="50")
+    env = env_for(pd_receiver, "pagerduty", VOIDRECON_ALERT_RETRY_MS="50",
+                  VOIDRECON_ALERT_RETRY_MAX_MS="4000")
     with Service(db, env=env) as svc:
         void(svc, "BAD1", 4)
         wait_until(lambda: len(pd_receiver.got) == 1, what="the refused attempt")
+        refused_at = pd_receiver.got[0]["at"]
         void(svc, "LATE1", 4)
-        wait_until(lambda: pd_receiver.ok_deliveries(), what="the later alert, after a 429")
+        wait_until(lambda: len(pd_receiver.ok_deliveries()) == 1,
+                   what="the later alert, after a 429")
         eq([g["answer"] for g in pd_receiver.got], [400, 429, "ok"])
-        bad = db.query("select delivered_at, attempts, last_error, next_attempt_at::text"
+        bad = db.query("select delivered_at, attempts, last_error,"
+                       " extract(epoch from next_attempt_at - last_attempt_at)::int"
                        " from voidrecon.alerts where order_no = 'BAD1'")[0]
-        eq(bad[:2], [None, "1"], "never delivered, one attempt")
-        assert "HTTP 400" in bad[2] and "not retried" in bad[2], bad
-        eq(bad[3], "infinity")
+        eq(bad[:2], [None, "1"], "not delivered yet, one attempt")
+        assert "HTTP 400" in bad[2], bad
+        eq(bad[3], "4", "the longest backoff, not the first")
         pending = json.loads(svc.get("/v1/alerts?state=pending", headers=AUTH)[2])["alerts"]
         eq([(a["order_no"], a["last_error"] is not None) for a in pending], [("BAD1", True)],
            "visible to people")
         refused = svc.wait_log("alert_refused")
         eq(refused["level"], "warn")
+        wait_until(lambda: len(pd_receiver.ok_deliveries()) == 2, timeout=15,
+                   what="the refused alert, tried again")
+        assert pd_receiver.got[-1]["at"] - refused_at >= 3.5, "sent again before the backoff"
+        eq(db.query("select attempts from voidrecon.alerts where order_no = 'BAD1'"), [["2"]])
         assert ROUTING_KEY not in svc.log_text()
+
+
+def test_pagerduty_refusal_that_quotes_the_routing_key_keeps_it_out(db, pd_receiver):
+    # Wherever the receiver's answer quotes the key, even across the cut of the kept text.
+    said = b'{"status":"invalid event","message":"Event object is invalid","errors":["' + \
+        b"x" * 64 + b" routing key " + ROUTING_KEY.encode() + b' is not known"]}'
+    pd_receiver.answer_with((400, said))
+    env = env_for(pd_receiver, "pagerduty", VOIDRECON_ALERT_RETRY_MAX_MS="600000")
+    with Service(db, env=env) as svc:
+        void(svc, "QUOTE1", 4)
+        wait_until(lambda: db.query("select last_error from voidrecon.alerts"
+                                    " where order_no = 'QUOTE1' and last_error is not null"),
+                   what="the refusal recorded")
+        svc.wait_log("alert_refused")
+        err = db.query("select last_error from voidrecon.alerts where order_no = 'QUOTE1'")[0][0]
+        assert "HTTP 400" in err, err
+        for text in (err, svc.log_text()):
+            assert ROUTING_KEY[:8] not in text, "a piece of the routing key is kept"
+
+
+def test_a_resolve_waits_for_the_alert_it_resolves(db, pd_receiver):
+    # The trigger fails once and waits its backoff; the acknowledgement's resolve, written
+    # meanwhile, must not reach PagerDuty first: a resolve with no open incident is dropped,
+    # and the late trigger would open one that nothing closes.
+    pd_receiver.answer_with("fail")
+    env = env_for(pd_receiver, "pagerduty", VOIDRECON_ALERT_RETRY_MS="2000")
+    with Service(db, env=env) as svc:
+        void(svc, "ORDER1", 4)
+        wait_until(lambda: len(pd_receiver.got) == 1, what="the failed trigger")
+        ack(svc, "/v1/cases/ORDER1/V1/ack", {"by": "ana"})
+        got = events(pd_receiver, 2, "the trigger and its resolve")
+    eq([e["event_action"] for e in got], ["trigger", "resolve"])
+    eq(got[0]["dedup_key"], got[1]["dedup_key"])
 
 
 # ---- configuration ----------------------------------------------------------------------------

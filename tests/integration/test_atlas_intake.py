@@ -225,6 +225,7 @@ def test_rejection_flags_followup_with_exactly_one_alert(svc):
     note = json.loads(notes[0])
     eq((note["kind"], note["order_no"], note["void_code"]),
        ("void_rejected", "TESTA20250512100600259", "202505-0012"))
+    eq(note["resolves_alert_id"], None, "a raise, not a resolve")
 
 
 def test_rejection_as_the_first_report_alerts_too(svc):

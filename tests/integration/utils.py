@@ -906,7 +906,8 @@ class Rig:
 
 class Receiver:
     """An alert receiver: answers each POST with the next step of its plan ("ok", "fail",
-    "hang", or an HTTP status such as 429), then "ok"; keeps every request's headers and body.
+    "hang", an HTTP status such as 429, or a (status, body) pair), then "ok"; keeps every
+    request's headers and body.
     ok_status is the status of "ok" (200; PagerDuty answers 202)."""
 
     def __init__(self, ok_status=200):
@@ -931,13 +932,17 @@ class Receiver:
                 if step == "hang":
                     time.sleep(3)
                     return
-                if isinstance(step, int):
+                said = b""
+                if isinstance(step, tuple):
+                    status, said = step
+                elif isinstance(step, int):
                     status = step
                 else:
                     status = outer.ok_status if step == "ok" else 500
                 self.send_response(status)
-                self.send_header("Content-Length", "0")
+                self.send_header("Content-Length", str(len(said)))
                 self.end_headers()
+                self.wfile.write(said)
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.server.daemon_threads = True
