@@ -9,7 +9,7 @@ set -euo pipefail
 # systemd) check the deployment files under deploy/.
 packages=(build-essential cmake pkg-config libuv1-dev libpq-dev libcjson-dev
           libcurl4-openssl-dev libssl-dev libsystemd-dev node-llhttp postgresql-15
-          postgresql-client python3 python3-pytest curl valgrind clang-format clang-tidy
+          postgresql-client python3 python3-pytest python3-yaml curl valgrind clang-format clang-tidy
           help2man nginx openssl prometheus systemd "$@")
 
 installed() {
