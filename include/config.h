@@ -87,7 +87,24 @@ struct config {
     size_t alert_key_len;
     /* Parsed from alert_format_name by config_validate. */
     enum alert_format alert_format;
+    /* Where each setting's value came from (enum config_source), by its place in the
+     * documented order; what config_log says of each secret. */
+    unsigned char *sources;
 };
+
+/* Where a setting's value came from: its default, VOIDRECON_<NAME>, the file that
+ * VOIDRECON_<NAME>_FILE names, the systemd credential <name> in $CREDENTIALS_DIRECTORY, or a
+ * flag. Only secret settings can come from a file or a credential. */
+enum config_source {
+    CONFIG_SOURCE_DEFAULT,
+    CONFIG_SOURCE_ENV,
+    CONFIG_SOURCE_FILE,
+    CONFIG_SOURCE_CREDENTIAL,
+    CONFIG_SOURCE_FLAG
+};
+
+/* The largest secret file (VOIDRECON_<NAME>_FILE or a credential) that is read. */
+#define CONFIG_SECRET_FILE_MAX_BYTES 65536
 
 /* Sets every field to its default. Caller frees with config_cleanup. */
 void config_init(struct config *cfg);
@@ -98,8 +115,11 @@ void config_init(struct config *cfg);
  * config_cleanup either way. */
 int config_load(struct config *cfg, int argc, char **argv, char *err, size_t errlen) VR_MUSTCHECK;
 
-/* Reads every VOIDRECON_* variable of the environment. Returns 0, or VR_EINVAL with a message
- * naming the variable in err. */
+/* Reads every VOIDRECON_* variable of the environment, and each secret setting from the one
+ * place that holds it: VOIDRECON_<NAME>, the file VOIDRECON_<NAME>_FILE names, or the systemd
+ * credential <name> (lower case) in $CREDENTIALS_DIRECTORY; two of them for one secret is an
+ * error. Warns of a secret file that every user may read. Returns 0, or VR_EINVAL with a
+ * message naming the variable (and the file; never its content) in err. */
 int config_load_env(struct config *cfg, char *err, size_t errlen) VR_MUSTCHECK;
 
 /* Applies one flag: name is the variable's name without the prefix, in lower case with dashes

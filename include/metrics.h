@@ -54,6 +54,10 @@ struct metrics_gauges {
     int64_t alert_backlog;
     double poll_lag_s;   /* age of the oldest due poll */
     double gauges_age_s; /* since the counts were read */
+
+    /* Read with the counts: how long the oldest of each backlog has waited, 0 when none. */
+    double alert_oldest_s;    /* the oldest undelivered alert */
+    double followup_oldest_s; /* the oldest follow-up: a case's reason, or a cancellation */
 };
 
 /* The whole exposition; caller frees with free(). */

@@ -28,6 +28,35 @@ int migrate_latest_version(void);
 int migrate_run(const char *conninfo, int *applied, int *version, char *err,
                 size_t errlen) VR_MUSTCHECK;
 
+/* One migration as the binary and the database see it. */
+struct migrate_entry {
+    int version;
+    const char *name;              /* the binary's file name, else the one recorded */
+    const struct migration *known; /* the binary's; NULL: only the database has it */
+    bool applied;                  /* recorded in voidrecon.schema_migrations */
+    char applied_at[40];           /* when, ISO 8601 UTC; "" when pending */
+};
+
+/* What migrate --status shows: every migration the binary knows and every one the database
+ * records, in version order. */
+struct migrate_status {
+    int db_version;     /* the highest recorded (0: none, or no voidrecon schema) */
+    int binary_version; /* migrate_latest_version() */
+    size_t npending;    /* known to the binary, not recorded */
+    size_t nunknown;    /* recorded, not known to the binary: the schema is newer */
+    struct migrate_entry *entries;
+    size_t nentries;
+};
+
+/* Reads the recorded migrations into out, in one read-only transaction that takes no lock and
+ * creates nothing (safe beside a running service or a migrate under way). 0, or VR_EUNAVAIL
+ * (no connection) or VR_EDB with one line in err. Caller frees with migrate_status_free either
+ * way. */
+int migrate_status_read(const char *conninfo, struct migrate_status *out, char *err,
+                        size_t errlen) VR_MUSTCHECK;
+
+void migrate_status_free(struct migrate_status *st);
+
 /* serve's policy at start: a schema that is behind is refused (VR_EBEHIND, logged as an error
  * saying to run voidrecon migrate); a database that cannot be reached or read is only a
  * warning (0, *current false), since the service answers 503 until it is back and re-checks;

@@ -465,6 +465,8 @@ struct store_health {
     int64_t poll_lag_ms; /* age of the oldest due poll; 0 when none is due */
     int64_t
         followups[VOIDCASE_FOLLOWUP_COUNT]; /* open follow-ups by reason (voidcase_followup_name) */
+    int64_t alert_oldest_ms;                /* age of the oldest undelivered alert; 0 when none */
+    int64_t followup_oldest_ms; /* age of the oldest follow-up (case reason or cancellation) */
 };
 
 typedef void (*store_health_cb)(int status, const char *error, const struct store_health *h,

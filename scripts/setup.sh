@@ -10,8 +10,8 @@ set -euo pipefail
 # which takes adduser (its postinst) and man-db (man -w finds its page).
 packages=(build-essential cmake pkg-config libuv1-dev libpq-dev libcjson-dev
           libcurl4-openssl-dev libssl-dev libsystemd-dev node-llhttp postgresql-15
-          postgresql-client python3 python3-pytest curl valgrind clang-format clang-tidy
-          help2man nginx openssl prometheus systemd adduser man-db "$@")
+          postgresql-client python3 python3-pytest python3-yaml curl valgrind clang-format
+          clang-tidy help2man nginx openssl prometheus systemd adduser man-db "$@")
 
 installed() {
     [[ "$(dpkg-query -W -f='${Status}' "$1" 2>/dev/null)" == "install ok installed" ]]

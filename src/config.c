@@ -3,10 +3,13 @@
 
 #include <ctype.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <inttypes.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "alert.h"
@@ -150,6 +153,7 @@ static const struct config_entry per_provider[] = {
 /* One setting as this configuration has it: its name, where its value lives, its help. */
 struct slot {
     const struct config_entry *e;
+    size_t index;  /* in the documented order: its place in cfg->sources */
     char name[64]; /* without PREFIX */
     char help[200];
     void *field;
@@ -197,10 +201,13 @@ static void provider_slot(struct config_provider *p, const struct config_entry *
 /* The i-th setting in the documented order into s; false past the last. */
 static bool slot_at(struct config *cfg, size_t i, struct slot *s)
 {
+    const size_t index = i;
+
     for (size_t g = 0; g < ARRAY_SIZE(globals); g++) {
         if (globals[g].name != NULL) {
             if (i-- == 0) {
                 global_slot(cfg, &globals[g], s);
+                s->index = index;
                 return true;
             }
             continue;
@@ -209,6 +216,7 @@ static bool slot_at(struct config *cfg, size_t i, struct slot *s)
             for (size_t j = 0; j < ARRAY_SIZE(per_provider); j++) {
                 if (applies(&per_provider[j], cfg->providers[k].provider) && i-- == 0) {
                     provider_slot(&cfg->providers[k], &per_provider[j], s);
+                    s->index = index;
                     return true;
                 }
             }
@@ -255,16 +263,186 @@ void config_init(struct config *cfg)
 {
     struct slot s;
     char err[256];
+    size_t n;
 
     memset(cfg, 0, sizeof(*cfg));
     cfg->nproviders = provider_count;
     cfg->providers = xcalloc(provider_count, sizeof(*cfg->providers));
     for (size_t i = 0; i < provider_count; i++)
         cfg->providers[i].provider = provider_all[i];
-    for (size_t i = 0; slot_at(cfg, i, &s); i++) {
+    for (n = 0; slot_at(cfg, n, &s); n++) {
         if (set_value(&s, s.e->def, err, sizeof(err)) != 0)
             vr_panic("%s", err); /* a default outside its own bounds */
     }
+    cfg->sources = xcalloc(n, 1); /* CONFIG_SOURCE_DEFAULT each */
+}
+
+/* ---- secrets from files and systemd credentials --------------------------------------------- */
+
+/* The value of variable name, NULL when it is unset or empty (an empty one counts as unset, as
+ * it always has for a secret: "" is each one's default). */
+static const char *nonempty_env(const char *name)
+{
+    const char *v = getenv(name);
+
+    return v != NULL && v[0] != '\0' ? v : NULL;
+}
+
+/* Reads fd to its end into buf (cap bytes); *len gets how many, which is cap when there was
+ * more. 0, or an errno value. */
+static int read_all(int fd, char *buf, size_t cap, size_t *len)
+{
+    ssize_t n;
+
+    *len = 0;
+    while (*len < cap) {
+        n = read(fd, buf + *len, cap - *len);
+        if (n == 0)
+            break;
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0)
+            return errno;
+        *len += (size_t)n;
+    }
+    return 0;
+}
+
+/* The secret in path for the setting var, less one trailing newline (LF or CRLF), into *out
+ * (caller frees). what names the source in messages (the _FILE variable, or the credential);
+ * they name the file, never its content. Warns when every user may read it. */
+static int read_secret_file(const char *what, const char *path, char **out, char *err,
+                            size_t errlen)
+{
+    const size_t cap = CONFIG_SECRET_FILE_MAX_BYTES + 1; /* one more tells a larger file */
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY), e = 0;
+    char *data = NULL;
+    struct stat st;
+    size_t len = 0;
+
+    if (fd < 0 || fstat(fd, &st) != 0 || (e = read_all(fd, data = xmalloc(cap), cap, &len))) {
+        snprintf(err, errlen, "%s: cannot read %s: %s", what, path, strerror(e ? e : errno));
+        goto fail;
+    }
+    if (len == cap) {
+        snprintf(err, errlen, "%s: %s is larger than %d bytes", what, path,
+                 CONFIG_SECRET_FILE_MAX_BYTES);
+        goto fail;
+    }
+    if (len > 0 && data[len - 1] == '\n')
+        len -= len > 1 && data[len - 2] == '\r' ? 2 : 1;
+    if (len == 0 || memchr(data, '\0', len) != NULL) {
+        snprintf(err, errlen, "%s: %s %s", what, path,
+                 len == 0 ? "is empty" : "holds a NUL byte: a secret is text");
+        goto fail;
+    }
+    if (st.st_mode & S_IROTH)
+        log_warn("secret_file_readable",
+                 "%s: %s can be read by every user of the machine; make it readable by the "
+                 "service only (chmod o-r)",
+                 what, path);
+    data[len] = '\0';
+    *out = data;
+    close(fd);
+    return 0;
+fail:
+    if (data != NULL)
+        memset(data, 0, cap);
+    free(data);
+    if (fd >= 0)
+        close(fd);
+    return VR_EINVAL;
+}
+
+/* Where one secret can come from, each NULL when it does not: its variable's value, the path
+ * of its _FILE variable, and the path of its credential. */
+struct secret_places {
+    char var[96], file_var[104], credential[64], credential_path[PATH_MAX];
+    const char *value, *file, *cred;
+};
+
+/* Fills where for the setting s; a credential counts when its file exists (any other problem
+ * with it is read_secret_file's to tell). */
+static void secret_places(const struct slot *s, struct secret_places *w)
+{
+    const char *dir = nonempty_env("CREDENTIALS_DIRECTORY");
+    struct stat st;
+    size_t n;
+
+    memset(w, 0, sizeof(*w));
+    snprintf(w->var, sizeof(w->var), PREFIX "%s", s->name);
+    snprintf(w->file_var, sizeof(w->file_var), "%s_FILE", w->var);
+    n = (size_t)snprintf(w->credential, sizeof(w->credential), "%s", s->name);
+    for (size_t c = 0; c < n && c < sizeof(w->credential); c++)
+        w->credential[c] = (char)tolower((unsigned char)w->credential[c]);
+    w->value = nonempty_env(w->var);
+    w->file = nonempty_env(w->file_var);
+    if (dir != NULL) {
+        snprintf(w->credential_path, sizeof(w->credential_path), "%s/%s", dir, w->credential);
+        if (stat(w->credential_path, &st) == 0 || errno != ENOENT)
+            w->cred = w->credential_path;
+    }
+}
+
+/* A secret from two places is refused rather than ranked: after a rotation done in one place,
+ * a stale copy left in the other would otherwise win without a word. */
+static int secret_ambiguous(const struct secret_places *w, char *err, size_t errlen)
+{
+    const char *names[3];
+    char cred[128];
+    int n = 0;
+
+    snprintf(cred, sizeof(cred), "the credential %s in $CREDENTIALS_DIRECTORY", w->credential);
+    if (w->value != NULL)
+        names[n++] = w->var;
+    if (w->file != NULL)
+        names[n++] = w->file_var;
+    if (w->cred != NULL)
+        names[n++] = cred;
+    if (n < 2)
+        return 0;
+    snprintf(err, errlen, "%s: set by %s%s%s and %s; keep one of them", w->var, names[0],
+             n == 3 ? ", " : "", n == 3 ? names[1] : "", names[n - 1]);
+    return VR_EINVAL;
+}
+
+/* One secret setting, from whichever single place holds it. */
+static int load_secret(struct config *cfg, const struct slot *s, char *err, size_t errlen)
+{
+    struct secret_places w;
+    char what[192], *value = NULL;
+    int r;
+
+    secret_places(s, &w);
+    if ((r = secret_ambiguous(&w, err, errlen)) != 0)
+        return r;
+    if (w.value != NULL) {
+        cfg->sources[s->index] = CONFIG_SOURCE_ENV;
+        return set_value(s, w.value, err, errlen);
+    }
+    if (w.file == NULL && w.cred == NULL)
+        return 0;
+    if (w.file != NULL)
+        snprintf(what, sizeof(what), "%s", w.file_var);
+    else
+        snprintf(what, sizeof(what), "%s (credential %s)", w.var, w.credential);
+    if ((r = read_secret_file(what, w.file ? w.file : w.cred, &value, err, errlen)) != 0)
+        return r;
+    cfg->sources[s->index] = w.file ? CONFIG_SOURCE_FILE : CONFIG_SOURCE_CREDENTIAL;
+    free(*(char **)s->field);
+    *(char **)s->field = value; /* a string setting: set_value would only copy it */
+    return 0;
+}
+
+/* true when name (len bytes, without PREFIX) is a secret setting's _FILE variable. */
+static bool is_secret_file_var(struct config *cfg, const char *name, size_t len)
+{
+    static const char suffix[] = "_FILE";
+    const size_t slen = sizeof(suffix) - 1;
+    struct slot s;
+
+    return len > slen && memcmp(name + len - slen, suffix, slen) == 0 &&
+           find_slot(cfg, name, len - slen, &s) && s.e->type == CT_SECRET;
 }
 
 int config_load_env(struct config *cfg, char *err, size_t errlen)
@@ -279,16 +457,26 @@ int config_load_env(struct config *cfg, char *err, size_t errlen)
         const char *eq = strchr(*e, '=');
 
         if (eq != NULL && strncmp(*e, PREFIX, plen) == 0 &&
-            !find_slot(cfg, *e + plen, (size_t)(eq - *e) - plen, &s))
-            log_warn("config_unknown", "%.*s is not a voidrecon setting; ignored", (int)(eq - *e),
-                     *e);
+            !find_slot(cfg, *e + plen, (size_t)(eq - *e) - plen, &s) &&
+            !is_secret_file_var(cfg, *e + plen, (size_t)(eq - *e) - plen))
+            log_warn("config_unknown",
+                     "%.*s is not a voidrecon setting (only secret settings have a _FILE "
+                     "variable); ignored",
+                     (int)(eq - *e), *e);
     }
     for (size_t i = 0; slot_at(cfg, i, &s); i++) {
         const char *v;
 
+        if (s.e->type == CT_SECRET) {
+            if ((r = load_secret(cfg, &s, err, errlen)) != 0)
+                return r;
+            continue;
+        }
         snprintf(name, sizeof(name), PREFIX "%s", s.name);
         if ((v = getenv(name)) != NULL && (r = set_value(&s, v, err, errlen)) != 0)
             return r;
+        if (v != NULL)
+            cfg->sources[s.index] = CONFIG_SOURCE_ENV;
     }
     return 0;
 }
@@ -305,6 +493,8 @@ int config_set_flag(struct config *cfg, const char *name, const char *value, cha
     want[n] = '\0';
     if (!find_slot(cfg, want, n, &s))
         return VR_ENOENT;
+    if (cfg->sources != NULL)
+        cfg->sources[s.index] = CONFIG_SOURCE_FLAG;
     return set_value(&s, value, err, errlen);
 }
 
@@ -529,6 +719,17 @@ static const char *shown(const struct slot *s, const struct config *cfg, char *m
     return masked;
 }
 
+/* Where a set secret came from, as config_log writes it after the masked value: "(file)". */
+static const char *secret_source(const struct config *cfg, const struct slot *s)
+{
+    static const char *const names[] = {"", "(env)", "(file)", "(credential)", "(flag)"};
+    unsigned src = cfg->sources != NULL ? cfg->sources[s->index] : CONFIG_SOURCE_DEFAULT;
+
+    if (s->e->type != CT_SECRET || src >= ARRAY_SIZE(names))
+        return "";
+    return names[src];
+}
+
 void config_log(const struct config *cfg)
 {
     struct buf line;
@@ -547,13 +748,41 @@ void config_log(const struct config *cfg)
         } else {
             const char *v = shown(&s, cfg, masked, sizeof(masked));
 
-            r = buf_addf(&line, "%s%s=%s", sep, s.name, v[0] ? v : "(unset)");
+            r = buf_addf(&line, "%s%s=%s%s", sep, s.name, v[0] ? v : "(unset)",
+                         v[0] ? secret_source(cfg, &s) : "");
         }
         if (r != 0)
             break; /* the rest would not fit one log line anyway */
     }
     log_info("config", "%s", line.data ? line.data : "");
     buf_free(&line);
+}
+
+/* How the secret settings can be kept out of the environment, naming each of them. */
+static void config_print_secret_help(FILE *f, struct config *cfg)
+{
+    struct slot s;
+    int col = 2;
+
+    fprintf(f, "\nSecret settings:\n ");
+    for (size_t i = 0; slot_at(cfg, i, &s); i++) {
+        if (s.e->type != CT_SECRET)
+            continue;
+        if (col + (int)strlen(s.name) + 2 > 90) {
+            fprintf(f, "\n ");
+            col = 2;
+        }
+        col += fprintf(f, " %s", s.name);
+    }
+    fprintf(f,
+            "\n"
+            "Each can be read from a file instead: " PREFIX "<NAME>_FILE=/path (its content,\n"
+            "less one trailing newline; at most %d bytes), or from the systemd credential\n"
+            "named <name> in lower case (LoadCredential=admin_token:/etc/voidrecon/admin_token\n"
+            "is read from $CREDENTIALS_DIRECTORY/admin_token). A secret given in two of these\n"
+            "places (variable, _FILE, credential) is refused; a flag overrides all three. A file\n"
+            "that every user may read is warned of (secret_file_readable).\n",
+            CONFIG_SECRET_FILE_MAX_BYTES);
 }
 
 void config_print_help(FILE *f)
@@ -569,6 +798,7 @@ void config_print_help(FILE *f)
             fprintf(f, " [%s]", s.e->def);
         fputc('\n', f);
     }
+    config_print_secret_help(f, &cfg);
     config_cleanup(&cfg);
 }
 
@@ -583,6 +813,7 @@ void config_cleanup(struct config *cfg)
     for (size_t i = 0; cfg->providers != NULL && i < cfg->nproviders; i++)
         acl_free(cfg->providers[i].acl);
     free(cfg->providers);
+    free(cfg->sources);
     free(cfg->listen_host);
     if (cfg->alert_key != NULL)
         memset(cfg->alert_key, 0, cfg->alert_key_len);

@@ -23,7 +23,8 @@ static const char usage_text[] =
     "Commands:\n"
     "  serve          run the HTTP service and the poller in the foreground\n"
     "                 (SIGINT/SIGTERM stop it cleanly)\n"
-    "  migrate        apply pending database migrations, then exit\n"
+    "  migrate        apply pending database migrations, then exit; --status lists\n"
+    "                 them, --dry-run shows what would run (both change nothing)\n"
     "  cases          add, list, show or acknowledge void cases\n"
     "  cancellations  list, show or acknowledge order cancellations\n"
     "  alerts         list alerts and their delivery state\n"
@@ -45,14 +46,25 @@ static const char serve_help_tail[] =
     ",\nthe /v1 operations API, GET /healthz, /readyz and /metrics; the poller of\n"
     "queryVoidOrders.do when VOIDRECON_ATLAS_BASE_URL is set, and alert delivery when\n"
     "VOIDRECON_ALERT_URL is.\n"
-    "Refuses to start on a database whose schema is behind (run 'voidrecon migrate').\n"
+    "Refuses to start on a database whose schema is behind (run 'voidrecon migrate';\n"
+    "'voidrecon migrate --status' lists what is pending).\n"
     "Log lines are JSON objects on stderr.\n";
 
 static const char migrate_help[] =
-    "usage: voidrecon migrate [--database-url=URL]\n"
+    "usage: voidrecon migrate [--status | --dry-run] [--database-url=URL]\n"
     "\n"
     "Applies the migrations built into this binary that the database lacks, one transaction\n"
-    "each, under an advisory lock so that concurrent runs wait for each other.\n";
+    "each, under an advisory lock so that concurrent runs wait for each other; exits 0, or 1\n"
+    "when one fails (it is rolled back; those before it stay applied).\n"
+    "  --status   lists every migration this binary knows and every one the database\n"
+    "             records: version, state (applied, with when; pending; or unknown: recorded\n"
+    "             by a newer voidrecon), name; then one line saying what to do.\n"
+    "  --dry-run  prints each pending migration's name and SQL, in the order migrate would\n"
+    "             apply them, and applies nothing.\n"
+    "Both only read, in one read-only transaction without a lock: safe while the service\n"
+    "runs. Their exit status: 0 the schema is current; 3 migrations are pending; 4 the\n"
+    "database records migrations this binary does not know (its schema is newer: run a\n"
+    "newer voidrecon); 1 the database could not be read; 2 bad arguments.\n";
 
 static const char version_help[] = "usage: voidrecon version\n\nPrints the version.\n";
 
@@ -180,22 +192,126 @@ static int cmd_serve(int argc, char **argv, cli_serve_fn serve)
     return rc;
 }
 
-static int cmd_migrate(int argc, char **argv, cli_serve_fn serve)
-{
-    struct config cfg;
-    char err[1024];
-    int applied = 0, version = 0, rc = load_settings(&cfg, argc, argv);
+/* migrate --status and --dry-run exit with these (1 failure, 2 usage as every command). */
+enum { MIGRATE_EXIT_CURRENT = 0, MIGRATE_EXIT_PENDING = 3, MIGRATE_EXIT_NEWER = 4 };
 
-    (void)serve;
-    if (rc != 0)
-        goto out;
-    if (migrate_run(cfg.database_url, &applied, &version, err, sizeof(err)) != 0) {
+static int migrate_exit(const struct migrate_status *st)
+{
+    if (st->nunknown > 0)
+        return MIGRATE_EXIT_NEWER;
+    return st->npending > 0 ? MIGRATE_EXIT_PENDING : MIGRATE_EXIT_CURRENT;
+}
+
+/* The closing line of --status and --dry-run: where the schema stands and what to do. */
+static void migrate_verdict(const struct migrate_status *st, const char *lead, FILE *out)
+{
+    if (st->nunknown > 0)
+        fprintf(out,
+                "%sthe database is NEWER than this binary: it records %zu migration(s) this "
+                "voidrecon does not know (schema at version %d, this binary knows up to %d). "
+                "Do not run this voidrecon against it; use one at least as new.\n",
+                lead, st->nunknown, st->db_version, st->binary_version);
+    else if (st->npending > 0)
+        fprintf(out,
+                "%sschema at version %d, this binary needs %d: %zu migration(s) pending; run "
+                "'voidrecon migrate' ('voidrecon migrate --dry-run' shows their SQL).\n",
+                lead, st->db_version, st->binary_version, st->npending);
+    else
+        fprintf(out, "%sschema at version %d: current.\n", lead, st->db_version);
+}
+
+static void migrate_print_status(const struct migrate_status *st, FILE *out)
+{
+    fprintf(out, "%7s  %-8s %-21s %s\n", "VERSION", "STATE", "APPLIED AT", "NAME");
+    for (size_t i = 0; i < st->nentries; i++) {
+        const struct migrate_entry *e = &st->entries[i];
+        const char *state = e->known == NULL ? "unknown" : e->applied ? "applied" : "pending";
+
+        fprintf(out, "%7d  %-8s %-21s %s%s\n", e->version, state,
+                e->applied_at[0] ? e->applied_at : "-", e->name,
+                e->known == NULL ? "  (not in this binary: recorded by a newer voidrecon)" : "");
+    }
+    migrate_verdict(st, "", out);
+}
+
+static void migrate_print_dry_run(const struct migrate_status *st, FILE *out)
+{
+    for (size_t i = 0; i < st->nentries; i++) {
+        const struct migrate_entry *e = &st->entries[i];
+
+        if (e->known == NULL || e->applied)
+            continue;
+        fprintf(out, "-- migration %s (version %d), in one transaction:\n%s", e->name, e->version,
+                e->known->sql);
+        if (e->known->sql[0] != '\0' && e->known->sql[strlen(e->known->sql) - 1] != '\n')
+            fputc('\n', out);
+    }
+    fprintf(out, "-- dry run: nothing was applied.\n");
+    migrate_verdict(st, "-- ", out);
+}
+
+/* --status or --dry-run: reads, prints, and exits as migrate_exit says. */
+static int migrate_report(const struct config *cfg, bool dry_run, FILE *out)
+{
+    struct migrate_status st;
+    char err[1024];
+    int rc;
+
+    if (migrate_status_read(cfg->database_url, &st, err, sizeof(err)) != 0) {
+        log_error("migrate_status_failed", "%s", err);
+        migrate_status_free(&st);
+        return 1;
+    }
+    if (dry_run)
+        migrate_print_dry_run(&st, out);
+    else
+        migrate_print_status(&st, out);
+    rc = migrate_exit(&st);
+    migrate_status_free(&st);
+    return rc;
+}
+
+static int migrate_apply(const struct config *cfg)
+{
+    char err[1024];
+    int applied = 0, version = 0;
+
+    if (migrate_run(cfg->database_url, &applied, &version, err, sizeof(err)) != 0) {
         log_error("migrate_failed", "%s", err);
-        rc = 1;
-        goto out;
+        return 1;
     }
     log_info("migrated", "applied %d migration(s); schema at version %d", applied, version);
-out:
+    if (version > migrate_latest_version())
+        log_warn("schema_newer",
+                 "the database is newer than this binary (schema %d, this binary knows up to "
+                 "%d): 'voidrecon migrate --status' lists what it does not know",
+                 version, migrate_latest_version());
+    return 0;
+}
+
+static int cmd_migrate(int argc, char **argv, cli_serve_fn serve)
+{
+    struct config cfg = {0};
+    char **rest = xcalloc((size_t)argc + 1, sizeof(*rest));
+    bool status = false, dry_run = false;
+    int nrest = 0, rc;
+
+    (void)serve;
+    for (int i = 0; i < argc; i++) {
+        if (strcmp(argv[i], "--status") == 0)
+            status = true;
+        else if (strcmp(argv[i], "--dry-run") == 0)
+            dry_run = true;
+        else
+            rest[nrest++] = argv[i];
+    }
+    if (status && dry_run) {
+        log_error("usage", "--status and --dry-run: give one of them");
+        rc = 2;
+    } else if ((rc = load_settings(&cfg, nrest, rest)) == 0) {
+        rc = status || dry_run ? migrate_report(&cfg, dry_run, stdout) : migrate_apply(&cfg);
+    }
+    free(rest);
     config_cleanup(&cfg);
     return rc;
 }

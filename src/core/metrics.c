@@ -272,6 +272,19 @@ static void render_writer(struct buf *o, const struct metrics_gauges *g)
     put(o, "voidrecon_write_batch_items_total %" PRIu64 "\n", g->write_batch_items);
 }
 
+/* How long the oldest of a backlog has waited: a count alone cannot tell a queue that moves
+ * from one that is stuck. */
+static void render_ages(struct buf *o, const struct metrics_gauges *g)
+{
+    family(o, "voidrecon_alert_oldest_undelivered_seconds", "gauge",
+           "Age of the oldest alert not delivered yet, 0 when none is.");
+    put(o, "voidrecon_alert_oldest_undelivered_seconds %.3f\n", g->alert_oldest_s);
+    family(o, "voidrecon_followup_oldest_seconds", "gauge",
+           "How long the oldest follow-up (a case's open reason, or an order cancellation) has "
+           "waited for a person, 0 when none.");
+    put(o, "voidrecon_followup_oldest_seconds %.3f\n", g->followup_oldest_s);
+}
+
 char *metrics_render(const struct metrics_gauges *g)
 {
     struct buf o;
@@ -327,6 +340,7 @@ char *metrics_render(const struct metrics_gauges *g)
         family(&o, "voidrecon_poll_lag_seconds", "gauge",
                "Age of the oldest poll that is due, 0 when none is.");
         put(&o, "voidrecon_poll_lag_seconds %.3f\n", g->poll_lag_s);
+        render_ages(&o, g);
         family(&o, "voidrecon_gauges_age_seconds", "gauge",
                "Time since the counts above were read from the database.");
         put(&o, "voidrecon_gauges_age_seconds %.3f\n", g->gauges_age_s);

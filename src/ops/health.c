@@ -177,6 +177,8 @@ char *health_metrics(struct health *h)
         memcpy(g.followups, h->gauges.followups, sizeof(g.followups));
         g.alert_backlog = h->gauges.alert_backlog;
         g.poll_lag_s = (double)h->gauges.poll_lag_ms / 1000.0;
+        g.alert_oldest_s = (double)h->gauges.alert_oldest_ms / 1000.0;
+        g.followup_oldest_s = (double)h->gauges.followup_oldest_ms / 1000.0;
         g.gauges_age_s = (double)(uv_now(h->loop) - h->gauges_at) / 1000.0;
     }
     return metrics_render(&g);

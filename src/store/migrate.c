@@ -230,6 +230,128 @@ int migrate_run(const char *conninfo, int *applied, int *version, char *err, siz
     return r;
 }
 
+/* ---- status: what is applied, pending, or newer than this binary -------------------------- */
+
+static const char sql_recorded[] =
+    "SELECT version, name,"
+    "       to_char(applied_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"')"
+    "  FROM voidrecon.schema_migrations ORDER BY version";
+
+static struct migrate_entry *status_add(struct migrate_status *st, int version, const char *name)
+{
+    struct migrate_entry *e;
+
+    st->entries = xrealloc(st->entries, (st->nentries + 1) * sizeof(*st->entries));
+    e = &st->entries[st->nentries++];
+    memset(e, 0, sizeof(*e));
+    e->version = version;
+    e->name = name;
+    return e;
+}
+
+/* Merges the binary's migrations with the recorded rows of res (both in version order). */
+static int status_merge(struct migrate_status *st, PGresult *res, char *err, size_t errlen)
+{
+    int nrows = res ? PQntuples(res) : 0, row = 0;
+    size_t k = 0;
+
+    while (k < migrate_embedded_count || row < nrows) {
+        const struct migration *m = k < migrate_embedded_count ? &migrate_embedded[k] : NULL;
+        struct store_row r;
+        int version = 0;
+        const char *name = NULL, *at = NULL;
+        struct migrate_entry *e;
+
+        if (row < nrows) {
+            store_row_init(&r, res, row);
+            version = store_row_int(&r, 0);
+            name = store_row_text(&r, 1);
+            at = store_row_text(&r, 2);
+            if (store_row_check(&r, "reading voidrecon.schema_migrations", err, errlen) != 0)
+                return VR_EDB;
+        }
+        if (m != NULL && (row >= nrows || version_of(m) <= version)) {
+            e = status_add(st, version_of(m), m->name);
+            e->known = m;
+            k++;
+            if (row < nrows && version_of(m) == version) {
+                e->applied = true;
+                snprintf(e->applied_at, sizeof(e->applied_at), "%s", at ? at : "");
+                row++;
+            } else {
+                st->npending++;
+            }
+            continue;
+        }
+        e = status_add(st, version, name);
+        e->applied = true;
+        snprintf(e->applied_at, sizeof(e->applied_at), "%s", at ? at : "");
+        st->nunknown++;
+        row++;
+    }
+    return 0;
+}
+
+/* The recorded rows (NULL in *res when there is no voidrecon schema), in a read-only
+ * transaction. */
+static int status_query(PGconn *conn, PGresult **res, char *err, size_t errlen)
+{
+    int has_table = 0, r;
+
+    *res = NULL;
+    if ((r = run(conn, "BEGIN READ ONLY", "reading the migrations", err, errlen)) != 0)
+        return r;
+    if ((r = read_int(conn, sql_has_table, &has_table, err, errlen)) == 0 && has_table) {
+        *res = PQexec(conn, sql_recorded);
+        if (PQresultStatus(*res) != PGRES_TUPLES_OK) {
+            first_line(err, errlen, "reading voidrecon.schema_migrations",
+                       PQresultErrorMessage(*res));
+            PQclear(*res);
+            *res = NULL;
+            r = VR_EDB;
+        }
+    }
+    PQclear(PQexec(conn, "ROLLBACK"));
+    return r;
+}
+
+int migrate_status_read(const char *conninfo, struct migrate_status *out, char *err, size_t errlen)
+{
+    PGconn *conn;
+    PGresult *res = NULL;
+    int r;
+
+    memset(out, 0, sizeof(*out));
+    out->binary_version = migrate_latest_version();
+    if ((conn = connect_blocking(conninfo, err, errlen)) == NULL)
+        return VR_EUNAVAIL;
+    r = status_query(conn, &res, err, errlen);
+    PQfinish(conn);
+    if (r == 0)
+        r = status_merge(out, res, err, errlen);
+    /* The names point into res: keep copies that outlive it. */
+    for (size_t i = 0; i < out->nentries; i++) {
+        struct migrate_entry *e = &out->entries[i];
+
+        if (e->applied)
+            out->db_version = e->version > out->db_version ? e->version : out->db_version;
+        if (e->known == NULL)
+            e->name = xstrdup(e->name ? e->name : "");
+    }
+    PQclear(res);
+    return r;
+}
+
+void migrate_status_free(struct migrate_status *st)
+{
+    for (size_t i = 0; i < st->nentries; i++) {
+        if (st->entries[i].known == NULL)
+            free((char *)st->entries[i].name);
+    }
+    free(st->entries);
+    memset(st, 0, sizeof(*st));
+}
+
 int migrate_check_startup(const char *conninfo, bool *current)
 {
     char err[512];
@@ -251,7 +373,7 @@ int migrate_check_startup(const char *conninfo, bool *current)
     if (version < migrate_latest_version()) {
         log_error("schema_behind",
                   "database schema is at version %d, this voidrecon needs %d: run voidrecon "
-                  "migrate",
+                  "migrate ('voidrecon migrate --status' lists what is pending)",
                   version, migrate_latest_version());
         return VR_EBEHIND;
     }

@@ -31,7 +31,14 @@ static const char sql_gauges[] =
     "       (SELECT (coalesce(greatest(extract(epoch FROM now() - min(next_poll_at)), 0), 0)"
     "                * 1000)::bigint"
     "          FROM voidrecon.void_cases WHERE next_poll_at IS NOT NULL),"
-    "       f.rejected, f.conflict, f.poll_failing, f.stuck"
+    "       f.rejected, f.conflict, f.poll_failing, f.stuck,"
+    /* The ages that tell a backlog which moves from one which is stuck; 0 when none. */
+    "       (SELECT (coalesce(extract(epoch FROM now() - min(created_at)), 0) * 1000)::bigint"
+    "          FROM voidrecon.alerts WHERE delivered_at IS NULL),"
+    "       (coalesce(extract(epoch FROM now() - least("
+    "           (SELECT min(raised_at) FROM voidrecon.case_followups),"
+    "           (SELECT min(received_at) FROM voidrecon.order_cancellations"
+    "             WHERE needs_followup))), 0) * 1000)::bigint"
     "  FROM (SELECT count(*) FILTER (WHERE reason = 'rejected') AS rejected,"
     "               count(*) FILTER (WHERE reason = 'conflict') AS conflict,"
     "               count(*) FILTER (WHERE reason = 'poll_failing') AS poll_failing,"
@@ -367,6 +374,8 @@ static void gauges_read(struct db_session *s, PGresult *res, int status, void *a
     rd->h.poll_lag_ms = store_row_i64(&row, 3);
     for (int i = 0; i < VOIDCASE_FOLLOWUP_COUNT; i++)
         rd->h.followups[i] = store_row_i64(&row, 4 + i);
+    rd->h.alert_oldest_ms = store_row_i64(&row, 4 + VOIDCASE_FOLLOWUP_COUNT);
+    rd->h.followup_oldest_ms = store_row_i64(&row, 5 + VOIDCASE_FOLLOWUP_COUNT);
     rd->h.have_gauges = store_row_check(&row, "reading the gauges", rd->err, sizeof(rd->err)) == 0;
     rd->h.gauges_failed = !rd->h.have_gauges;
     health_done(rd, 0);
