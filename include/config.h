@@ -82,6 +82,13 @@ struct config {
     /* Parsed from alert_secret by config_validate; NULL when no secret is set. */
     unsigned char *alert_key;
     size_t alert_key_len;
+    /* Behind a proxy: whose word on the client is taken, and whether they speak the PROXY
+     * protocol ("on" or "off"). Parsed by config_validate: trusted_acl is never NULL after it
+     * (empty: no proxy trusted). */
+    char *trusted_proxies;
+    char *proxy_protocol;
+    struct acl *trusted_acl;
+    bool proxy_protocol_on;
 };
 
 /* Sets every field to its default. Caller frees with config_cleanup. */
