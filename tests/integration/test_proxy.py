@@ -284,18 +284,32 @@ def test_proxy_protocol_v1_and_v2_give_the_client(db):
         local = b"\r\n\r\n\x00\r\nQUIT\n\x20\x00\x00\x00"
         eq(status_of(exchange(svc, local + request_bytes(b"X-Forwarded-For: 127.0.0.2\r\n"))),
            204)
-    eq([d[3] for d in deliveries(db)], ["127.0.0.2", "127.0.0.3", "127.0.0.2"])
+        # A header arriving in pieces, its TLVs (3000 bytes) spread over several reads.
+        head = v2_header("127.0.0.3", "127.0.0.1", 40004, svc.port,
+                         b"\xee" + struct.pack("!H", 2997) + b"x" * 2997)
+        data = head + request_bytes()
+        with socket.create_connection(("127.0.0.1", svc.port), timeout=5) as s:
+            for cut in ((0, 5), (5, 20), (20, 60), (60, 1000), (1000, 3020), (3020, len(data))):
+                s.sendall(data[cut[0]:cut[1]])
+                time.sleep(0.05)
+            eq(status_of(recv_to_close(s)), 204)
+    eq([d[3] for d in deliveries(db)], ["127.0.0.2", "127.0.0.3", "127.0.0.2", "127.0.0.3"])
 
 
 def test_proxy_protocol_refuses_a_trusted_peer_without_a_good_header(db):
-    with Service(db, env=PP_ENV) as svc:
+    with Service(db, env=dict(PP_ENV, VOIDRECON_HEADER_TIMEOUT_MS="500")) as svc:
         for bad in (request_bytes(),                                   # no header at all
                     b"PROXY TCP4 127.0.0.2 127.0.0.1 99999 80\r\n" + request_bytes(),
-                    b"PROXY TCP4 127.0.0.2\r\n" + request_bytes()):
+                    b"PROXY TCP4 127.0.0.2\r\n" + request_bytes(),
+                    b"PROXY TCP4 127.0.0.2 127.0.0.1 1 2"):            # and then nothing
             eq(exchange(svc, bad), b"", "a trusted peer's connection without a good header")
-        wait_until(lambda: len([line for line in svc.logs()
-                                if line.get("event") == "proxy_header_refused"]) == 3,
-                   what="three proxy_header_refused lines")
+        def refused():
+            return [line["msg"] for line in svc.logs()
+                    if line.get("event") == "proxy_header_refused"]
+        wait_until(lambda: len(refused()) == 4, what="four proxy_header_refused lines")
+        for i, want in enumerate(("no PROXY header", "a port is not a number",
+                                  "not \"PROXY TCP4|TCP6", "no whole PROXY header within 500 ms")):
+            assert want in refused()[i], refused()
         # An untrusted peer needs no header: it is served, as itself.
         resp = exchange(svc, request_bytes(), source=OUTSIDER)
         eq(status_of(resp), 403)
