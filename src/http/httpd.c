@@ -260,6 +260,9 @@ static void on_write(uv_write_t *req, int status)
     if (!response)
         return;
     c->response_pending = false;
+    /* Until the next head says otherwise, the connection's source is its client. */
+    c->peer = c->origin;
+    memcpy(c->addr, c->origin_addr, sizeof(c->addr));
     if (c->close_after_write) {
         conn_timer_set(c, TIMER_NONE);
         conn_linger(c);

@@ -185,6 +185,13 @@ def test_client_behind_nginx_passes_the_allowlist_and_is_stored(db, nginx, cert)
         eq(status, 204, "a signed cancellation from the allowed client, through nginx (%r)" % reply)
         eq(deliveries(db), [["xsolla", "order_canceled", "applied", CLIENT]])
         eq(db.scalar("select count(*) from voidrecon.order_cancellations"), "1")
+        # nginx keeps its connections to voidrecon open and sends different clients' requests
+        # on them: each request is judged by its own sender.
+        status, reply = https_post(ng, cert, OUTSIDER)
+        eq(status, 403)
+        eq(forbidden_message(reply), "source address %s is not allowed" % OUTSIDER)
+        eq(https_post(ng, cert, CLIENT)[0], 204, "the allowed client again")
+        eq([d[2:] for d in deliveries(db)], [["applied", CLIENT], ["duplicate", CLIENT]])
         # The probes and the API are not published.
         ctx = ssl.create_default_context(cafile=cert[0])
         for path in ("/healthz", "/metrics", "/v1/cases"):
