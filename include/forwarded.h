@@ -17,9 +17,10 @@
 #define FORWARDED_MAX_ELEMENT_BYTES 48
 /* The longest v1 header, CRLF included (the protocol's own limit). */
 #define FORWARDED_PROXY_V1_MAX_BYTES 107
-/* Bytes forwarded_proxy_parse may need to decide: the v2 fixed part and an IPv6 address block
- * (v1 needs less). Whatever a v2 header carries beyond (TLVs) is skipped, never read. */
-#define FORWARDED_PROXY_MAX_BYTES (16 + 36)
+/* Bytes forwarded_proxy_parse may need to decide: a whole v1 line, which is longer than the v2
+ * fixed part and an IPv6 address block (16 + 36). Whatever a v2 header carries beyond (TLVs)
+ * is skipped, never read. */
+#define FORWARDED_PROXY_MAX_BYTES FORWARDED_PROXY_V1_MAX_BYTES
 
 /* The address of the client of a request that arrived from peer (the TCP peer, or the source
  * a PROXY header gave). When peer is in trusted, the X-Forwarded-For lines among the count

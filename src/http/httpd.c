@@ -471,7 +471,11 @@ static bool conn_proxy_input(struct conn *c, const char **data, size_t *len)
         *len -= take;
         switch (forwarded_proxy_parse(c->proxy_buf, c->proxy_len, &pp, err, sizeof(err))) {
         case FORWARDED_PROXY_NEED_MORE:
-            return true; /* proxy_buf is large enough for the parser to decide: *len is 0 */
+            if (*len == 0)
+                return true;
+            /* proxy_buf full and still undecided: the parser broke its bound. */
+            snprintf(err, sizeof(err), "undecided after %zu bytes", c->proxy_len);
+            /* fall through */
         case FORWARDED_PROXY_BAD:
             log_warn("proxy_header_refused", "peer=%s: %s", c->origin_addr, err);
             conn_read_stop(c);

@@ -15,9 +15,12 @@ static void fuzz_proxy(const uint8_t *data, size_t size)
     enum forwarded_proxy_result full, part;
     char err[160] = "";
 
+    /* It must decide within its bound. */
+    if (size >= FORWARDED_PROXY_MAX_BYTES &&
+        forwarded_proxy_parse(data, FORWARDED_PROXY_MAX_BYTES, &pp, err, sizeof(err)) ==
+            FORWARDED_PROXY_NEED_MORE)
+        abort();
     full = forwarded_proxy_parse(data, size, &pp, err, sizeof(err));
-    if (size >= FORWARDED_PROXY_MAX_BYTES && full == FORWARDED_PROXY_NEED_MORE)
-        abort(); /* it must decide within its bound */
     if (full == FORWARDED_PROXY_BAD && err[0] == '\0')
         abort();
     if (full == FORWARDED_PROXY_DONE) {

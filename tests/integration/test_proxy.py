@@ -276,6 +276,11 @@ def test_proxy_protocol_v1_and_v2_give_the_client(db):
     with Service(db, env=PP_ENV) as svc:
         v1 = b"PROXY TCP4 127.0.0.2 127.0.0.1 40001 %d\r\n" % svc.port
         eq(status_of(exchange(svc, v1 + request_bytes())), 204)
+        # The longest v1 header there is (TCP6, every group written out): 104 bytes.
+        v1_long = (b"PROXY TCP6 0000:0000:0000:0000:0000:ffff:127.0.0.2 "
+                   b"ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff 65535 65535\r\n")
+        eq(len(v1_long), 104)
+        eq(status_of(exchange(svc, v1_long + request_bytes())), 204)
         # v2 with a TLV (an authority) that is skipped, the request in the same segment.
         tlv = b"\x02" + struct.pack("!H", 9) + b"localhost"
         eq(status_of(exchange(svc, v2_header("127.0.0.3", "127.0.0.1", 40002, svc.port, tlv)
@@ -300,7 +305,8 @@ def test_proxy_protocol_v1_and_v2_give_the_client(db):
                 s.sendall(data[cut[0]:cut[1]])
                 time.sleep(0.05)
             eq(status_of(recv_to_close(s)), 204)
-    eq([d[3] for d in deliveries(db)], ["127.0.0.2", "127.0.0.3", "127.0.0.2", "127.0.0.3"])
+    eq([d[3] for d in deliveries(db)],
+       ["127.0.0.2", "127.0.0.2", "127.0.0.3", "127.0.0.2", "127.0.0.3"])
 
 
 def test_proxy_protocol_refuses_a_trusted_peer_without_a_good_header(db):

@@ -166,6 +166,8 @@ static void proxy_v1_gives_the_source_and_its_length(void)
 {
     static const char tcp4[] = "PROXY TCP4 198.51.100.22 203.0.113.7 35646 443\r\nGET / HTTP/1.1";
     static const char tcp6[] = "PROXY TCP6 2001:db8::1 2001:db8::2 1 65535\r\n";
+    static const char longest[] = "PROXY TCP6 ffff:ffff:ffff:ffff:ffff:ffff:ffff:fffe "
+                                  "ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff 65535 65535\r\n";
     static const char unknown[] = "PROXY UNKNOWN ffff:f...f:ffff 1.2.3.4 65535 65535\r\n";
     struct forwarded_proxy pp;
     char err[128];
@@ -179,6 +181,11 @@ static void proxy_v1_gives_the_source_and_its_length(void)
     ASSERT_EQ(proxy(tcp6, sizeof(tcp6) - 1, sizeof(tcp6) - 1, &pp, err, sizeof(err)),
               FORWARDED_PROXY_DONE);
     ASSERT_STR_EQ(source_of(&pp), "2001:db8::1 port 1");
+    /* The longest a v1 header gets is within the bytes a caller must keep. */
+    ASSERT_TRUE(sizeof(longest) - 1 <= FORWARDED_PROXY_MAX_BYTES);
+    ASSERT_EQ(proxy(longest, sizeof(longest) - 1, sizeof(longest) - 1, &pp, err, sizeof(err)),
+              FORWARDED_PROXY_DONE);
+    ASSERT_STR_EQ(source_of(&pp), "ffff:ffff:ffff:ffff:ffff:ffff:ffff:fffe port 65535");
     ASSERT_EQ(proxy(unknown, sizeof(unknown) - 1, sizeof(unknown) - 1, &pp, err, sizeof(err)),
               FORWARDED_PROXY_DONE);
     ASSERT_TRUE(pp.keep_peer);
