@@ -90,6 +90,13 @@ struct config {
     /* Where each setting's value came from (enum config_source), by its place in the
      * documented order; what config_log says of each secret. */
     unsigned char *sources;
+    /* Behind a proxy: whose word on the client is taken, and whether they speak the PROXY
+     * protocol ("on" or "off"). Parsed by config_validate: trusted_acl is never NULL after it
+     * (empty: no proxy trusted). */
+    char *trusted_proxies;
+    char *proxy_protocol;
+    struct acl *trusted_acl;
+    bool proxy_protocol_on;
 };
 
 /* Where a setting's value came from: its default, VOIDRECON_<NAME>, the file that

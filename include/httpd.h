@@ -8,6 +8,7 @@
 
 #include <uv.h>
 
+#include "acl.h"
 #include "common.h"
 
 struct httpd;
@@ -37,6 +38,15 @@ struct httpd_config {
     /* Called with every answer a handler gives: the request's path, the status, and the
      * seconds from the request's arrival to its answer. NULL: not called. */
     void (*observe_cb)(const char *path, int status, double seconds);
+    /* Proxies whose word on the client is taken; borrowed, must outlive the server. NULL or
+     * empty: none, and the TCP peer is the client. From a peer in it, a request's client is
+     * what its X-Forwarded-For says (see forwarded_client); a malformed one gets 400. */
+    const struct acl *trusted_proxies;
+    /* A connection from a trusted proxy must open with a PROXY protocol header (v1 or v2)
+     * within header_timeout_ms; its source replaces the peer, and X-Forwarded-For then counts
+     * only if that source is itself trusted. A missing or bad header is logged and the
+     * connection closed. Connections from other peers are served without one. */
+    bool proxy_protocol;
 };
 
 /* Called once per admitted request, in order per connection. The handler must eventually call
@@ -65,7 +75,9 @@ const char *httpd_request_query(const struct httpd_request *req);  /* after '?',
 const char *httpd_request_header(const struct httpd_request *req, const char *name);
 /* The decoded body, NUL-terminated ("" when none); *len gets its length if len is not NULL. */
 const char *httpd_request_body(const struct httpd_request *req, size_t *len);
-/* Textual peer address: "127.0.0.1", "::1". */
+/* The request's client: the TCP peer, or the address trusted proxies give for it (see
+ * trusted_proxies and proxy_protocol), decided before admit_cb. Textual ("127.0.0.1", "::1";
+ * IPv4-mapped IPv6 as IPv4) and as a socket address. */
 const char *httpd_request_remote_addr(const struct httpd_request *req);
 const struct sockaddr *httpd_request_peer(const struct httpd_request *req);
 

@@ -61,6 +61,11 @@ static const struct config_entry globals[] = {
     U("MAX_CONNECTIONS", max_connections, "1024", 1, 100000, "open client connections"),
     U("MAX_BUFFERED_BYTES", max_buffered_bytes, "67108864", 1024, 64ULL << 30,
       "request bytes all connections may hold at once; past it, 503 with Retry-After"),
+    S("TRUSTED_PROXIES", trusted_proxies, "",
+      "proxies (CIDRs, commas) whose X-Forwarded-For or PROXY header names the client "
+      "(unset: none, the TCP peer is the client)"),
+    S("PROXY_PROTOCOL", proxy_protocol, "off",
+      "on: connections from TRUSTED_PROXIES must open with a PROXY protocol v1 or v2 header"),
     U("DB_POOL_SIZE", db_pool_size, "4", 1, 256,
       "PostgreSQL connections kept open for the work (plus one for health readings)"),
     U("WRITE_BATCH", write_batch, "128", 1, 1024,
@@ -632,6 +637,30 @@ static int validate_alert_format(struct config *cfg, char *err, size_t errlen)
     return 0;
 }
 
+static int validate_proxies(struct config *cfg, char *err, size_t errlen)
+{
+    char acl_err[200];
+
+    if (acl_parse(cfg->trusted_proxies, &cfg->trusted_acl, acl_err, sizeof(acl_err)) != 0) {
+        snprintf(err, errlen, PREFIX "TRUSTED_PROXIES: %s", acl_err);
+        return VR_EINVAL;
+    }
+    if (strcmp(cfg->proxy_protocol, "on") != 0 && strcmp(cfg->proxy_protocol, "off") != 0) {
+        snprintf(err, errlen, PREFIX "PROXY_PROTOCOL: \"%s\" is not on or off",
+                 cfg->proxy_protocol);
+        return VR_EINVAL;
+    }
+    cfg->proxy_protocol_on = strcmp(cfg->proxy_protocol, "on") == 0;
+    /* On with nobody trusted would change nothing: say so rather than seem to work. */
+    if (cfg->proxy_protocol_on && acl_count(cfg->trusted_acl) == 0) {
+        snprintf(err, errlen,
+                 PREFIX "PROXY_PROTOCOL: on needs " PREFIX "TRUSTED_PROXIES, the proxies that "
+                        "send the header");
+        return VR_EINVAL;
+    }
+    return 0;
+}
+
 int config_validate(struct config *cfg, char *err, size_t errlen)
 {
     char shown_url[512];
@@ -648,6 +677,8 @@ int config_validate(struct config *cfg, char *err, size_t errlen)
         if ((r = validate_provider(&cfg->providers[i], err, errlen)) != 0)
             return r;
     }
+    if ((r = validate_proxies(cfg, err, errlen)) != 0)
+        return r;
     if (cfg->atlas_base_url[0] != '\0') {
         if (!is_http_url(cfg->atlas_base_url)) {
             mask_url(cfg->atlas_base_url, shown_url, sizeof(shown_url));
@@ -812,6 +843,7 @@ void config_cleanup(struct config *cfg)
     }
     for (size_t i = 0; cfg->providers != NULL && i < cfg->nproviders; i++)
         acl_free(cfg->providers[i].acl);
+    acl_free(cfg->trusted_acl);
     free(cfg->providers);
     free(cfg->sources);
     free(cfg->listen_host);

@@ -306,6 +306,8 @@ static int start_http(struct app *app)
                       .max_buffered_bytes = (size_t)cfg->max_buffered_bytes,
                       .admit_cb = intake_admit,
                       .observe_cb = metrics_http,
+                      .trusted_proxies = cfg->trusted_acl,
+                      .proxy_protocol = cfg->proxy_protocol_on,
                   },
                   intake_handle, app->in, err, sizeof(err)) != 0) {
         log_error("listen_failed", "VOIDRECON_LISTEN: %s", err);

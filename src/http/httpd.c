@@ -11,6 +11,7 @@
 #include <uv.h>
 
 #include "buf.h"
+#include "forwarded.h"
 #include "httpreq.h"
 #include "log.h"
 
@@ -28,6 +29,13 @@
 #define HTTPD_DEFAULT_MAX_BUFFERED_BYTES ((size_t)64 * 1024 * 1024)
 
 enum conn_timer { TIMER_NONE, TIMER_HEAD, TIMER_BODY, TIMER_IDLE, TIMER_WRITE, TIMER_LINGER };
+
+/* Where a connection stands with its PROXY protocol header. */
+enum conn_proxy {
+    PROXY_NONE, /* none expected, or already read */
+    PROXY_WAIT, /* the header is still to come */
+    PROXY_SKIP, /* decided; its TLVs (proxy_skip bytes) still to pass */
+};
 
 struct conn {
     uv_tcp_t tcp;
@@ -51,6 +59,14 @@ struct conn {
     bool closing;
     bool rejected;     /* over the connection limit: one 503, then close */
     bool discard_next; /* the request being parsed was refused from its head: drop it */
+    enum conn_proxy proxy;
+    size_t proxy_len;  /* bytes in proxy_buf */
+    size_t proxy_skip; /* PROXY_SKIP: header bytes still to discard */
+    unsigned char proxy_buf[FORWARDED_PROXY_MAX_BYTES];
+    /* The connection's source: the TCP peer, or what its PROXY header said. */
+    struct sockaddr_storage origin;
+    char origin_addr[64];
+    /* The client of the current request (origin, or what trusted proxies say); logs use it. */
     struct sockaddr_storage peer;
     char addr[64];
 };
@@ -244,6 +260,9 @@ static void on_write(uv_write_t *req, int status)
     if (!response)
         return;
     c->response_pending = false;
+    /* Until the next head says otherwise, the connection's source is its client. */
+    c->peer = c->origin;
+    memcpy(c->addr, c->origin_addr, sizeof(c->addr));
     if (c->close_after_write) {
         conn_timer_set(c, TIMER_NONE);
         conn_linger(c);
@@ -407,38 +426,126 @@ static void conn_read_stop(struct conn *c)
     }
 }
 
+/* Hands len bytes of request input to the parser; false after failing the connection. */
+static bool conn_feed(struct conn *c, const char *data, size_t len)
+{
+    if (len > 0 && httpreq_feed(c->parser, data, len) != 0) {
+        /* Reading stops while a request is handled, so this takes a misbehaving client. */
+        conn_read_stop(c);
+        conn_fail(c, 431, "too much unparsed input");
+        return false;
+    }
+    return true;
+}
+
+/* The PROXY header has been decided: its source, unless it keeps the peer, is the
+ * connection's from now on. */
+static void conn_proxy_apply(struct conn *c, const struct forwarded_proxy *pp)
+{
+    if (pp->keep_peer) {
+        log_debug("proxy_header", "peer=%s v%d: the proxy's own connection", c->origin_addr,
+                  pp->version);
+        return;
+    }
+    c->origin = pp->source;
+    c->peer = pp->source;
+    forwarded_addr_name((const struct sockaddr *)&c->origin, c->addr, sizeof(c->addr));
+    log_debug("proxy_header", "peer=%s v%d: client %s", c->origin_addr, pp->version, c->addr);
+    memcpy(c->origin_addr, c->addr, sizeof(c->addr));
+}
+
+/* Takes the PROXY header off the front of the input: *data and *len are moved past what it
+ * used (what follows is HTTP). Returns false once the connection is being closed. */
+static bool conn_proxy_input(struct conn *c, const char **data, size_t *len)
+{
+    struct forwarded_proxy pp;
+    size_t take;
+    char err[128];
+
+    if (c->proxy == PROXY_WAIT) {
+        take = sizeof(c->proxy_buf) - c->proxy_len;
+        take = take < *len ? take : *len;
+        memcpy(c->proxy_buf + c->proxy_len, *data, take);
+        c->proxy_len += take;
+        *data += take;
+        *len -= take;
+        switch (forwarded_proxy_parse(c->proxy_buf, c->proxy_len, &pp, err, sizeof(err))) {
+        case FORWARDED_PROXY_NEED_MORE:
+            if (*len == 0)
+                return true;
+            /* proxy_buf full and still undecided: the parser broke its bound. */
+            snprintf(err, sizeof(err), "undecided after %zu bytes", c->proxy_len);
+            /* fall through */
+        case FORWARDED_PROXY_BAD:
+            log_warn("proxy_header_refused", "peer=%s: %s", c->origin_addr, err);
+            conn_read_stop(c);
+            conn_close(c);
+            return false;
+        case FORWARDED_PROXY_DONE:
+            break;
+        }
+        conn_proxy_apply(c, &pp);
+        c->proxy = PROXY_SKIP;
+        if (pp.header_bytes <= c->proxy_len) {
+            /* What came after the header in the same reads is the start of a request. */
+            if (!conn_feed(c, (const char *)c->proxy_buf + pp.header_bytes,
+                           c->proxy_len - pp.header_bytes))
+                return false;
+            c->proxy_skip = 0;
+        } else {
+            c->proxy_skip = pp.header_bytes - c->proxy_len;
+        }
+    }
+    take = c->proxy_skip < *len ? c->proxy_skip : *len;
+    c->proxy_skip -= take;
+    *data += take;
+    *len -= take;
+    if (c->proxy_skip == 0)
+        c->proxy = PROXY_NONE;
+    return true;
+}
+
+/* The client's end of the stream (nread UV_EOF) or a read error. */
+static void conn_read_ended(struct conn *c, ssize_t nread)
+{
+    conn_read_stop(c);
+    if (c->proxy != PROXY_NONE)
+        log_info("proxy_header_missing", "peer=%s: connection ended before its PROXY header",
+                 c->origin_addr);
+    if (nread != UV_EOF) {
+        log_debug("http_read_failed", "peer=%s %s", c->addr, uv_strerror((int)nread));
+        c->close_after_write = false;
+        if (c->writes == 0)
+            conn_close(c);
+        else
+            c->close_after_write = true;
+        return;
+    }
+    c->peer_eof = true;
+    if (c->lingering || (!c->response_pending && c->inflight == NULL))
+        conn_close(c);
+    /* Otherwise a half-closed client still gets its response, then the close. */
+}
+
 static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
 {
     struct conn *c = stream->data;
+    const char *data = c->h->readbuf;
+    size_t len = nread > 0 ? (size_t)nread : 0;
 
     (void)buf;
     if (nread == 0)
         return;
     if (nread < 0) {
-        conn_read_stop(c);
-        if (nread != UV_EOF) {
-            log_debug("http_read_failed", "peer=%s %s", c->addr, uv_strerror((int)nread));
-            c->close_after_write = false;
-            if (c->writes == 0)
-                conn_close(c);
-            else
-                c->close_after_write = true;
-            return;
-        }
-        c->peer_eof = true;
-        if (c->lingering || (!c->response_pending && c->inflight == NULL))
-            conn_close(c);
-        /* Otherwise a half-closed client still gets its response, then the close. */
+        conn_read_ended(c, nread);
         return;
     }
     if (c->lingering || c->rejected)
         return;
-    if (httpreq_feed(c->parser, c->h->readbuf, (size_t)nread) != 0) {
-        /* Reading stops while a request is handled, so this takes a misbehaving client. */
-        conn_read_stop(c);
-        conn_fail(c, 431, "too much unparsed input");
+    if (c->proxy != PROXY_NONE && !conn_proxy_input(c, &data, &len))
         return;
-    }
+    if (!conn_feed(c, data, len))
+        return;
     conn_account(c);
     if (conn_over_budget(c)) {
         conn_read_stop(c);
@@ -474,8 +581,26 @@ static void conn_dispatch(struct conn *c, struct httpreq_request *r)
     c->h->handler(req, c->h->arg);
 }
 
-/* Decides on a request whose head is complete, before its body: first the memory budget, then
- * admit_cb. Returns false when the request has been answered: its body will not be read. */
+/* The client of the request whose head is r, from the connection's origin and what trusted
+ * proxies say; false once a malformed X-Forwarded-For has been answered with 400. */
+static bool conn_client(struct conn *c, const struct httpreq_request *r)
+{
+    char err[160];
+
+    if (forwarded_client((const struct sockaddr *)&c->origin, c->h->cfg.trusted_proxies, r->headers,
+                         r->header_count, &c->peer, err, sizeof(err)) != 0) {
+        memcpy(c->addr, c->origin_addr, sizeof(c->addr));
+        conn_read_stop(c);
+        conn_fail(c, 400, err);
+        return false;
+    }
+    forwarded_addr_name((const struct sockaddr *)&c->peer, c->addr, sizeof(c->addr));
+    return true;
+}
+
+/* Decides on a request whose head is complete, before its body: its client, the memory
+ * budget, then admit_cb. Returns false when the request has been answered: its body will not
+ * be read. */
 static bool conn_admit(struct conn *c)
 {
     const struct httpreq_request *r = httpreq_current(c->parser);
@@ -483,6 +608,8 @@ static bool conn_admit(struct conn *c)
     size_t need = r->content_length > 0 ? (size_t)r->content_length : 0;
     struct httpd_request head;
 
+    if (!conn_client(c, r))
+        return false;
     if (need < c->charge)
         need = c->charge;
     if (h->held_bytes - c->charge + need > h->cfg.max_buffered_bytes) {
@@ -575,6 +702,12 @@ static void conn_on_timer(uv_timer_t *t)
     switch (kind) {
     case TIMER_HEAD:
     case TIMER_BODY:
+        if (c->proxy != PROXY_NONE) {
+            log_warn("proxy_header_refused", "peer=%s: no whole PROXY header within %llu ms",
+                     c->origin_addr, (unsigned long long)c->h->cfg.header_timeout_ms);
+            conn_close(c);
+            return;
+        }
         if (httpreq_phase(c->parser) == HTTPREQ_PHASE_IDLE) {
             conn_close(c); /* opened and never used: nothing to answer */
             return;
@@ -649,6 +782,8 @@ static void on_connection(uv_stream_t *server, int status)
         return;
     }
     peer_name(c);
+    c->origin = c->peer;
+    memcpy(c->origin_addr, c->addr, sizeof(c->addr));
     uv_tcp_nodelay(&c->tcp, 1);
     if (h->n_served >= h->cfg.max_connections) {
         c->rejected = true;
@@ -663,6 +798,8 @@ static void on_connection(uv_stream_t *server, int status)
         return;
     }
     h->n_served++;
+    if (h->cfg.proxy_protocol && acl_allows(h->cfg.trusted_proxies, (struct sockaddr *)&c->peer))
+        c->proxy = PROXY_WAIT;
     c->parser = httpreq_new(&(struct httpreq_limits){
         .max_header_bytes = h->cfg.max_header_bytes,
         .max_body_bytes = h->cfg.max_body_bytes,
