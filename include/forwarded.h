@@ -11,7 +11,8 @@
 #include "common.h"
 #include "httpreq.h"
 
-/* Addresses X-Forwarded-For may list, all its lines together; more is a malformed header. */
+/* Trusted proxies an X-Forwarded-For walk may pass, all its lines together; more is a malformed
+ * header. */
 #define FORWARDED_MAX_HOPS 32
 /* Longest element of the list: a bracketed IPv6 address with an IPv4 tail. */
 #define FORWARDED_MAX_ELEMENT_BYTES 48
@@ -27,10 +28,12 @@
  * headers, taken as one list in order, are walked from the right: the client is the
  * right-most address that is not itself in trusted, or the left-most when all are. Otherwise
  * (trusted NULL or empty, peer outside it, or no address in the header) the client is peer,
- * and the header is not even looked at. IPv4-mapped IPv6 comes out as IPv4. Returns 0 with
- * *client set, or VR_EPARSE when a trusted peer sent a malformed header (an element that is not
- * an IP address or is over FORWARDED_MAX_ELEMENT_BYTES, or more than FORWARDED_MAX_HOPS
- * addresses), with a message naming the header in err; *client is then peer. */
+ * and the header is not even looked at. The walk reads nothing left of the client, so what a
+ * sender wrote there (behind a proxy that appends, as nginx does) is never parsed. IPv4-mapped
+ * IPv6 comes out as IPv4. Returns 0 with *client set, or VR_EPARSE when an element the walk
+ * reads is malformed (not an IP address, or over FORWARDED_MAX_ELEMENT_BYTES) or it passes more
+ * than FORWARDED_MAX_HOPS trusted proxies, with a message naming the header in err; *client is
+ * then peer. */
 int forwarded_client(const struct sockaddr *peer, const struct acl *trusted,
                      const struct httpreq_header *headers, size_t count,
                      struct sockaddr_storage *client, char *err, size_t errlen) VR_MUSTCHECK;

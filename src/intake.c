@@ -244,6 +244,22 @@ static bool webhook_admit(const struct webhook_route *route, struct httpd_reques
     return true;
 }
 
+/* A segment "." or "..": a proxy that routes on the normalised path but passes the raw one
+ * would otherwise reach a route it does not publish (/webhooks/../v1). No route has one. */
+static bool has_dot_segment(const char *path)
+{
+    for (const char *seg = path; *seg != '\0';) {
+        size_t n;
+
+        seg += *seg == '/';
+        n = strcspn(seg, "/");
+        if ((n == 1 && seg[0] == '.') || (n == 2 && seg[0] == '.' && seg[1] == '.'))
+            return true;
+        seg += n;
+    }
+    return false;
+}
+
 static bool get_or_head(struct httpd_request *req)
 {
     if (method_is(req, "GET") || method_is(req, "HEAD"))
@@ -258,6 +274,11 @@ bool intake_admit(struct httpd_request *req, void *arg)
     const struct webhook_route *route = NULL;
     const char *rest = "";
 
+    if (has_dot_segment(httpd_request_path(req))) {
+        httpd_respond_error(req, 400, "bad_request", "the request path has a dot segment (. or ..)",
+                            NULL);
+        return false;
+    }
     switch (target_of(in, httpd_request_path(req), &route, &rest)) {
     case TARGET_WEBHOOK:
         return webhook_admit(route, req, rest);

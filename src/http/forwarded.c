@@ -89,92 +89,106 @@ static bool addr_parse(const char *text, size_t len, struct sockaddr_storage *ss
 
 /* ---- X-Forwarded-For ---------------------------------------------------------------------- */
 
-struct hops {
-    struct sockaddr_storage addr[FORWARDED_MAX_HOPS];
-    size_t n;
-};
-
 static bool is_ows(char ch)
 {
     return ch == ' ' || ch == '\t';
 }
 
-/* Appends the addresses of one header line; empty list elements are skipped, as HTTP lists
- * allow them. 0 or VR_EPARSE with err. */
-static int hops_add_line(struct hops *h, const char *value, char *err, size_t errlen)
+/* The walk from the right: how many trusted proxies it passed, and the last address read. */
+struct walk {
+    const struct acl *trusted;
+    struct sockaddr_storage last;
+    size_t read;
+    size_t proxies;
+};
+
+/* Reads one element, the walk's next step. 1: an address that is not a trusted proxy (the
+ * client), 0: a trusted proxy or an empty element (walk on), VR_EPARSE with err. */
+static int walk_element(struct walk *w, const char *start, const char *end, char *err,
+                        size_t errlen)
 {
-    const char *p = value;
+    size_t len;
 
-    while (*p != '\0') {
-        const char *start, *end;
-        size_t len;
+    while (start < end && is_ows(*start))
+        start++;
+    while (end > start && is_ows(end[-1]))
+        end--;
+    len = (size_t)(end - start);
+    if (len == 0)
+        return 0;
+    if (len > FORWARDED_MAX_ELEMENT_BYTES) {
+        snprintf(err, errlen, XFF_NAME " has an element of more than %d bytes",
+                 FORWARDED_MAX_ELEMENT_BYTES);
+        return VR_EPARSE;
+    }
+    if (!addr_parse(start, len, &w->last)) {
+        /* Only printable bytes of a bounded element go into the message. */
+        char shown[FORWARDED_MAX_ELEMENT_BYTES + 1];
 
-        while (is_ows(*p))
-            p++;
-        start = p;
-        end = p + strcspn(p, ",");
-        p = *end == ',' ? end + 1 : end;
-        while (end > start && is_ows(end[-1]))
-            end--;
-        len = (size_t)(end - start);
-        if (len == 0)
-            continue;
-        if (h->n == FORWARDED_MAX_HOPS) {
-            snprintf(err, errlen, XFF_NAME " lists more than %d addresses", FORWARDED_MAX_HOPS);
-            return VR_EPARSE;
+        for (size_t i = 0; i < len; i++) {
+            unsigned char ch = (unsigned char)start[i];
+
+            shown[i] = start[i];
+            if (ch < 0x20 || ch >= 0x7f || ch == '"')
+                shown[i] = '?';
         }
-        if (len > FORWARDED_MAX_ELEMENT_BYTES) {
-            snprintf(err, errlen, XFF_NAME " has an element of more than %d bytes",
-                     FORWARDED_MAX_ELEMENT_BYTES);
-            return VR_EPARSE;
-        }
-        if (!addr_parse(start, len, &h->addr[h->n])) {
-            /* Only printable bytes of a bounded element go into the message. */
-            char shown[FORWARDED_MAX_ELEMENT_BYTES + 1];
-
-            for (size_t i = 0; i < len; i++) {
-                unsigned char ch = (unsigned char)start[i];
-
-                shown[i] = start[i];
-                if (ch < 0x20 || ch >= 0x7f || ch == '"')
-                    shown[i] = '?';
-            }
-            shown[len] = '\0';
-            snprintf(err, errlen, XFF_NAME ": \"%s\" is not an IP address", shown);
-            return VR_EPARSE;
-        }
-        h->n++;
+        shown[len] = '\0';
+        snprintf(err, errlen, XFF_NAME ": \"%s\" is not an IP address", shown);
+        return VR_EPARSE;
+    }
+    w->read++;
+    if (!acl_allows(w->trusted, (const struct sockaddr *)&w->last))
+        return 1;
+    if (++w->proxies > FORWARDED_MAX_HOPS) {
+        snprintf(err, errlen, XFF_NAME " lists more than %d trusted proxies", FORWARDED_MAX_HOPS);
+        return VR_EPARSE;
     }
     return 0;
+}
+
+/* Walks one header line's elements from its right end; empty list elements are skipped, as
+ * HTTP lists allow them. What lies left of the client is never read. 1, 0 or VR_EPARSE as
+ * walk_element. */
+static int walk_line(struct walk *w, const char *value, char *err, size_t errlen)
+{
+    const char *end = value + strlen(value);
+
+    for (;;) {
+        const char *start = end;
+        int r;
+
+        while (start > value && start[-1] != ',')
+            start--;
+        if ((r = walk_element(w, start, end, err, errlen)) != 0)
+            return r;
+        if (start == value)
+            return 0;
+        end = start - 1; /* the comma */
+    }
 }
 
 int forwarded_client(const struct sockaddr *peer, const struct acl *trusted,
                      const struct httpreq_header *headers, size_t count,
                      struct sockaddr_storage *client, char *err, size_t errlen)
 {
-    struct hops h;
+    struct walk w = {.trusted = trusted};
     int r;
 
     addr_copy(client, peer);
     forwarded_addr_unmap(client);
     if (acl_count(trusted) == 0 || !acl_allows(trusted, peer))
         return 0;
-    h.n = 0;
-    for (size_t i = 0; i < count; i++) {
+    for (size_t i = count; i-- > 0;) {
         if (strcasecmp(headers[i].name, XFF_NAME) != 0)
             continue;
-        if ((r = hops_add_line(&h, headers[i].value, err, errlen)) != 0)
+        if ((r = walk_line(&w, headers[i].value, err, errlen)) < 0)
             return r;
+        if (r == 1)
+            break;
     }
-    if (h.n == 0)
-        return 0;
-    for (size_t i = h.n; i-- > 0;) {
-        if (!acl_allows(trusted, (const struct sockaddr *)&h.addr[i])) {
-            *client = h.addr[i];
-            return 0;
-        }
-    }
-    *client = h.addr[0]; /* a chain of trusted proxies only: the first is the client */
+    /* The client, or, when every address is a trusted proxy, the left-most of them. */
+    if (w.read > 0)
+        *client = w.last;
     return 0;
 }
 
@@ -284,9 +298,11 @@ static enum forwarded_proxy_result v1_parse(const unsigned char *data, size_t le
     }
     if (data[end] != '\r')
         return bad(err, errlen, "PROXY v1 header: a line ending that is not CRLF");
+    if (end + 2 > FORWARDED_PROXY_V1_MAX_BYTES)
+        return bad(err, errlen, "PROXY v1 header: no CRLF within 107 bytes");
     if (end + 1 == len)
         return FORWARDED_PROXY_NEED_MORE;
-    if (data[end + 1] != '\n' || end + 2 > FORWARDED_PROXY_V1_MAX_BYTES)
+    if (data[end + 1] != '\n')
         return bad(err, errlen, "PROXY v1 header: a line ending that is not CRLF");
     memcpy(line, data, end);
     line[end] = '\0';

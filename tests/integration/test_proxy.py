@@ -20,7 +20,7 @@ import time
 
 import pytest
 
-from utils import Service, ServiceError, eq, free_port, recv_to_close, source_dir, wait_until
+from utils import ADMIN_TOKEN, Service, ServiceError, eq, free_port, recv_to_close, source_dir, wait_until
 
 SITE = os.path.join(source_dir(), "deploy", "nginx", "voidrecon.conf")
 DATA = os.path.join(source_dir(), "tests", "data")
@@ -71,7 +71,7 @@ def cert():
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-def site_text(port, crt, key, upstream):
+def site_text(port, crt, key, upstream, logdir):
     """The shipped site with only its listen port, certificate paths and upstream replaced;
     each replacement must find what it replaces, or the shipped file has drifted."""
     with open(SITE) as f:
@@ -80,7 +80,9 @@ def site_text(port, crt, key, upstream):
                             ("listen [::]:443 ssl;", "listen [::]:%d ssl;" % port, 1),
                             ("/etc/ssl/certs/voidrecon.pem;", crt + ";", 1),
                             ("/etc/ssl/private/voidrecon.key;", key + ";", 1),
-                            ("server 127.0.0.1:8080;", "server %s;" % upstream, 1)):
+                            ("server 127.0.0.1:8080;", "server %s;" % upstream, 1),
+                            ("/var/log/nginx/voidrecon.access.log",
+                             os.path.join(logdir, "voidrecon.access.log"), 1)):
         eq(text.count(old), count, "%r in %s" % (old, SITE))
         text = text.replace(old, new)
     return text
@@ -123,7 +125,7 @@ def nginx(cert):
     def start(svc):
         port = free_port()
         with open(os.path.join(tmp, "site.conf"), "w") as f:
-            f.write(site_text(port, cert[0], cert[1], "127.0.0.1:%d" % svc.port))
+            f.write(site_text(port, cert[0], cert[1], "127.0.0.1:%d" % svc.port, tmp))
         temp = "".join("%s_temp_path %s/%s;\n" % (kind, tmp, kind)
                        for kind in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi"))
         with open(os.path.join(tmp, "nginx.conf"), "w") as f:
@@ -192,6 +194,11 @@ def test_client_behind_nginx_passes_the_allowlist_and_is_stored(db, nginx, cert)
         eq(forbidden_message(reply), "source address %s is not allowed" % OUTSIDER)
         eq(https_post(ng, cert, CLIENT)[0], 204, "the allowed client again")
         eq([d[2:] for d in deliveries(db)], [["applied", CLIENT], ["duplicate", CLIENT]])
+        # nginx's access log names the sender, never the path (it may carry a secret token).
+        with open(os.path.join(ng.tmp, "voidrecon.access.log")) as f:
+            logged = f.read()
+        assert '%s [' % CLIENT in logged and '"POST" 204' in logged, logged
+        assert "/webhooks" not in logged, logged
         # The probes and the API are not published.
         ctx = ssl.create_default_context(cafile=cert[0])
         for path in ("/healthz", "/metrics", "/v1/cases"):
@@ -215,14 +222,52 @@ def test_a_forged_forwarded_for_through_nginx_is_refused_by_its_real_address(db,
     eq(deliveries(db), [])
 
 
-def test_a_malformed_forwarded_for_from_nginx_gets_400_naming_it(db, nginx, cert):
+def test_what_a_sender_writes_in_forwarded_for_is_not_read_behind_nginx(db, nginx, cert):
+    # A sender's own outgoing proxy may write "unknown" or an address with a port; nginx keeps
+    # it on the left and appends the sender's address, where the walk stops.
     with Service(db, env=ENV) as svc:
         ng = nginx(svc)
-        status, reply = https_post(ng, cert, CLIENT, {"X-Forwarded-For": "unknown"})
+        status, reply = https_post(ng, cert, CLIENT,
+                                   {"X-Forwarded-For": "unknown, 192.0.2.1:443"})
+        eq(status, 204, repr(reply))
+    eq(deliveries(db), [["xsolla", "order_canceled", "applied", CLIENT]])
+
+
+def test_a_malformed_forwarded_for_from_a_trusted_proxy_gets_400_naming_it(db):
+    with Service(db, env=ENV) as svc:
+        status, reply = http_post(svc, "127.0.0.1", {"X-Forwarded-For": "unknown"})
         eq(status, 400)
         eq(json.loads(reply)["error"]["message"],
            'X-Forwarded-For: "unknown" is not an IP address')
     eq(deliveries(db), [])
+
+
+def test_dot_segments_reach_neither_the_api_through_nginx_nor_any_route(db, nginx, cert):
+    # nginx matches /webhooks/ on the normalised path; voidrecon must not be handed the raw
+    # one, which it would route to /v1, and refuses dot segments itself.
+    with Service(db, env=dict(ENV, VOIDRECON_ADMIN_TOKEN=ADMIN_TOKEN)) as svc:
+        ng = nginx(svc)
+        ctx = ssl.create_default_context(cafile=cert[0])
+        for path in ("/v1/../webhooks/x", "/webhooks/../v1/cases", "/v1/events/../../webhooks/"):
+            conn = http.client.HTTPSConnection("127.0.0.1", ng.port, context=ctx, timeout=10)
+            try:
+                conn.request("GET", path)
+                resp = conn.getresponse()
+                reply = resp.read()
+            finally:
+                conn.close()
+            assert resp.status in (400, 404), (path, resp.status, reply)
+            assert b"Bearer" not in reply, (path, "reached the API", reply)
+        conn = http.client.HTTPConnection("127.0.0.1", svc.port, timeout=10)
+        try:
+            conn.request("POST", "/webhooks/../v1/cases", body=b"{}",
+                         headers={"Content-Type": "application/json"})
+            resp = conn.getresponse()
+            eq(resp.status, 400)
+            eq(json.loads(resp.read())["error"]["message"],
+               "the request path has a dot segment (. or ..)")
+        finally:
+            conn.close()
 
 
 def test_a_forged_forwarded_for_straight_from_an_untrusted_peer_is_ignored(db):

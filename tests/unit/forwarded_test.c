@@ -115,6 +115,13 @@ static void xff_malformed_from_a_trusted_proxy_is_refused_naming_the_header(void
 
     ASSERT_STR_EQ(XFF("10.0.0.1", acl, "198.51.100.1, unknown"),
                   "ERR: X-Forwarded-For: \"unknown\" is not an IP address");
+    /* Behind a trusted proxy that appends what it saw, what the sender wrote on the left is
+     * never read: the walk stops at the first address that is not a trusted proxy. */
+    ASSERT_STR_EQ(XFF("10.0.0.1", acl, "unknown, 198.51.100.1"), "198.51.100.1");
+    ASSERT_STR_EQ(XFF("10.0.0.1", acl, "unknown", "198.51.100.1:443, 198.51.100.7"),
+                  "198.51.100.7");
+    ASSERT_STR_EQ(XFF("10.0.0.1", acl, "unknown, 10.0.0.9"),
+                  "ERR: X-Forwarded-For: \"unknown\" is not an IP address");
     ASSERT_CONTAINS(XFF("10.0.0.1", acl, "198.51.100.1:443"), "is not an IP address");
     ASSERT_CONTAINS(XFF("10.0.0.1", acl, "198.51.100.1 198.51.100.2"), "is not an IP address");
     ASSERT_CONTAINS(XFF("10.0.0.1", acl, "[198.51.100.1"), "is not an IP address");
@@ -124,10 +131,13 @@ static void xff_malformed_from_a_trusted_proxy_is_refused_naming_the_header(void
     ASSERT_STR_EQ(XFF("10.0.0.1", acl, longone),
                   "ERR: X-Forwarded-For has an element of more than 48 bytes");
     for (int i = 0; i < FORWARDED_MAX_HOPS; i++)
-        n += (size_t)snprintf(many + n, sizeof(many) - n, "%s192.0.2.%d", i ? "," : "", i);
-    ASSERT_STR_EQ(XFF("10.0.0.1", acl, many), "192.0.2.31");
-    ASSERT_STR_EQ(XFF("10.0.0.1", acl, many, "192.0.2.200"),
-                  "ERR: X-Forwarded-For lists more than 32 addresses");
+        n += (size_t)snprintf(many + n, sizeof(many) - n, "%s10.0.2.%d", i ? "," : "", i);
+    ASSERT_STR_EQ(XFF("10.0.0.1", acl, many), "10.0.2.0");
+    ASSERT_STR_EQ(XFF("10.0.0.1", acl, "192.0.2.1", many), "192.0.2.1");
+    ASSERT_STR_EQ(XFF("10.0.0.1", acl, "192.0.2.1", many, "10.0.2.200"),
+                  "ERR: X-Forwarded-For lists more than 32 trusted proxies");
+    /* A long list of senders' addresses costs nothing past the first untrusted one. */
+    ASSERT_STR_EQ(XFF("10.0.0.1", acl, "192.0.2.5", many, "192.0.2.200"), "192.0.2.200");
     acl_free(acl);
 }
 
@@ -238,6 +248,10 @@ static void proxy_v1_malformed_is_refused_with_a_reason(void)
     memcpy(longline + 105, "x\r\n", 3);
     ASSERT_EQ(forwarded_proxy_parse((const unsigned char *)longline, 108, &pp, err, sizeof(err)),
               FORWARDED_PROXY_BAD);
+    /* Its CR as the 107th byte: decided now, not by waiting for an LF that would be too late. */
+    ASSERT_EQ(forwarded_proxy_parse((const unsigned char *)longline, 107, &pp, err, sizeof(err)),
+              FORWARDED_PROXY_BAD);
+    ASSERT_CONTAINS(err, "no CRLF within 107 bytes");
 }
 
 /* A v2 header: command, family/transport, address block of addr_len, then tlv_len more. */
