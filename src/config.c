@@ -320,13 +320,23 @@ static int read_secret_file(const char *what, const char *path, char **out, char
                             size_t errlen)
 {
     const size_t cap = CONFIG_SECRET_FILE_MAX_BYTES + 1; /* one more tells a larger file */
-    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY), e = 0;
+    /* O_NONBLOCK: opening a FIFO without a writer would otherwise wait forever, before fstat
+     * could tell what it is; it changes nothing for the regular file that is then read. */
+    int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC | O_NOCTTY), e = 0;
     char *data = NULL;
     struct stat st;
     size_t len = 0;
 
-    if (fd < 0 || fstat(fd, &st) != 0 || (e = read_all(fd, data = xmalloc(cap), cap, &len))) {
-        snprintf(err, errlen, "%s: cannot read %s: %s", what, path, strerror(e ? e : errno));
+    if (fd < 0 || fstat(fd, &st) != 0) {
+        snprintf(err, errlen, "%s: cannot read %s: %s", what, path, strerror(errno));
+        goto fail;
+    }
+    if (!S_ISREG(st.st_mode)) { /* a FIFO or a terminal would block the start on read */
+        snprintf(err, errlen, "%s: %s is not a regular file", what, path);
+        goto fail;
+    }
+    if ((e = read_all(fd, data = xmalloc(cap), cap, &len)) != 0) {
+        snprintf(err, errlen, "%s: cannot read %s: %s", what, path, strerror(e));
         goto fail;
     }
     if (len == cap) {

@@ -33,9 +33,10 @@ def config_line(svc):
     return svc.wait_log("config")["msg"]
 
 
-def start_failure(env):
+def start_failure(env, args=(), timeout=30):
     """voidrecon serve with env (and nothing else of ours); returns (status, stderr)."""
-    p = subprocess.run([voidrecon_bin(), "serve"], capture_output=True, text=True, timeout=30,
+    p = subprocess.run([voidrecon_bin(), "serve", *args], capture_output=True, text=True,
+                       timeout=timeout,
                        env=child_env(dict({"VOIDRECON_LISTEN": "127.0.0.1:0",
                                            "CREDENTIALS_DIRECTORY": None}, **env)))
     return p.returncode, p.stderr
@@ -156,6 +157,42 @@ def test_an_unreadable_or_oversized_file_is_refused_without_its_content(db, tmp_
                              "VOIDRECON_ADMIN_TOKEN_FILE": str(tmp_path)})
     eq(rc, 2, err)
     assert str(tmp_path) in last_error(err), err
+
+
+@pytest.mark.parametrize("kind", ["fifo", "terminal", "fifo credential"])
+def test_a_fifo_or_a_terminal_is_refused_at_once_instead_of_blocking_the_start(db, tmp_path,
+                                                                              kind):
+    """Reading a FIFO without a writer, or a terminal, would wait forever: the start must stop
+    promptly naming the place and saying it is not a regular file."""
+    creds = tmp_path / "creds"
+    creds.mkdir()
+    env = {"VOIDRECON_DATABASE_URL": db.url}
+    master = slave = None
+    if kind == "terminal":
+        master, slave = os.openpty()
+        path = os.ttyname(slave)
+        os.write(master, b"pty-typed-5u2i8o\n")  # waiting input that must not be read
+    else:
+        path = str(creds / "admin_token") if kind == "fifo credential" else str(tmp_path / "p")
+        os.mkfifo(path, 0o600)
+    if kind == "fifo credential":
+        env["CREDENTIALS_DIRECTORY"] = str(creds)
+    else:
+        env["VOIDRECON_ADMIN_TOKEN_FILE"] = path
+    try:
+        rc, err = start_failure(env, timeout=10)
+    except subprocess.TimeoutExpired:
+        pytest.fail("the start blocked on " + kind + " " + path)
+    finally:
+        for fd in (master, slave):
+            if fd is not None:
+                os.close(fd)
+    eq(rc, 2, err)
+    msg = last_error(err)
+    assert path in msg and "is not a regular file" in msg, msg
+    assert ("credential admin_token" if kind == "fifo credential"
+            else "VOIDRECON_ADMIN_TOKEN_FILE") in msg, msg
+    assert "pty-typed" not in err
 
 
 def test_a_file_every_user_may_read_is_warned_of_and_the_start_goes_on(db, tmp_path):
