@@ -429,6 +429,12 @@ static int load_secret(struct config *cfg, const struct slot *s, char *err, size
     int r;
 
     secret_places(s, &w);
+    if (w.file != NULL && w.file[0] != '/') { /* a secret pasted here must not reach the log */
+        snprintf(err, errlen,
+                 "%s: not an absolute path (its value is not shown: it may be the secret itself)",
+                 w.file_var);
+        return VR_EINVAL;
+    }
     if ((r = secret_ambiguous(&w, err, errlen)) != 0)
         return r;
     if (w.value != NULL) {

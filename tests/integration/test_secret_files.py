@@ -195,6 +195,17 @@ def test_a_fifo_or_a_terminal_is_refused_at_once_instead_of_blocking_the_start(d
     assert "pty-typed" not in err
 
 
+@pytest.mark.parametrize("value", ["s3cr3t-token-value", "secrets/admin_token", "./tok"])
+def test_a_file_variable_that_is_not_an_absolute_path_is_refused_without_its_value(db, value):
+    """A secret pasted into the _FILE variable by mistake must not reach the log as a path."""
+    rc, err = start_failure({"VOIDRECON_DATABASE_URL": db.url,
+                             "VOIDRECON_ADMIN_TOKEN_FILE": value})
+    eq(rc, 2, err)
+    msg = last_error(err)
+    assert "VOIDRECON_ADMIN_TOKEN_FILE" in msg and "not an absolute path" in msg, msg
+    assert value not in err, err
+
+
 def test_a_file_every_user_may_read_is_warned_of_and_the_start_goes_on(db, tmp_path):
     path = write_secret(tmp_path, "admin_token", ADMIN + "\n", mode=0o644)
     with Service(db, env={"VOIDRECON_ADMIN_TOKEN_FILE": path}) as svc:
