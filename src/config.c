@@ -376,13 +376,35 @@ struct secret_places {
     const char *value, *file, *cred;
 };
 
-/* Fills where for the setting s; a credential counts when its file exists (any other problem
- * with it is read_secret_file's to tell). */
-static void secret_places(const struct slot *s, struct secret_places *w)
+/* $CREDENTIALS_DIRECTORY into *dir, NULL when it is unset or empty. Checked once, so that a
+ * wrong one is told as such rather than as a problem with each secret in turn. */
+static int credentials_dir(const char **dir, char *err, size_t errlen)
 {
-    const char *dir = nonempty_env("CREDENTIALS_DIRECTORY");
+    struct stat st;
+
+    *dir = nonempty_env("CREDENTIALS_DIRECTORY");
+    if (*dir == NULL)
+        return 0;
+    if (stat(*dir, &st) != 0) {
+        snprintf(err, errlen, "CREDENTIALS_DIRECTORY: cannot use %s: %s", *dir, strerror(errno));
+        return VR_EINVAL;
+    }
+    if (!S_ISDIR(st.st_mode)) {
+        snprintf(err, errlen, "CREDENTIALS_DIRECTORY: %s is not a directory", *dir);
+        return VR_EINVAL;
+    }
+    return 0;
+}
+
+/* Fills where for the setting s, given the credentials directory dir (NULL: none). A
+ * credential counts when stat finds it, is absent when there is no such file, and any other
+ * error looking for it stops the start. */
+static int secret_places(const struct slot *s, const char *dir, struct secret_places *w, char *err,
+                         size_t errlen)
+{
     struct stat st;
     size_t n;
+    int e;
 
     memset(w, 0, sizeof(*w));
     snprintf(w->var, sizeof(w->var), PREFIX "%s", s->name);
@@ -392,11 +414,22 @@ static void secret_places(const struct slot *s, struct secret_places *w)
         w->credential[c] = (char)tolower((unsigned char)w->credential[c]);
     w->value = nonempty_env(w->var);
     w->file = nonempty_env(w->file_var);
-    if (dir != NULL) {
-        snprintf(w->credential_path, sizeof(w->credential_path), "%s/%s", dir, w->credential);
-        if (stat(w->credential_path, &st) == 0 || errno != ENOENT)
-            w->cred = w->credential_path;
+    if (dir == NULL)
+        return 0;
+    if ((size_t)snprintf(w->credential_path, sizeof(w->credential_path), "%s/%s", dir,
+                         w->credential) >= sizeof(w->credential_path)) {
+        snprintf(err, errlen, "CREDENTIALS_DIRECTORY: %s is too long a path", dir);
+        return VR_EINVAL;
     }
+    if (stat(w->credential_path, &st) == 0) {
+        w->cred = w->credential_path;
+        return 0;
+    }
+    if ((e = errno) == ENOENT)
+        return 0;
+    snprintf(err, errlen, "%s: cannot look at the credential %s: %s", w->var, w->credential_path,
+             strerror(e));
+    return VR_EINVAL;
 }
 
 /* A secret from two places is refused rather than ranked: after a rotation done in one place,
@@ -422,13 +455,15 @@ static int secret_ambiguous(const struct secret_places *w, char *err, size_t err
 }
 
 /* One secret setting, from whichever single place holds it. */
-static int load_secret(struct config *cfg, const struct slot *s, char *err, size_t errlen)
+static int load_secret(struct config *cfg, const struct slot *s, const char *creds_dir, char *err,
+                       size_t errlen)
 {
     struct secret_places w;
     char what[192], *value = NULL;
     int r;
 
-    secret_places(s, &w);
+    if ((r = secret_places(s, creds_dir, &w, err, errlen)) != 0)
+        return r;
     if (w.file != NULL && w.file[0] != '/') { /* a secret pasted here must not reach the log */
         snprintf(err, errlen,
                  "%s: not an absolute path (its value is not shown: it may be the secret itself)",
@@ -469,6 +504,7 @@ static bool is_secret_file_var(struct config *cfg, const char *name, size_t len)
 int config_load_env(struct config *cfg, char *err, size_t errlen)
 {
     const size_t plen = sizeof(PREFIX) - 1;
+    const char *creds_dir;
     char name[128];
     struct slot s;
     int r;
@@ -485,11 +521,13 @@ int config_load_env(struct config *cfg, char *err, size_t errlen)
                      "variable); ignored",
                      (int)(eq - *e), *e);
     }
+    if ((r = credentials_dir(&creds_dir, err, errlen)) != 0)
+        return r;
     for (size_t i = 0; slot_at(cfg, i, &s); i++) {
         const char *v;
 
         if (s.e->type == CT_SECRET) {
-            if ((r = load_secret(cfg, &s, err, errlen)) != 0)
+            if ((r = load_secret(cfg, &s, creds_dir, err, errlen)) != 0)
                 return r;
             continue;
         }

@@ -206,6 +206,38 @@ def test_a_file_variable_that_is_not_an_absolute_path_is_refused_without_its_val
     assert value not in err, err
 
 
+def test_a_credentials_directory_that_is_not_a_directory_is_named_not_blamed_on_secrets(
+        db, tmp_path):
+    """With $CREDENTIALS_DIRECTORY at a file, every secret set in the environment was refused
+    as given twice; the start must name the directory instead."""
+    not_dir = write_secret(tmp_path, "creds", "x")
+    for creds in (not_dir, str(tmp_path / "missing")):
+        rc, err = start_failure({"VOIDRECON_DATABASE_URL": db.url,
+                                 "VOIDRECON_ADMIN_TOKEN": ADMIN,
+                                 "CREDENTIALS_DIRECTORY": creds})
+        eq(rc, 2, err)
+        msg = last_error(err)
+        assert "CREDENTIALS_DIRECTORY" in msg and creds in msg, msg
+        assert "set by" not in msg and "keep one" not in msg, msg
+        assert ADMIN not in err
+
+
+def test_a_credential_that_cannot_be_looked_at_is_named_with_its_error(db, tmp_path):
+    """Any stat error other than "no such file" (here a symlink loop) is told as it is, not
+    taken for a second copy of a secret given in the environment."""
+    creds = tmp_path / "creds"
+    creds.mkdir()
+    loop = creds / "admin_token"
+    os.symlink(str(loop), str(loop))
+    rc, err = start_failure({"VOIDRECON_DATABASE_URL": db.url, "VOIDRECON_ADMIN_TOKEN": ADMIN,
+                             "CREDENTIALS_DIRECTORY": str(creds)})
+    eq(rc, 2, err)
+    msg = last_error(err)
+    assert str(loop) in msg and "symbolic links" in msg, msg
+    assert "set by" not in msg, msg
+    assert ADMIN not in err
+
+
 def test_a_file_every_user_may_read_is_warned_of_and_the_start_goes_on(db, tmp_path):
     path = write_secret(tmp_path, "admin_token", ADMIN + "\n", mode=0o644)
     with Service(db, env={"VOIDRECON_ADMIN_TOKEN_FILE": path}) as svc:
