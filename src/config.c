@@ -865,8 +865,10 @@ static void config_print_secret_help(FILE *f, struct config *cfg)
             "less one trailing newline; at most %d bytes), or from the systemd credential\n"
             "named <name> in lower case (LoadCredential=admin_token:/etc/voidrecon/admin_token\n"
             "is read from $CREDENTIALS_DIRECTORY/admin_token). A secret given in two of these\n"
-            "places (variable, _FILE, credential) is refused; a flag overrides all three. A file\n"
-            "that every user may read is warned of (secret_file_readable).\n",
+            "places (variable, _FILE, credential) is refused. A flag overrides the value, but the\n"
+            "variable, its _FILE and the credential are still read and checked first: a conflict\n"
+            "or an unreadable file stops the start even then. A file that every user may read is\n"
+            "warned of (secret_file_readable).\n",
             CONFIG_SECRET_FILE_MAX_BYTES);
 }
 

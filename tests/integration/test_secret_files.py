@@ -238,6 +238,22 @@ def test_a_credential_that_cannot_be_looked_at_is_named_with_its_error(db, tmp_p
     assert ADMIN not in err
 
 
+def test_a_flag_does_not_hide_a_conflict_or_an_unreadable_file(db, tmp_path):
+    """What the help says: a flag overrides the value, but the places are still read and
+    checked first."""
+    path = write_secret(tmp_path, "tok", ADMIN)
+    rc, err = start_failure({"VOIDRECON_DATABASE_URL": db.url, "VOIDRECON_ADMIN_TOKEN": ADMIN,
+                             "VOIDRECON_ADMIN_TOKEN_FILE": path}, args=["--admin-token=flag-x"])
+    eq(rc, 2, err)
+    assert "keep one of them" in last_error(err), err
+    rc, err = start_failure({"VOIDRECON_DATABASE_URL": db.url,
+                             "VOIDRECON_ADMIN_TOKEN_FILE": str(tmp_path / "none")},
+                            args=["--admin-token=flag-x"])
+    eq(rc, 2, err)
+    assert "No such file" in last_error(err), err
+    assert ADMIN not in err and "flag-x" not in err
+
+
 def test_a_file_every_user_may_read_is_warned_of_and_the_start_goes_on(db, tmp_path):
     path = write_secret(tmp_path, "admin_token", ADMIN + "\n", mode=0o644)
     with Service(db, env={"VOIDRECON_ADMIN_TOKEN_FILE": path}) as svc:
@@ -271,3 +287,6 @@ def test_help_explains_secret_files():
     eq(p.returncode, 0)
     for text in ("_FILE", "CREDENTIALS_DIRECTORY", "ADMIN_TOKEN", "XSOLLA_SECRET"):
         assert text in p.stdout, text
+    text = " ".join(p.stdout.split())
+    assert "overrides all three" not in text, "a conflict is refused even with a flag"
+    assert "still read and checked first" in text, text
