@@ -125,8 +125,10 @@ int config_load(struct config *cfg, int argc, char **argv, char *err, size_t err
 /* Reads every VOIDRECON_* variable of the environment, and each secret setting from the one
  * place that holds it: VOIDRECON_<NAME>, the file VOIDRECON_<NAME>_FILE names, or the systemd
  * credential <name> (lower case) in $CREDENTIALS_DIRECTORY; two of them for one secret is an
- * error. Warns of a secret file that every user may read. Returns 0, or VR_EINVAL with a
- * message naming the variable (and the file; never its content) in err. */
+ * error, as is a _FILE value that is not an absolute path (not shown: it may be the secret), a
+ * secret file that is not a regular file, and a $CREDENTIALS_DIRECTORY that is not a directory.
+ * Warns of a secret file that every user may read. Returns 0, or VR_EINVAL with a message
+ * naming the variable (and the file; never its content) in err. */
 int config_load_env(struct config *cfg, char *err, size_t errlen) VR_MUSTCHECK;
 
 /* Applies one flag: name is the variable's name without the prefix, in lower case with dashes

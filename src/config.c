@@ -320,13 +320,23 @@ static int read_secret_file(const char *what, const char *path, char **out, char
                             size_t errlen)
 {
     const size_t cap = CONFIG_SECRET_FILE_MAX_BYTES + 1; /* one more tells a larger file */
-    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY), e = 0;
+    /* O_NONBLOCK: opening a FIFO without a writer would otherwise wait forever, before fstat
+     * could tell what it is; it changes nothing for the regular file that is then read. */
+    int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC | O_NOCTTY), e = 0;
     char *data = NULL;
     struct stat st;
     size_t len = 0;
 
-    if (fd < 0 || fstat(fd, &st) != 0 || (e = read_all(fd, data = xmalloc(cap), cap, &len))) {
-        snprintf(err, errlen, "%s: cannot read %s: %s", what, path, strerror(e ? e : errno));
+    if (fd < 0 || fstat(fd, &st) != 0) {
+        snprintf(err, errlen, "%s: cannot read %s: %s", what, path, strerror(errno));
+        goto fail;
+    }
+    if (!S_ISREG(st.st_mode)) { /* a FIFO or a terminal would block the start on read */
+        snprintf(err, errlen, "%s: %s is not a regular file", what, path);
+        goto fail;
+    }
+    if ((e = read_all(fd, data = xmalloc(cap), cap, &len)) != 0) {
+        snprintf(err, errlen, "%s: cannot read %s: %s", what, path, strerror(e));
         goto fail;
     }
     if (len == cap) {
@@ -366,13 +376,35 @@ struct secret_places {
     const char *value, *file, *cred;
 };
 
-/* Fills where for the setting s; a credential counts when its file exists (any other problem
- * with it is read_secret_file's to tell). */
-static void secret_places(const struct slot *s, struct secret_places *w)
+/* $CREDENTIALS_DIRECTORY into *dir, NULL when it is unset or empty. Checked once, so that a
+ * wrong one is told as such rather than as a problem with each secret in turn. */
+static int credentials_dir(const char **dir, char *err, size_t errlen)
 {
-    const char *dir = nonempty_env("CREDENTIALS_DIRECTORY");
+    struct stat st;
+
+    *dir = nonempty_env("CREDENTIALS_DIRECTORY");
+    if (*dir == NULL)
+        return 0;
+    if (stat(*dir, &st) != 0) {
+        snprintf(err, errlen, "CREDENTIALS_DIRECTORY: cannot use %s: %s", *dir, strerror(errno));
+        return VR_EINVAL;
+    }
+    if (!S_ISDIR(st.st_mode)) {
+        snprintf(err, errlen, "CREDENTIALS_DIRECTORY: %s is not a directory", *dir);
+        return VR_EINVAL;
+    }
+    return 0;
+}
+
+/* Fills where for the setting s, given the credentials directory dir (NULL: none). A
+ * credential counts when stat finds it, is absent when there is no such file, and any other
+ * error looking for it stops the start. */
+static int secret_places(const struct slot *s, const char *dir, struct secret_places *w, char *err,
+                         size_t errlen)
+{
     struct stat st;
     size_t n;
+    int e;
 
     memset(w, 0, sizeof(*w));
     snprintf(w->var, sizeof(w->var), PREFIX "%s", s->name);
@@ -382,11 +414,22 @@ static void secret_places(const struct slot *s, struct secret_places *w)
         w->credential[c] = (char)tolower((unsigned char)w->credential[c]);
     w->value = nonempty_env(w->var);
     w->file = nonempty_env(w->file_var);
-    if (dir != NULL) {
-        snprintf(w->credential_path, sizeof(w->credential_path), "%s/%s", dir, w->credential);
-        if (stat(w->credential_path, &st) == 0 || errno != ENOENT)
-            w->cred = w->credential_path;
+    if (dir == NULL)
+        return 0;
+    if ((size_t)snprintf(w->credential_path, sizeof(w->credential_path), "%s/%s", dir,
+                         w->credential) >= sizeof(w->credential_path)) {
+        snprintf(err, errlen, "CREDENTIALS_DIRECTORY: %s is too long a path", dir);
+        return VR_EINVAL;
     }
+    if (stat(w->credential_path, &st) == 0) {
+        w->cred = w->credential_path;
+        return 0;
+    }
+    if ((e = errno) == ENOENT)
+        return 0;
+    snprintf(err, errlen, "%s: cannot look at the credential %s: %s", w->var, w->credential_path,
+             strerror(e));
+    return VR_EINVAL;
 }
 
 /* A secret from two places is refused rather than ranked: after a rotation done in one place,
@@ -412,13 +455,21 @@ static int secret_ambiguous(const struct secret_places *w, char *err, size_t err
 }
 
 /* One secret setting, from whichever single place holds it. */
-static int load_secret(struct config *cfg, const struct slot *s, char *err, size_t errlen)
+static int load_secret(struct config *cfg, const struct slot *s, const char *creds_dir, char *err,
+                       size_t errlen)
 {
     struct secret_places w;
     char what[192], *value = NULL;
     int r;
 
-    secret_places(s, &w);
+    if ((r = secret_places(s, creds_dir, &w, err, errlen)) != 0)
+        return r;
+    if (w.file != NULL && w.file[0] != '/') { /* a secret pasted here must not reach the log */
+        snprintf(err, errlen,
+                 "%s: not an absolute path (its value is not shown: it may be the secret itself)",
+                 w.file_var);
+        return VR_EINVAL;
+    }
     if ((r = secret_ambiguous(&w, err, errlen)) != 0)
         return r;
     if (w.value != NULL) {
@@ -453,6 +504,7 @@ static bool is_secret_file_var(struct config *cfg, const char *name, size_t len)
 int config_load_env(struct config *cfg, char *err, size_t errlen)
 {
     const size_t plen = sizeof(PREFIX) - 1;
+    const char *creds_dir;
     char name[128];
     struct slot s;
     int r;
@@ -469,11 +521,13 @@ int config_load_env(struct config *cfg, char *err, size_t errlen)
                      "variable); ignored",
                      (int)(eq - *e), *e);
     }
+    if ((r = credentials_dir(&creds_dir, err, errlen)) != 0)
+        return r;
     for (size_t i = 0; slot_at(cfg, i, &s); i++) {
         const char *v;
 
         if (s.e->type == CT_SECRET) {
-            if ((r = load_secret(cfg, &s, err, errlen)) != 0)
+            if ((r = load_secret(cfg, &s, creds_dir, err, errlen)) != 0)
                 return r;
             continue;
         }
@@ -811,8 +865,10 @@ static void config_print_secret_help(FILE *f, struct config *cfg)
             "less one trailing newline; at most %d bytes), or from the systemd credential\n"
             "named <name> in lower case (LoadCredential=admin_token:/etc/voidrecon/admin_token\n"
             "is read from $CREDENTIALS_DIRECTORY/admin_token). A secret given in two of these\n"
-            "places (variable, _FILE, credential) is refused; a flag overrides all three. A file\n"
-            "that every user may read is warned of (secret_file_readable).\n",
+            "places (variable, _FILE, credential) is refused. A flag overrides the value, but the\n"
+            "variable, its _FILE and the credential are still read and checked first: a conflict\n"
+            "or an unreadable file stops the start even then. A file that every user may read is\n"
+            "warned of (secret_file_readable).\n",
             CONFIG_SECRET_FILE_MAX_BYTES);
 }
 

@@ -33,9 +33,10 @@ def config_line(svc):
     return svc.wait_log("config")["msg"]
 
 
-def start_failure(env):
+def start_failure(env, args=(), timeout=30):
     """voidrecon serve with env (and nothing else of ours); returns (status, stderr)."""
-    p = subprocess.run([voidrecon_bin(), "serve"], capture_output=True, text=True, timeout=30,
+    p = subprocess.run([voidrecon_bin(), "serve", *args], capture_output=True, text=True,
+                       timeout=timeout,
                        env=child_env(dict({"VOIDRECON_LISTEN": "127.0.0.1:0",
                                            "CREDENTIALS_DIRECTORY": None}, **env)))
     return p.returncode, p.stderr
@@ -158,6 +159,101 @@ def test_an_unreadable_or_oversized_file_is_refused_without_its_content(db, tmp_
     assert str(tmp_path) in last_error(err), err
 
 
+@pytest.mark.parametrize("kind", ["fifo", "terminal", "fifo credential"])
+def test_a_fifo_or_a_terminal_is_refused_at_once_instead_of_blocking_the_start(db, tmp_path,
+                                                                              kind):
+    """Reading a FIFO without a writer, or a terminal, would wait forever: the start must stop
+    promptly naming the place and saying it is not a regular file."""
+    creds = tmp_path / "creds"
+    creds.mkdir()
+    env = {"VOIDRECON_DATABASE_URL": db.url}
+    master = slave = None
+    if kind == "terminal":
+        master, slave = os.openpty()
+        path = os.ttyname(slave)
+        os.write(master, b"pty-typed-5u2i8o\n")  # waiting input that must not be read
+    else:
+        path = str(creds / "admin_token") if kind == "fifo credential" else str(tmp_path / "p")
+        os.mkfifo(path, 0o600)
+    if kind == "fifo credential":
+        env["CREDENTIALS_DIRECTORY"] = str(creds)
+    else:
+        env["VOIDRECON_ADMIN_TOKEN_FILE"] = path
+    try:
+        rc, err = start_failure(env, timeout=10)
+    except subprocess.TimeoutExpired:
+        pytest.fail("the start blocked on " + kind + " " + path)
+    finally:
+        for fd in (master, slave):
+            if fd is not None:
+                os.close(fd)
+    eq(rc, 2, err)
+    msg = last_error(err)
+    assert path in msg and "is not a regular file" in msg, msg
+    assert ("credential admin_token" if kind == "fifo credential"
+            else "VOIDRECON_ADMIN_TOKEN_FILE") in msg, msg
+    assert "pty-typed" not in err
+
+
+@pytest.mark.parametrize("value", ["s3cr3t-token-value", "secrets/admin_token", "./tok"])
+def test_a_file_variable_that_is_not_an_absolute_path_is_refused_without_its_value(db, value):
+    """A secret pasted into the _FILE variable by mistake must not reach the log as a path."""
+    rc, err = start_failure({"VOIDRECON_DATABASE_URL": db.url,
+                             "VOIDRECON_ADMIN_TOKEN_FILE": value})
+    eq(rc, 2, err)
+    msg = last_error(err)
+    assert "VOIDRECON_ADMIN_TOKEN_FILE" in msg and "not an absolute path" in msg, msg
+    assert value not in err, err
+
+
+def test_a_credentials_directory_that_is_not_a_directory_is_named_not_blamed_on_secrets(
+        db, tmp_path):
+    """With $CREDENTIALS_DIRECTORY at a file, every secret set in the environment was refused
+    as given twice; the start must name the directory instead."""
+    not_dir = write_secret(tmp_path, "creds", "x")
+    for creds in (not_dir, str(tmp_path / "missing")):
+        rc, err = start_failure({"VOIDRECON_DATABASE_URL": db.url,
+                                 "VOIDRECON_ADMIN_TOKEN": ADMIN,
+                                 "CREDENTIALS_DIRECTORY": creds})
+        eq(rc, 2, err)
+        msg = last_error(err)
+        assert "CREDENTIALS_DIRECTORY" in msg and creds in msg, msg
+        assert "set by" not in msg and "keep one" not in msg, msg
+        assert ADMIN not in err
+
+
+def test_a_credential_that_cannot_be_looked_at_is_named_with_its_error(db, tmp_path):
+    """Any stat error other than "no such file" (here a symlink loop) is told as it is, not
+    taken for a second copy of a secret given in the environment."""
+    creds = tmp_path / "creds"
+    creds.mkdir()
+    loop = creds / "admin_token"
+    os.symlink(str(loop), str(loop))
+    rc, err = start_failure({"VOIDRECON_DATABASE_URL": db.url, "VOIDRECON_ADMIN_TOKEN": ADMIN,
+                             "CREDENTIALS_DIRECTORY": str(creds)})
+    eq(rc, 2, err)
+    msg = last_error(err)
+    assert str(loop) in msg and "symbolic links" in msg, msg
+    assert "set by" not in msg, msg
+    assert ADMIN not in err
+
+
+def test_a_flag_does_not_hide_a_conflict_or_an_unreadable_file(db, tmp_path):
+    """What the help says: a flag overrides the value, but the places are still read and
+    checked first."""
+    path = write_secret(tmp_path, "tok", ADMIN)
+    rc, err = start_failure({"VOIDRECON_DATABASE_URL": db.url, "VOIDRECON_ADMIN_TOKEN": ADMIN,
+                             "VOIDRECON_ADMIN_TOKEN_FILE": path}, args=["--admin-token=flag-x"])
+    eq(rc, 2, err)
+    assert "keep one of them" in last_error(err), err
+    rc, err = start_failure({"VOIDRECON_DATABASE_URL": db.url,
+                             "VOIDRECON_ADMIN_TOKEN_FILE": str(tmp_path / "none")},
+                            args=["--admin-token=flag-x"])
+    eq(rc, 2, err)
+    assert "No such file" in last_error(err), err
+    assert ADMIN not in err and "flag-x" not in err
+
+
 def test_a_file_every_user_may_read_is_warned_of_and_the_start_goes_on(db, tmp_path):
     path = write_secret(tmp_path, "admin_token", ADMIN + "\n", mode=0o644)
     with Service(db, env={"VOIDRECON_ADMIN_TOKEN_FILE": path}) as svc:
@@ -191,3 +287,6 @@ def test_help_explains_secret_files():
     eq(p.returncode, 0)
     for text in ("_FILE", "CREDENTIALS_DIRECTORY", "ADMIN_TOKEN", "XSOLLA_SECRET"):
         assert text in p.stdout, text
+    text = " ".join(p.stdout.split())
+    assert "overrides all three" not in text, "a conflict is refused even with a flag"
+    assert "still read and checked first" in text, text
