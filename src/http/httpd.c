@@ -240,6 +240,14 @@ static void conn_linger(struct conn *c)
         conn_close(c);
 }
 
+/* The connection's source is the current request's client: between requests, and when what
+ * trusted proxies said of it was refused. */
+static void conn_client_reset(struct conn *c)
+{
+    c->peer = c->origin;
+    memcpy(c->addr, c->origin_addr, sizeof(c->addr));
+}
+
 static void on_write(uv_write_t *req, int status)
 {
     struct write_req *w = container_of(req, struct write_req, req);
@@ -260,9 +268,7 @@ static void on_write(uv_write_t *req, int status)
     if (!response)
         return;
     c->response_pending = false;
-    /* Until the next head says otherwise, the connection's source is its client. */
-    c->peer = c->origin;
-    memcpy(c->addr, c->origin_addr, sizeof(c->addr));
+    conn_client_reset(c); /* until the next head says otherwise */
     if (c->close_after_write) {
         conn_timer_set(c, TIMER_NONE);
         conn_linger(c);
@@ -589,7 +595,7 @@ static bool conn_client(struct conn *c, const struct httpreq_request *r)
 
     if (forwarded_client((const struct sockaddr *)&c->origin, c->h->cfg.trusted_proxies, r->headers,
                          r->header_count, &c->peer, err, sizeof(err)) != 0) {
-        memcpy(c->addr, c->origin_addr, sizeof(c->addr));
+        conn_client_reset(c);
         conn_read_stop(c);
         conn_fail(c, 400, err);
         return false;
@@ -729,31 +735,15 @@ static void conn_on_timer(uv_timer_t *t)
 
 /* ---- accepting ---------------------------------------------------------------------------- */
 
+/* The TCP peer, a v4-mapped one as the IPv4 address it is; "unknown" when it cannot be had. */
 static void peer_name(struct conn *c)
 {
     int len = sizeof(c->peer);
-    struct sockaddr_in v4;
 
-    snprintf(c->addr, sizeof(c->addr), "unknown");
     if (uv_tcp_getpeername(&c->tcp, (struct sockaddr *)&c->peer, &len) != 0)
-        return;
-    if (c->peer.ss_family == AF_INET6) {
-        const struct sockaddr_in6 *a6 = (const struct sockaddr_in6 *)&c->peer;
-
-        if (IN6_IS_ADDR_V4MAPPED(&a6->sin6_addr)) {
-            /* Report a v4-mapped peer as the IPv4 address it is. */
-            memset(&v4, 0, sizeof(v4));
-            v4.sin_family = AF_INET;
-            v4.sin_port = a6->sin6_port;
-            memcpy(&v4.sin_addr, a6->sin6_addr.s6_addr + 12, 4);
-            memcpy(&c->peer, &v4, sizeof(v4));
-        } else {
-            uv_ip6_name(a6, c->addr, sizeof(c->addr));
-            return;
-        }
-    }
-    if (c->peer.ss_family == AF_INET)
-        uv_ip4_name((const struct sockaddr_in *)&c->peer, c->addr, sizeof(c->addr));
+        memset(&c->peer, 0, sizeof(c->peer));
+    forwarded_addr_unmap(&c->peer);
+    forwarded_addr_name((const struct sockaddr *)&c->peer, c->addr, sizeof(c->addr));
 }
 
 static void on_connection(uv_stream_t *server, int status)
