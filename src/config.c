@@ -644,6 +644,13 @@ static bool is_http_url(const char *s)
     return strncmp(s, "http://", 7) == 0 || strncmp(s, "https://", 8) == 0;
 }
 
+/* An on/off setting's value into *on; false when it is neither. */
+static bool parse_on_off(const char *value, bool *on)
+{
+    *on = strcmp(value, "on") == 0;
+    return *on || strcmp(value, "off") == 0;
+}
+
 static int validate_provider(struct config_provider *p, char *err, size_t errlen)
 {
     char upper[32], acl_err[200];
@@ -662,11 +669,10 @@ static int validate_provider(struct config_provider *p, char *err, size_t errlen
                  upper);
         return VR_EINVAL;
     }
-    if (strcmp(p->alerts, "on") != 0 && strcmp(p->alerts, "off") != 0) {
+    if (!parse_on_off(p->alerts, &p->alerts_on)) {
         snprintf(err, errlen, PREFIX "%s_ALERTS: \"%s\" is not on or off", upper, p->alerts);
         return VR_EINVAL;
     }
-    p->alerts_on = strcmp(p->alerts, "on") == 0;
     return 0;
 }
 
@@ -699,12 +705,11 @@ static int validate_proxies(struct config *cfg, char *err, size_t errlen)
         snprintf(err, errlen, PREFIX "TRUSTED_PROXIES: %s", acl_err);
         return VR_EINVAL;
     }
-    if (strcmp(cfg->proxy_protocol, "on") != 0 && strcmp(cfg->proxy_protocol, "off") != 0) {
+    if (!parse_on_off(cfg->proxy_protocol, &cfg->proxy_protocol_on)) {
         snprintf(err, errlen, PREFIX "PROXY_PROTOCOL: \"%s\" is not on or off",
                  cfg->proxy_protocol);
         return VR_EINVAL;
     }
-    cfg->proxy_protocol_on = strcmp(cfg->proxy_protocol, "on") == 0;
     /* On with nobody trusted would change nothing: say so rather than seem to work. */
     if (cfg->proxy_protocol_on && acl_count(cfg->trusted_acl) == 0) {
         snprintf(err, errlen,
