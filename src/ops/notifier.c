@@ -76,35 +76,39 @@ static void recorded(int status, const char *error, int64_t count, void *arg)
 /* PagerDuty answers 400 to an event it will not take as it is: a malformed event, or a wrong
  * routing key, which refuses every alert until someone fixes it. 429 and 5xx are retried like
  * any other failure. */
-static bool refused_for_good(const struct notifier *n, const struct httpc_response *r)
+static bool refused_as_is(const struct notifier *n, const struct httpc_response *r)
 {
-    return n->cfg.format == ALERT_FORMAT_PAGERDUTY && r->http_status == 400;
+    return r->status == 0 && n->cfg.format == ALERT_FORMAT_PAGERDUTY && r->http_status == 400;
 }
 
-/* Kept undelivered and visible (last_error, the backlog) and tried again only at the longest
- * backoff: never given up, since the cause may be a setting fixed later. What the receiver said
- * goes with it, unless it quotes the routing key anywhere. */
-static void refused(struct delivery *d, const struct httpc_response *r)
+/* Why a failed attempt failed, into d->error. A refusal keeps what the receiver said, unless it
+ * quotes the routing key anywhere. */
+static void failure_text(struct delivery *d, const struct httpc_response *r, bool refused)
 {
-    struct notifier *n = d->n;
+    const struct notifier *n = d->n;
     size_t keylen = strlen(n->routing_key);
     char said[160] = "";
 
+    if (r->status != 0) {
+        snprintf(d->error, sizeof(d->error), "%s", r->error);
+        return;
+    }
+    if (!refused) {
+        snprintf(d->error, sizeof(d->error), "HTTP %ld from the alert receiver", r->http_status);
+        return;
+    }
     if (keylen == 0 || memmem(r->body, r->body_len, n->routing_key, keylen) == NULL)
         utf8_copy_clean(said, sizeof(said), r->body, r->body_len);
     snprintf(d->error, sizeof(d->error),
              "HTTP 400 from the alert receiver: it refuses the event%s%s", said[0] ? ": " : "",
              said);
-    metrics_alert_delivery(false);
-    log_warn("alert_refused", "alert=%" PRId64 " kind=%s attempt=%d: %s; retry in %" PRIu64 " ms",
-             d->id, d->kind, d->attempts, d->error, n->cfg.retry_max_ms);
-    store_alert_failed(n->st, d->id, d->lease_token, d->error, n->cfg.retry_max_ms, recorded, d);
 }
 
 static void answered(const struct httpc_response *r, void *arg)
 {
     struct delivery *d = arg;
     struct notifier *n = d->n;
+    bool refused = refused_as_is(n, r);
     uint64_t wait;
 
     if (r->status == VR_ECLOSED) {
@@ -118,19 +122,17 @@ static void answered(const struct httpc_response *r, void *arg)
         store_alert_delivered(n->st, d->id, d->lease_token, recorded, d);
         return;
     }
-    if (r->status == 0 && refused_for_good(n, r)) {
-        refused(d, r);
-        return;
-    }
-    if (r->status != 0)
-        snprintf(d->error, sizeof(d->error), "%s", r->error);
-    else
-        snprintf(d->error, sizeof(d->error), "HTTP %ld from the alert receiver", r->http_status);
+    failure_text(d, r, refused);
     metrics_alert_delivery(false);
-    wait = vr_backoff(n->cfg.retry_ms, d->attempts - 1, n->cfg.retry_max_ms, &n->rng);
-    if (r->retry_after_s > 0 && (uint64_t)r->retry_after_s * 1000 > wait)
-        wait = (uint64_t)r->retry_after_s * 1000;
-    log_warn("alert_delivery_failed",
+    /* A refusal is kept undelivered and visible (last_error, the backlog) and tried again only
+     * at the longest backoff: never given up, since its cause may be a setting fixed later. */
+    wait = n->cfg.retry_max_ms;
+    if (!refused) {
+        wait = vr_backoff(n->cfg.retry_ms, d->attempts - 1, n->cfg.retry_max_ms, &n->rng);
+        if (r->retry_after_s > 0 && (uint64_t)r->retry_after_s * 1000 > wait)
+            wait = (uint64_t)r->retry_after_s * 1000;
+    }
+    log_warn(refused ? "alert_refused" : "alert_delivery_failed",
              "alert=%" PRId64 " kind=%s attempt=%d: %s; retry in %" PRIu64 " ms", d->id, d->kind,
              d->attempts, d->error, wait);
     store_alert_failed(n->st, d->id, d->lease_token, d->error, wait, recorded, d);
